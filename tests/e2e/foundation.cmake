@@ -1,0 +1,1 @@
+heapwatch_e2e_test(NAME thin_path TIMEOUT 120)
