@@ -1,0 +1,703 @@
+// An interactive flame graph (icicle: root on top) drawn on a <canvas>.
+//
+// Performance model, for profiles of 50k+ nodes:
+//  - setData() lays the tree out once, into flat typed arrays in depth-first
+//    pre-order, in *value* units (independent of pixels). Each node knows where
+//    its subtree ends (end_[i]), so a subtree is skipped in O(1).
+//  - draw() maps the current view [viewX0_, viewX1_) to pixels and walks the
+//    pre-order, pruning subtrees that are off-screen or narrower than half a
+//    pixel. Zoom, hover, search and resize only redraw; they never re-layout.
+//  - All redraws go through requestAnimationFrame, so bursts coalesce to one
+//    frame; zoom transitions are animated over a few frames.
+import { formatValue, formatBytes, formatCount, formatPercent } from './format.js';
+
+const kRowHeight = 18;
+const kMinWidthPx = 0.5;       // narrower rects are not drawn
+const kLabelMinPx = 22;        // narrower rects get no text
+const kFont = '12px ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace';
+const kAnimationMs = 180;
+
+// Warm palette for ordinary frames, cool for inlined ones; picked by name hash
+// so a function keeps its colour across refreshes and zooms.
+const kWarm = [];
+const kCool = [];
+for (let i = 0; i < 24; i++) {
+  const t = i / 23;
+  kWarm.push(`hsl(${Math.round(8 + 42 * t)}, ${Math.round(78 - 10 * t)}%, ${Math.round(60 + 6 * (i % 3))}%)`);
+  kCool.push(`hsl(${Math.round(165 + 30 * t)}, 45%, ${Math.round(62 + 5 * (i % 3))}%)`);
+}
+const kGray = 'hsl(0, 0%, 74%)';
+const kFaded = 'hsl(30, 8%, 88%)';
+const kMatch = 'hsl(290, 70%, 58%)';
+// Diff palette: index 0 neutral, 1..16 red (grew) and 17..32 blue (shrank).
+const kDiffSteps = 16;
+const kDiff = ['hsl(0, 0%, 86%)'];
+for (let i = 1; i <= kDiffSteps; i++) kDiff.push(`hsl(4, ${40 + 45 * i / kDiffSteps}%, ${86 - 32 * i / kDiffSteps}%)`);
+for (let i = 1; i <= kDiffSteps; i++) kDiff.push(`hsl(215, ${40 + 45 * i / kDiffSteps}%, ${86 - 30 * i / kDiffSteps}%)`);
+
+function hashName(s) {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** Builds a matcher from the search box text: /re/flags or a case-insensitive substring. */
+export function makeMatcher(query) {
+  const q = (query || '').trim();
+  if (!q) return null;
+  const re = /^\/(.+)\/([a-z]*)$/.exec(q);
+  if (re) {
+    try {
+      const rx = new RegExp(re[1], re[2].replace('g', ''));
+      return (s) => rx.test(s);
+    } catch {
+      // fall through to a plain substring search
+    }
+  }
+  const needle = q.toLowerCase();
+  return (s) => s.toLowerCase().includes(needle);
+}
+
+export class FlameGraph {
+  /**
+   * container: an element the graph fills (its width is tracked).
+   * tooltip: an element to show on hover (position: fixed).
+   * callbacks.onZoom(pathNames) when the user zooms; onChange() after each draw.
+   */
+  constructor(container, tooltip, callbacks = {}) {
+    this.container_ = container;
+    this.tooltip_ = tooltip;
+    this.onZoom_ = callbacks.onZoom || (() => {});
+    this.canvas_ = document.createElement('canvas');
+    this.canvas_.className = 'flame-canvas';
+    this.canvas_.tabIndex = 0;
+    this.canvas_.setAttribute('role', 'img');
+    this.container_.appendChild(this.canvas_);
+    this.ctx_ = this.canvas_.getContext('2d', { alpha: false });
+    this.n_ = 0;
+    this.unit_ = 'bytes';
+    this.mode_ = 'normal';
+    this.zoom_ = 0;
+    this.hover_ = -1;
+    this.matches_ = null;
+    this.focus_ = null;       // Uint8Array: nodes of a focused suspect stack
+    this.viewX0_ = 0;
+    this.viewX1_ = 1;
+    this.anim_ = null;
+    this.frameRequested_ = false;
+    this.width_ = 0;
+    this.stats_ = { nodes: 0, drawn: 0, layoutMs: 0, drawMs: 0, frames: 0 };
+    this.drawnCount_ = 0;
+    this.drawnIdx_ = new Int32Array(0);
+    this.charWidth_ = 7.2;
+    this.reducedMotion_ = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+
+    this.canvas_.addEventListener('mousemove', (e) => this.onMouseMove_(e));
+    this.canvas_.addEventListener('mouseleave', () => this.setHover_(-1, null));
+    this.canvas_.addEventListener('click', (e) => this.onClick_(e));
+    this.canvas_.addEventListener('keydown', (e) => this.onKey_(e));
+    new ResizeObserver(() => this.requestDraw()).observe(this.container_);
+    this.setData(null);
+  }
+
+  // ---- data and layout -------------------------------------------------------
+
+  /**
+   * Replaces the tree and lays it out. root: {name, value, children, ...} as in
+   * /api/v1/profile. opts.unit "bytes"|"objects"; opts.mode "normal"|"diff";
+   * opts.diffWidth "now"|"both" (diff: width by current value, or current+base).
+   * Keeps the zoom path, search and focus (re-resolved by name).
+   */
+  setData(root, opts = {}) {
+    const t0 = performance.now();
+    const zoomPath = this.n_ ? this.zoomPath() : (this.pendingZoom_ || []);
+    const focusNames = this.focusNames_;
+    this.unit_ = opts.unit || 'bytes';
+    this.mode_ = opts.mode || 'normal';
+    const diffBoth = this.mode_ === 'diff' && opts.diffWidth === 'both';
+    const widthOf = diffBoth ? (n) => (+n.value || 0) + (+n.base || 0) : (n) => +n.value || 0;
+
+    // Count nodes first so the arrays are allocated once.
+    let n = 0;
+    const stack = root ? [root] : [];
+    while (stack.length) {
+      const node = stack.pop();
+      n++;
+      const ch = node.children;
+      if (ch) for (let i = 0; i < ch.length; i++) stack.push(ch[i]);
+    }
+    this.n_ = n;
+    this.nodes_ = new Array(n);
+    this.x_ = new Float64Array(n);
+    this.w_ = new Float64Array(n);
+    this.depth_ = new Uint16Array(n);
+    this.parent_ = new Int32Array(n);
+    this.end_ = new Int32Array(n);
+    this.color_ = new Uint8Array(n);
+    this.maxDepth_ = 0;
+    if (n) {
+      // Subtree widths: max(own value, sum of children), so bad data cannot overflow.
+      const width = new Map();
+      const post = [];
+      const s2 = [root];
+      while (s2.length) {
+        const node = s2.pop();
+        post.push(node);
+        if (node.children) for (const c of node.children) s2.push(c);
+      }
+      for (let i = post.length - 1; i >= 0; i--) {
+        const node = post[i];
+        let sum = 0;
+        if (node.children) for (const c of node.children) sum += width.get(c);
+        width.set(node, Math.max(widthOf(node), sum));
+      }
+      // Pre-order placement; children sorted by name so the picture is stable
+      // across refreshes (the layout of pprof and Gregg's flamegraph.pl).
+      let next = 0;
+      const place = [[root, 0, 0, -1]];
+      const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      while (place.length) {
+        const [node, x, depth, parent] = place.pop();
+        const i = next++;
+        this.nodes_[i] = node;
+        this.x_[i] = x;
+        this.w_[i] = width.get(node);
+        this.depth_[i] = depth;
+        this.parent_[i] = parent;
+        if (depth > this.maxDepth_) this.maxDepth_ = depth;
+        const ch = node.children && node.children.length ? node.children.slice().sort(byName) : null;
+        if (ch) {
+          let cx = x;
+          const xs = new Array(ch.length);
+          for (let k = 0; k < ch.length; k++) {
+            xs[k] = cx;
+            cx += width.get(ch[k]);
+          }
+          for (let k = ch.length - 1; k >= 0; k--) place.push([ch[k], xs[k], depth + 1, i]);
+        }
+      }
+      // end_[i]: first index after i's subtree = i + subtree size; sizes add up
+      // into parents in one backwards sweep (children come after parents).
+      const size = new Int32Array(n).fill(1);
+      for (let i = n - 1; i > 0; i--) size[this.parent_[i]] += size[i];
+      for (let i = 0; i < n; i++) this.end_[i] = i + size[i];
+      this.computeColors_();
+    }
+    // Rows, for hit testing: per depth, node indices in increasing x.
+    const counts = new Int32Array(this.maxDepth_ + 1);
+    for (let i = 0; i < n; i++) counts[this.depth_[i]]++;
+    this.rows_ = Array.from(counts, (c) => new Int32Array(c));
+    counts.fill(0);
+    for (let i = 0; i < n; i++) {
+      const d = this.depth_[i];
+      this.rows_[d][counts[d]++] = i;
+    }
+    this.drawnIdx_ = new Int32Array(n);
+    this.hover_ = -1;
+    this.hideTooltip_();
+    this.stats_.layoutMs = performance.now() - t0;
+    this.stats_.nodes = n;
+
+    const cssHeight = (this.maxDepth_ + 1) * kRowHeight + 4;
+    this.canvas_.style.height = `${cssHeight}px`;
+    this.zoom_ = 0;
+    this.resolveZoom_(zoomPath);
+    this.anim_ = null;
+    this.setViewToZoom_();
+    this.matches_ = null;
+    if (this.matcher_) this.applySearch_();
+    if (focusNames) this.focusStack(focusNames.frames, focusNames.fn, false);
+    this.requestDraw();
+  }
+
+  computeColors_() {
+    const n = this.n_;
+    if (this.mode_ === 'diff') {
+      let maxAbs = 0;
+      for (let i = 1; i < n; i++) maxAbs = Math.max(maxAbs, Math.abs(+this.nodes_[i].delta || 0));
+      for (let i = 0; i < n; i++) {
+        const d = +this.nodes_[i].delta || 0;
+        if (!maxAbs || !d) {
+          this.color_[i] = 0;
+          continue;
+        }
+        const step = Math.max(1, Math.min(kDiffSteps, Math.round(Math.sqrt(Math.abs(d) / maxAbs) * kDiffSteps)));
+        this.color_[i] = d > 0 ? step : kDiffSteps + step;
+      }
+      return;
+    }
+    for (let i = 0; i < n; i++) {
+      const node = this.nodes_[i];
+      if (node.unsymbolized || node.mismatch || i === 0) this.color_[i] = 255;
+      else this.color_[i] = (hashName(node.name || '') % 24) + (node.inlined ? 100 : 0);
+    }
+  }
+
+  colorOf_(i) {
+    if (this.matches_ && !this.matches_[i]) return kFaded;
+    if (this.matches_) return kMatch;
+    const c = this.color_[i];
+    if (this.mode_ === 'diff') return kDiff[c];
+    if (c === 255) return kGray;
+    return c >= 100 ? kCool[c - 100] : kWarm[c];
+  }
+
+  // ---- zoom ----------------------------------------------------------------
+
+  /** Names from the root's child down to the zoomed node ([] when not zoomed). */
+  zoomPath() {
+    if (!this.n_) return this.pendingZoom_ || [];
+    const path = [];
+    for (let i = this.zoom_; i > 0; i = this.parent_[i]) path.push(this.nodes_[i].name);
+    return path.reverse();
+  }
+
+  /** The child of `i` named `name`, the widest if several; -1 if none. */
+  childNamed_(i, name) {
+    let best = -1;
+    for (let j = i + 1; j < this.end_[i]; j = this.end_[j]) {
+      if (this.nodes_[j].name === name && (best < 0 || this.w_[j] > this.w_[best])) best = j;
+    }
+    return best;
+  }
+
+  /** Zooms to the deepest node reachable along `names`; returns how many resolved. */
+  resolveZoom_(names) {
+    let cur = 0;
+    let k = 0;
+    if (this.n_) {
+      for (; k < names.length; k++) {
+        const j = this.childNamed_(cur, names[k]);
+        if (j < 0) break;
+        cur = j;
+      }
+    }
+    this.zoom_ = cur;
+    this.pendingZoom_ = this.n_ ? null : names.slice();
+    return k;
+  }
+
+  /** Zooms to a path of names (e.g. restored from the URL); returns resolved count. */
+  setZoomPath(names, animate = false) {
+    const k = this.resolveZoom_(names || []);
+    this.startView_(animate);
+    return k;
+  }
+
+  zoomTo(i, animate = true) {
+    if (i < 0 || i >= this.n_) return;
+    this.zoom_ = i;
+    this.startView_(animate);
+    this.onZoom_(this.zoomPath());
+  }
+
+  resetZoom() {
+    this.zoomTo(0);
+  }
+
+  zoomOut() {
+    if (this.zoom_ > 0) this.zoomTo(this.parent_[this.zoom_]);
+  }
+
+  setViewToZoom_() {
+    if (!this.n_) {
+      this.viewX0_ = 0;
+      this.viewX1_ = 1;
+      return;
+    }
+    this.viewX0_ = this.x_[this.zoom_];
+    this.viewX1_ = this.x_[this.zoom_] + Math.max(this.w_[this.zoom_], 1e-9);
+  }
+
+  startView_(animate) {
+    const from = [this.viewX0_, this.viewX1_];
+    this.setViewToZoom_();
+    if (animate && !this.reducedMotion_ && this.n_) {
+      this.anim_ = { from, to: [this.viewX0_, this.viewX1_], start: performance.now() };
+      [this.viewX0_, this.viewX1_] = from;
+    } else {
+      this.anim_ = null;
+    }
+    this.requestDraw();
+  }
+
+  // ---- search and focus --------------------------------------------------------
+
+  /**
+   * Highlights frames whose name matches `query` (substring, or /regex/).
+   * Returns {count, value, share, zoomShare}: matched value counted once per
+   * stack (a match's matching descendants are not added again).
+   */
+  setSearch(query) {
+    this.matcher_ = makeMatcher(query);
+    this.applySearch_();
+    this.requestDraw();
+    return this.searchResult();
+  }
+
+  applySearch_() {
+    if (!this.matcher_ || !this.n_) {
+      this.matches_ = null;
+      this.searchResult_ = null;
+      return;
+    }
+    const m = new Uint8Array(this.n_);
+    let count = 0;
+    for (let i = 1; i < this.n_; i++) {
+      if (this.matcher_(this.nodes_[i].name || '')) {
+        m[i] = 1;
+        count++;
+      }
+    }
+    const sumUnder = (top) => {
+      let v = 0;
+      for (let i = top; i < this.end_[top];) {
+        if (m[i]) {
+          v += this.w_[i];
+          i = this.end_[i];
+        } else i++;
+      }
+      return v;
+    };
+    const value = sumUnder(0);
+    const zoomValue = sumUnder(this.zoom_);
+    this.matches_ = m;
+    this.searchResult_ = {
+      count, value,
+      share: this.w_[0] ? value / this.w_[0] : 0,
+      zoomShare: this.w_[this.zoom_] ? zoomValue / this.w_[this.zoom_] : 0,
+    };
+  }
+
+  searchResult() {
+    if (this.matcher_ && this.n_) this.applySearch_();
+    return this.searchResult_ || null;
+  }
+
+  /**
+   * Focuses a stack: frames are names outermost first. Frames missing from the
+   * tree (e.g. folded differently) are skipped. Zooms to the node of `fn` on
+   * that path (or the deepest resolved) and outlines the path. Returns the
+   * zoom path, or null when nothing resolved. Does not call onZoom (the
+   * caller asked for it).
+   */
+  focusStack(frames, fn, animate = true) {
+    this.focusNames_ = frames ? { frames, fn } : null;
+    this.focus_ = null;
+    if (!frames || !this.n_) return null;
+    const onPath = new Uint8Array(this.n_);
+    let cur = 0;
+    let target = -1;
+    for (const name of frames) {
+      let j = this.childNamed_(cur, name);
+      if (j < 0) j = this.descendantNamed_(cur, name, 4);
+      if (j < 0) continue;
+      for (let a = j; a > cur; a = this.parent_[a]) onPath[a] = 1;
+      cur = j;
+      if (name === fn) target = j;
+    }
+    if (cur === 0) return null;
+    this.focus_ = onPath;
+    this.zoom_ = target > 0 ? target : cur;
+    this.startView_(animate);
+    return this.zoomPath();
+  }
+
+  clearFocus() {
+    this.focusNames_ = null;
+    this.focus_ = null;
+    this.requestDraw();
+  }
+
+  descendantNamed_(i, name, maxDepth) {
+    const limit = this.depth_[i] + maxDepth;
+    let best = -1;
+    for (let j = i + 1; j < this.end_[i]; j++) {
+      if (this.depth_[j] > limit) continue;
+      if (this.nodes_[j].name === name && (best < 0 || this.w_[j] > this.w_[best])) best = j;
+    }
+    return best;
+  }
+
+  // ---- drawing ---------------------------------------------------------------
+
+  requestDraw() {
+    if (this.frameRequested_) return;
+    this.frameRequested_ = true;
+    requestAnimationFrame((now) => {
+      this.frameRequested_ = false;
+      this.frame_(now);
+    });
+  }
+
+  frame_(now) {
+    if (this.anim_) {
+      const t = Math.min(1, (performance.now() - this.anim_.start) / kAnimationMs);
+      const e = 1 - (1 - t) * (1 - t) * (1 - t);
+      this.viewX0_ = this.anim_.from[0] + (this.anim_.to[0] - this.anim_.from[0]) * e;
+      this.viewX1_ = this.anim_.from[1] + (this.anim_.to[1] - this.anim_.from[1]) * e;
+      if (t >= 1) this.anim_ = null;
+      else this.requestDraw();
+    }
+    this.draw_();
+  }
+
+  draw_() {
+    const t0 = performance.now();
+    const cssWidth = this.container_.clientWidth;
+    if (!cssWidth) return;  // hidden tab: drawn when shown (ResizeObserver)
+    const cssHeight = (this.maxDepth_ + 1) * kRowHeight + 4;
+    const dpr = window.devicePixelRatio || 1;
+    if (this.canvas_.width !== Math.round(cssWidth * dpr) || this.canvas_.height !== Math.round(cssHeight * dpr)) {
+      this.canvas_.width = Math.round(cssWidth * dpr);
+      this.canvas_.height = Math.round(cssHeight * dpr);
+      this.canvas_.style.width = `${cssWidth}px`;
+    }
+    this.width_ = cssWidth;
+    const ctx = this.ctx_;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, cssWidth, cssHeight);
+    ctx.font = kFont;
+    ctx.textBaseline = 'middle';
+    this.charWidth_ = ctx.measureText('mmmmmmmmmm').width / 10;
+
+    const n = this.n_;
+    const x0 = this.viewX0_;
+    const scale = cssWidth / (this.viewX1_ - this.viewX0_);
+    const zoom = this.zoom_;
+    const zoomEnd = n ? this.end_[zoom] : 0;
+    let drawn = 0;
+    for (let i = 0; i < n;) {
+      const w = this.w_[i] * scale;
+      const x = (this.x_[i] - x0) * scale;
+      if (w < kMinWidthPx || x >= cssWidth || x + w <= 0) {
+        i = this.end_[i];
+        continue;
+      }
+      this.drawnIdx_[drawn++] = i;
+      const y = this.depth_[i] * kRowHeight;
+      const left = Math.max(x, 0);
+      const right = Math.min(x + w, cssWidth);
+      const gap = right - left > 3 ? 1 : 0;
+      // Ancestors of the zoomed node are context: drawn paler.
+      const ancestor = i < zoom && zoomEnd <= this.end_[i];
+      ctx.globalAlpha = ancestor ? 0.55 : 1;
+      ctx.fillStyle = this.colorOf_(i);
+      ctx.fillRect(left, y, right - left - gap, kRowHeight - 1);
+      const room = right - left - 6;
+      if (room >= kLabelMinPx) {
+        const maxChars = Math.floor(room / this.charWidth_);
+        const name = this.nodes_[i].name || '?';
+        const label = name.length <= maxChars ? name : name.slice(0, Math.max(1, maxChars - 1)) + '…';
+        ctx.fillStyle = '#1d1d1f';
+        ctx.fillText(label, left + 3, y + kRowHeight / 2);
+      }
+      i++;
+    }
+    ctx.globalAlpha = 1;
+    this.drawnCount_ = drawn;
+    if (this.focus_) {
+      ctx.strokeStyle = '#111';
+      ctx.lineWidth = 2;
+      for (let k = 0; k < drawn; k++) {
+        const i = this.drawnIdx_[k];
+        if (this.focus_[i]) this.strokeNode_(i, x0, scale, cssWidth);
+      }
+    }
+    if (this.hover_ >= 0) {
+      ctx.strokeStyle = '#000';
+      ctx.lineWidth = 1.5;
+      this.strokeNode_(this.hover_, x0, scale, cssWidth);
+    }
+    this.canvas_.setAttribute('aria-label', this.describe_());
+    const ms = performance.now() - t0;
+    this.stats_.drawMs = ms;
+    this.stats_.drawn = drawn;
+    this.stats_.frames++;
+    if (this.onDraw) this.onDraw(ms);
+  }
+
+  strokeNode_(i, x0, scale, cssWidth) {
+    const x = Math.max((this.x_[i] - x0) * scale, 0);
+    const r = Math.min((this.x_[i] + this.w_[i] - x0) * scale, cssWidth);
+    if (r - x < kMinWidthPx) return;
+    this.ctx_.strokeRect(x + 1, this.depth_[i] * kRowHeight + 1, Math.max(r - x - 2, 1), kRowHeight - 3);
+  }
+
+  describe_() {
+    if (!this.n_ || !this.w_[0]) return 'Flame graph: empty profile';
+    const z = this.nodes_[this.zoom_];
+    const what = this.zoom_ ? `zoomed to ${z.name}` : 'whole profile';
+    return `Flame graph, ${what}: ${formatValue(this.w_[this.zoom_], this.unit_)}, ${this.n_} frames. ` +
+      'Click a frame to zoom; Escape resets, Backspace zooms out.';
+  }
+
+  // ---- interaction ----------------------------------------------------------
+
+  /** The node under canvas-relative CSS point (x, y), or -1. */
+  hitTest(x, y) {
+    if (!this.n_) return -1;
+    const d = Math.floor(y / kRowHeight);
+    if (d < 0 || d > this.maxDepth_) return -1;
+    const scale = this.width_ / (this.viewX1_ - this.viewX0_);
+    const v = this.viewX0_ + x / scale;
+    const row = this.rows_[d];
+    let lo = 0;
+    let hi = row.length - 1;
+    let found = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.x_[row[mid]] <= v) {
+        found = row[mid];
+        lo = mid + 1;
+      } else hi = mid - 1;
+    }
+    if (found < 0 || v >= this.x_[found] + this.w_[found]) return -1;
+    if (this.w_[found] * scale < kMinWidthPx) return -1;
+    return found;
+  }
+
+  onMouseMove_(e) {
+    const r = this.canvas_.getBoundingClientRect();
+    const i = this.hitTest(e.clientX - r.left, e.clientY - r.top);
+    this.setHover_(i, e);
+  }
+
+  setHover_(i, e) {
+    if (i !== this.hover_) {
+      this.hover_ = i;
+      this.canvas_.style.cursor = i >= 0 ? 'pointer' : 'default';
+      this.requestDraw();
+    }
+    if (i < 0) this.hideTooltip_();
+    else this.showTooltip_(i, e.clientX, e.clientY);
+  }
+
+  onClick_(e) {
+    const r = this.canvas_.getBoundingClientRect();
+    const i = this.hitTest(e.clientX - r.left, e.clientY - r.top);
+    if (i >= 0) this.zoomTo(i);
+  }
+
+  onKey_(e) {
+    if (e.key === 'Escape') this.resetZoom();
+    else if (e.key === 'Backspace') this.zoomOut();
+    else return;
+    e.preventDefault();
+  }
+
+  hideTooltip_() {
+    this.tooltip_.hidden = true;
+  }
+
+  showTooltip_(i, clientX, clientY) {
+    const node = this.nodes_[i];
+    const tip = this.tooltip_;
+    const total = this.w_[0];
+    const rows = [];
+    const add = (k, v) => rows.push([k, v]);
+    if (this.mode_ === 'diff') {
+      const base = +node.base || 0;
+      const value = +node.value || 0;
+      const delta = node.delta !== undefined ? +node.delta : value - base;
+      add('now', formatValue(value, this.unit_));
+      add('snapshot', formatValue(base, this.unit_));
+      const rel = base ? ` (${delta >= 0 ? '+' : ''}${formatPercent(delta / base)})` : value ? ' (new)' : '';
+      add('change', `${delta >= 0 ? '+' : ''}${formatValue(delta, this.unit_)}${rel}`);
+    } else {
+      add(this.unit_ === 'bytes' ? 'value' : 'value', `${formatValue(this.w_[i], this.unit_)}`);
+    }
+    add('of total', formatPercent(total ? this.w_[i] / total : 0));
+    if (this.zoom_ > 0 && i !== this.zoom_) add('of zoomed', formatPercent(this.w_[i] / this.w_[this.zoom_]));
+    if (node.bytes !== undefined) add('bytes', formatBytes(node.bytes));
+    if (node.objects !== undefined) add('objects', formatCount(node.objects));
+    if (node.self) add('self', formatValue(node.self, this.unit_));
+    if (node.file) add('file', node.line ? `${node.file}:${node.line}` : node.file);
+    if (node.module) add('module', node.module);
+    const flags = [];
+    if (node.inlined) flags.push('inlined');
+    if (node.unsymbolized) flags.push('unsymbolized');
+    if (node.mismatch) flags.push('build-id mismatch');
+
+    tip.replaceChildren();
+    const title = document.createElement('div');
+    title.className = 'tip-title';
+    title.textContent = node.name || '?';
+    tip.appendChild(title);
+    if (flags.length) {
+      const f = document.createElement('div');
+      f.className = 'tip-flags';
+      f.textContent = flags.join(' · ');
+      tip.appendChild(f);
+    }
+    const table = document.createElement('dl');
+    for (const [k, v] of rows) {
+      const dt = document.createElement('dt');
+      dt.textContent = k;
+      const dd = document.createElement('dd');
+      dd.textContent = v;
+      table.append(dt, dd);
+    }
+    tip.appendChild(table);
+    const hint = document.createElement('div');
+    hint.className = 'tip-hint';
+    hint.textContent = i === this.zoom_ ? 'click: already zoomed here' : 'click to zoom';
+    tip.appendChild(hint);
+    tip.hidden = false;
+    const pad = 14;
+    const tw = tip.offsetWidth;
+    const th = tip.offsetHeight;
+    let left = clientX + pad;
+    let top = clientY + pad;
+    if (left + tw > window.innerWidth - 4) left = Math.max(4, clientX - tw - pad);
+    if (top + th > window.innerHeight - 4) top = Math.max(4, clientY - th - pad);
+    tip.style.left = `${left}px`;
+    tip.style.top = `${top}px`;
+  }
+
+  // ---- inspection (used by the page and by the browser tests) ----------------
+
+  /** Rects drawn in the last frame whose name equals `name` (or contains it). */
+  findNodes(name, { contains = false } = {}) {
+    const r = this.canvas_.getBoundingClientRect();
+    const scale = this.width_ / (this.viewX1_ - this.viewX0_);
+    const out = [];
+    for (let k = 0; k < this.drawnCount_; k++) {
+      const i = this.drawnIdx_[k];
+      const nm = this.nodes_[i].name || '';
+      if (contains ? !nm.includes(name) : nm !== name) continue;
+      const x = Math.max((this.x_[i] - this.viewX0_) * scale, 0);
+      const right = Math.min((this.x_[i] + this.w_[i] - this.viewX0_) * scale, this.width_);
+      out.push({
+        name: nm, depth: this.depth_[i], value: this.w_[i],
+        share: this.w_[0] ? this.w_[i] / this.w_[0] : 0,
+        x: r.left + x, y: r.top + this.depth_[i] * kRowHeight, width: right - x, height: kRowHeight - 1,
+        matched: !!(this.matches_ && this.matches_[i]), focused: !!(this.focus_ && this.focus_[i]),
+      });
+    }
+    return out;
+  }
+
+  /** The zoomed node's name and value; root is "all". */
+  zoomRoot() {
+    if (!this.n_) return null;
+    return { name: this.nodes_[this.zoom_].name, value: this.w_[this.zoom_], depth: this.depth_[this.zoom_] };
+  }
+
+  isAnimating() {
+    return !!this.anim_ || this.frameRequested_;
+  }
+
+  stats() {
+    return { ...this.stats_, maxDepth: this.maxDepth_, total: this.n_ ? this.w_[0] : 0 };
+  }
+
+  isEmpty() {
+    return !this.n_ || !this.w_[0];
+  }
+
+  get canvas() {
+    return this.canvas_;
+  }
+}
