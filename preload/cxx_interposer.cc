@@ -1,0 +1,192 @@
+// C++ operator new/delete. With libstdc++ underneath these are plain
+// forwards (tail calls, no frame): libstdc++'s operator new calls malloc and
+// its delete calls free, which the shim records. An allocator that brings its
+// own operator new (tcmalloc, jemalloc) bypasses malloc, so in that case the
+// shim records here, through the same sampler and recorder.
+#include <dlfcn.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <new>
+
+#include "real_allocator.h"
+#include "recorder.h"
+
+#define HW_CXX_EXPORT __attribute__((visibility("default")))
+
+using heapwatch::preload::RecordAlloc;
+using heapwatch::preload::RecordFree;
+using heapwatch::preload::ShouldRecord;
+
+namespace {
+
+enum Fn : int {
+  kNew, kNewNothrow, kNewAligned, kNewAlignedNothrow,
+  kNewArr, kNewArrNothrow, kNewArrAligned, kNewArrAlignedNothrow,
+  kDel, kDelSized, kDelNothrow, kDelAligned, kDelSizedAligned, kDelAlignedNothrow,
+  kDelArr, kDelArrSized, kDelArrNothrow, kDelArrAligned, kDelArrSizedAligned,
+  kDelArrAlignedNothrow, kFnCount
+};
+
+constexpr const char* kNames[kFnCount] = {
+    "_Znwm", "_ZnwmRKSt9nothrow_t", "_ZnwmSt11align_val_t", "_ZnwmSt11align_val_tRKSt9nothrow_t",
+    "_Znam", "_ZnamRKSt9nothrow_t", "_ZnamSt11align_val_t", "_ZnamSt11align_val_tRKSt9nothrow_t",
+    "_ZdlPv", "_ZdlPvm", "_ZdlPvRKSt9nothrow_t", "_ZdlPvSt11align_val_t", "_ZdlPvmSt11align_val_t",
+    "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+    "_ZdaPv", "_ZdaPvm", "_ZdaPvRKSt9nothrow_t", "_ZdaPvSt11align_val_t", "_ZdaPvmSt11align_val_t",
+    "_ZdaPvSt11align_val_tRKSt9nothrow_t"};
+
+std::atomic<void*> g_next[kFnCount];
+
+// The next definition: the allocator's or libstdc++'s. A libstdc++ loaded
+// later with RTLD_LOCAL is not visible to RTLD_NEXT, hence the second try.
+__attribute__((noinline)) void* ResolveNext(Fn f) {
+  void* p = dlsym(RTLD_NEXT, kNames[f]);
+  if (!p) {
+    if (void* h = dlopen("libstdc++.so.6", RTLD_NOLOAD | RTLD_LAZY)) {
+      p = dlsym(h, kNames[f]);
+      dlclose(h);
+    }
+  }
+  if (p) g_next[f].store(p, std::memory_order_relaxed);
+  return p;
+}
+
+template <typename T>
+inline T Next(Fn f) {
+  void* p = g_next[f].load(std::memory_order_relaxed);
+  if (__builtin_expect(!p, 0)) p = ResolveNext(f);
+  return reinterpret_cast<T>(p);
+}
+
+// The shim must not need libstdc++ (C programs do not load it), so no
+// std::nothrow: a tag of our own.
+const std::nothrow_t kNoThrow{};
+
+inline bool Owns() { return heapwatch::preload::AllocatorOwnsOperatorNew(); }
+
+using NewFn = void* (*)(size_t);
+using NewNothrowFn = void* (*)(size_t, const std::nothrow_t&);
+using NewAlignedFn = void* (*)(size_t, std::align_val_t);
+using NewAlignedNothrowFn = void* (*)(size_t, std::align_val_t, const std::nothrow_t&);
+
+// Last resort when no operator new can be found at all (cannot happen for a
+// program that links one): malloc, which is recorded.
+void* FallbackNew(size_t n) { return malloc(n ? n : 1); }
+void* FallbackNewAligned(size_t n, std::align_val_t a) {
+  return aligned_alloc(static_cast<size_t>(a), (n + static_cast<size_t>(a) - 1) &
+                                                   ~(static_cast<size_t>(a) - 1));
+}
+
+// The recording variants run the allocator's nothrow form (no exception can
+// cross the shim's frames while its guard is held) and fall back to the
+// throwing form, which runs the new-handler and throws, if that fails.
+__attribute__((noinline)) void* RecordedNew(Fn throwing, Fn nothrow, size_t n) {
+  auto nt = Next<NewNothrowFn>(nothrow);
+  void* p = nt ? nt(n, kNoThrow) : nullptr;
+  if (!p) {
+    auto t = Next<NewFn>(throwing);
+    return t ? t(n) : FallbackNew(n);
+  }
+  RecordAlloc(p, n);
+  return p;
+}
+
+__attribute__((noinline)) void* RecordedNewAligned(Fn throwing, Fn nothrow, size_t n,
+                                                   std::align_val_t a) {
+  auto nt = Next<NewAlignedNothrowFn>(nothrow);
+  void* p = nt ? nt(n, a, kNoThrow) : nullptr;
+  if (!p) {
+    auto t = Next<NewAlignedFn>(throwing);
+    return t ? t(n, a) : FallbackNewAligned(n, a);
+  }
+  RecordAlloc(p, n);
+  return p;
+}
+
+inline void MaybeRecordFree(void* p) {
+  if (Owns() && heapwatch::preload::g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p))) {
+    RecordFree(p);
+  }
+}
+
+}  // namespace
+
+HW_CXX_EXPORT void* operator new(size_t n) {
+  if (Owns() && ShouldRecord(n)) return RecordedNew(kNew, kNewNothrow, n);
+  auto f = Next<NewFn>(kNew);
+  return f ? f(n) : FallbackNew(n);
+}
+HW_CXX_EXPORT void* operator new[](size_t n) {
+  if (Owns() && ShouldRecord(n)) return RecordedNew(kNewArr, kNewArrNothrow, n);
+  auto f = Next<NewFn>(kNewArr);
+  return f ? f(n) : FallbackNew(n);
+}
+HW_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t& tag) noexcept {
+  bool sample = Owns() && ShouldRecord(n);
+  auto f = Next<NewNothrowFn>(kNewNothrow);
+  void* p = f ? f(n, tag) : FallbackNew(n);
+  if (sample) RecordAlloc(p, n);
+  return p;
+}
+HW_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t& tag) noexcept {
+  bool sample = Owns() && ShouldRecord(n);
+  auto f = Next<NewNothrowFn>(kNewArrNothrow);
+  void* p = f ? f(n, tag) : FallbackNew(n);
+  if (sample) RecordAlloc(p, n);
+  return p;
+}
+HW_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) {
+  if (Owns() && ShouldRecord(n)) return RecordedNewAligned(kNewAligned, kNewAlignedNothrow, n, a);
+  auto f = Next<NewAlignedFn>(kNewAligned);
+  return f ? f(n, a) : FallbackNewAligned(n, a);
+}
+HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) {
+  if (Owns() && ShouldRecord(n)) {
+    return RecordedNewAligned(kNewArrAligned, kNewArrAlignedNothrow, n, a);
+  }
+  auto f = Next<NewAlignedFn>(kNewArrAligned);
+  return f ? f(n, a) : FallbackNewAligned(n, a);
+}
+HW_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t& tag) noexcept {
+  bool sample = Owns() && ShouldRecord(n);
+  auto f = Next<NewAlignedNothrowFn>(kNewAlignedNothrow);
+  void* p = f ? f(n, a, tag) : FallbackNewAligned(n, a);
+  if (sample) RecordAlloc(p, n);
+  return p;
+}
+HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t& tag) noexcept {
+  bool sample = Owns() && ShouldRecord(n);
+  auto f = Next<NewAlignedNothrowFn>(kNewArrAlignedNothrow);
+  void* p = f ? f(n, a, tag) : FallbackNewAligned(n, a);
+  if (sample) RecordAlloc(p, n);
+  return p;
+}
+
+// Deletes: record (if the allocator owns new/delete) before the real delete,
+// for the same reason as free. Without a next definition, free() is right:
+// the fallbacks above allocate with malloc/aligned_alloc.
+#define HW_DELETE(Name, Index, Params, Args)                    \
+  HW_CXX_EXPORT void Name Params noexcept {                     \
+    MaybeRecordFree(p);                                         \
+    using F = void(*) Params;                                   \
+    if (auto f = Next<F>(Index)) return f Args;                 \
+    free(p);                                                    \
+  }
+
+HW_DELETE(operator delete, kDel, (void* p), (p))
+HW_DELETE(operator delete, kDelSized, (void* p, size_t n), (p, n))
+HW_DELETE(operator delete, kDelNothrow, (void* p, const std::nothrow_t& t), (p, t))
+HW_DELETE(operator delete, kDelAligned, (void* p, std::align_val_t a), (p, a))
+HW_DELETE(operator delete, kDelSizedAligned, (void* p, size_t n, std::align_val_t a), (p, n, a))
+HW_DELETE(operator delete, kDelAlignedNothrow,
+          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t))
+HW_DELETE(operator delete[], kDelArr, (void* p), (p))
+HW_DELETE(operator delete[], kDelArrSized, (void* p, size_t n), (p, n))
+HW_DELETE(operator delete[], kDelArrNothrow, (void* p, const std::nothrow_t& t), (p, t))
+HW_DELETE(operator delete[], kDelArrAligned, (void* p, std::align_val_t a), (p, a))
+HW_DELETE(operator delete[], kDelArrSizedAligned, (void* p, size_t n, std::align_val_t a),
+          (p, n, a))
+HW_DELETE(operator delete[], kDelArrAlignedNothrow,
+          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t))

@@ -1,0 +1,91 @@
+#include "event_ring.h"
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace heapwatch::preload {
+namespace {
+
+wire::EventRecord Ev(uint32_t tid, uint64_t seq) {
+  return {static_cast<uint32_t>(wire::EventKind::kAlloc), tid, seq, seq, seq, seq};
+}
+
+TEST(EventRingTest, FifoAndFull) {
+  EventRing r;
+  ASSERT_TRUE(r.Init(8));
+  wire::EventRecord ev;
+  EXPECT_FALSE(r.Pop(&ev));
+  for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(r.Push(Ev(1, i)));
+  EXPECT_FALSE(r.Push(Ev(1, 8))) << "a full ring refuses instead of waiting";
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE(r.Pop(&ev));
+    EXPECT_EQ(ev.address, i);
+  }
+  EXPECT_FALSE(r.Pop(&ev));
+  // Wraps around.
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(r.Push(Ev(1, i)));
+    ASSERT_TRUE(r.Pop(&ev));
+    EXPECT_EQ(ev.address, i);
+  }
+}
+
+TEST(EventRingTest, UninitialisedRingDropsSafely) {
+  EventRing r;
+  wire::EventRecord ev;
+  EXPECT_FALSE(r.Push(Ev(1, 1)));
+  EXPECT_FALSE(r.Pop(&ev));
+}
+
+TEST(EventRingTest, ResetForgetsAbandonedClaims) {
+  EventRing r;
+  ASSERT_TRUE(r.Init(4));
+  ASSERT_TRUE(r.Push(Ev(1, 1)));
+  r.ResetUnsafe();
+  wire::EventRecord ev;
+  EXPECT_FALSE(r.Pop(&ev));
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(r.Push(Ev(1, i)));
+}
+
+TEST(EventRingTest, ManyProducersOneConsumerLoseAndReorderNothing) {
+  EventRing r;
+  ASSERT_TRUE(r.Init(1024));
+  constexpr int kProducers = 4;
+  constexpr uint64_t kPerProducer = 300000;
+  std::atomic<uint64_t> refused{0};
+  std::vector<std::thread> producers;
+  for (int p = 0; p < kProducers; ++p) {
+    producers.emplace_back([&, p] {
+      for (uint64_t i = 0; i < kPerProducer;) {
+        if (r.Push(Ev(p, i))) {
+          ++i;
+        } else {
+          refused.fetch_add(1);
+          std::this_thread::yield();
+        }
+      }
+    });
+  }
+  std::vector<uint64_t> next(kProducers, 0);
+  uint64_t total = 0, out_of_order = 0;
+  wire::EventRecord ev;
+  while (total < kProducers * kPerProducer) {
+    if (!r.Pop(&ev)) continue;
+    ASSERT_LT(ev.tid, uint32_t{kProducers});
+    if (ev.address != next[ev.tid] || ev.size != ev.address || ev.time_ns != ev.address) {
+      ++out_of_order;
+    }
+    next[ev.tid] = ev.address + 1;
+    ++total;
+  }
+  for (auto& t : producers) t.join();
+  EXPECT_EQ(out_of_order, 0u);
+  EXPECT_FALSE(r.Pop(&ev));
+  for (int p = 0; p < kProducers; ++p) EXPECT_EQ(next[p], kPerProducer);
+}
+
+}  // namespace
+}  // namespace heapwatch::preload

@@ -1,0 +1,182 @@
+// The interposed C allocation API. Thin on purpose: ask the thread's sampler
+// (inline fast path), forward to the real allocator, call the recorder.
+// Frees of sampled blocks are recorded before the real free (recorder.h).
+#include <errno.h>
+#include <malloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <dlfcn.h>
+
+#include "real_allocator.h"
+#include "recorder.h"
+#include "sender.h"
+
+#define HW_EXPORT extern "C" __attribute__((visibility("default")))
+#define HW_NOINLINE __attribute__((noinline))
+
+using heapwatch::preload::g_real;
+using heapwatch::preload::g_shim;
+using heapwatch::preload::InArena;
+using heapwatch::preload::RecordAlloc;
+using heapwatch::preload::RecordFree;
+using heapwatch::preload::SampleSlowPath;
+using heapwatch::preload::ShouldRecord;
+using heapwatch::preload::t_thread;
+
+namespace {
+
+inline bool MaybeSampled(void* p) {
+  return g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
+}
+
+HW_NOINLINE void* MallocSlow(size_t size) {
+  if (!SampleSlowPath(size)) return g_real.malloc(size);
+  void* p = g_real.malloc(size);
+  RecordAlloc(p, size);
+  return p;
+}
+
+HW_NOINLINE void FreeSlow(void* p) {
+  if (InArena(p)) return;  // bootstrap blocks are never reused
+  RecordFree(p);
+  g_real.free(p);
+}
+
+void* ReallocFromArena(void* p, size_t size) {
+  void* q = malloc(size);
+  if (q) {
+    size_t old = heapwatch::preload::ArenaBlockSize(p);
+    memcpy(q, p, old < size ? old : size);
+  }
+  return q;
+}
+
+HW_NOINLINE void* ReallocSlow(void* p, size_t size) {
+  heapwatch::preload::LiveTable::Entry old;
+  bool was_sampled = RecordFree(p, &old);
+  bool sample = ShouldRecord(size);
+  void* q = g_real.realloc(p, size);
+  if (!q) {
+    // realloc(p, 0) may free p and return NULL; any other NULL leaves p live.
+    if (was_sampled && size != 0) heapwatch::preload::RestoreLive(old);
+    return nullptr;
+  }
+  if (sample) RecordAlloc(q, size);
+  return q;
+}
+
+}  // namespace
+
+HW_EXPORT void* malloc(size_t size) {
+  heapwatch::preload::ThreadState& t = t_thread;
+  if (__builtin_expect(size < t.sampler.bytes_left, 1)) {
+    t.sampler.bytes_left -= size;
+    return g_real.malloc(size);
+  }
+  return MallocSlow(size);
+}
+
+HW_EXPORT void free(void* p) {
+  if (__builtin_expect(!MaybeSampled(p) && !InArena(p), 1)) return g_real.free(p);
+  FreeSlow(p);
+}
+
+HW_EXPORT void* calloc(size_t n, size_t m) {
+  size_t total;
+  if (__builtin_mul_overflow(n, m, &total)) return g_real.calloc(n, m);  // ENOMEM there
+  if (!ShouldRecord(total)) return g_real.calloc(n, m);
+  void* p = g_real.calloc(n, m);
+  RecordAlloc(p, total);
+  return p;
+}
+
+HW_EXPORT void* realloc(void* p, size_t size) {
+  if (!p) return malloc(size);
+  if (InArena(p)) return ReallocFromArena(p, size);
+  heapwatch::preload::ThreadState& t = t_thread;
+  if (__builtin_expect(!MaybeSampled(p) && size < t.sampler.bytes_left, 1)) {
+    t.sampler.bytes_left -= size;
+    return g_real.realloc(p, size);
+  }
+  return ReallocSlow(p, size);
+}
+
+HW_EXPORT void* reallocarray(void* p, size_t n, size_t m) {
+  // Always through our realloc: the allocator underneath may not have its own
+  // reallocarray, and glibc's would realloc on glibc's heap.
+  size_t total;
+  if (__builtin_mul_overflow(n, m, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return realloc(p, total);
+}
+
+HW_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
+  bool sample = ShouldRecord(size);
+  int rc = g_real.posix_memalign(out, alignment, size);
+  if (sample && rc == 0) RecordAlloc(*out, size);
+  return rc;
+}
+
+HW_EXPORT void* aligned_alloc(size_t alignment, size_t size) {
+  bool sample = ShouldRecord(size);
+  void* p = g_real.aligned_alloc(alignment, size);
+  if (sample) RecordAlloc(p, size);
+  return p;
+}
+
+HW_EXPORT void* memalign(size_t alignment, size_t size) {
+  bool sample = ShouldRecord(size);
+  void* p = g_real.memalign(alignment, size);
+  if (sample) RecordAlloc(p, size);
+  return p;
+}
+
+HW_EXPORT void* valloc(size_t size) {
+  bool sample = ShouldRecord(size);
+  void* p = g_real.valloc(size);
+  if (sample) RecordAlloc(p, size);
+  return p;
+}
+
+HW_EXPORT void* pvalloc(size_t size) {
+  bool sample = ShouldRecord(size);
+  void* p = g_real.pvalloc(size);
+  if (sample) RecordAlloc(p, size);
+  return p;
+}
+
+HW_EXPORT size_t malloc_usable_size(void* p) {
+  if (InArena(p)) return heapwatch::preload::ArenaBlockSize(p);
+  return g_real.malloc_usable_size(p);
+}
+
+// Our own malloc, not whatever the dynamic linker binds the name to.
+extern "C" void* heapwatch_own_malloc(size_t) __attribute__((alias("malloc"), visibility("hidden"), copy(malloc)));
+
+namespace {
+
+__attribute__((constructor)) void HeapwatchStart() {
+  heapwatch::preload::ResolveRealAllocator();
+  // If an allocator was preloaded before the shim, its malloc is the one the
+  // program calls and ours is never reached for most allocations: say so
+  // once and stay out of the way.
+  bool other_first = dlsym(RTLD_DEFAULT, "malloc") != reinterpret_cast<void*>(&heapwatch_own_malloc);
+  if (other_first && !getenv("HEAPWATCH_DISABLE")) {
+    static const char kMsg[] =
+        "heapwatch: another allocator precedes libheapwatch.so in LD_PRELOAD; "
+        "profiling disabled (put libheapwatch.so first)\n";
+    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    (void)ignored;
+  }
+  heapwatch::preload::StartRecorder(other_first);
+}
+
+__attribute__((destructor)) void HeapwatchStop() {
+  heapwatch::preload::FlushSenderAtExit(1000);
+}
+
+}  // namespace

@@ -1,0 +1,99 @@
+// The shim's authoritative table of live sampled allocations, keyed by address.
+//
+// Lock-free open addressing in mmap'd memory (no heap). Any thread may Insert,
+// Remove and MaybeContains concurrently, including from a signal handler that
+// interrupted another operation on the same thread; the sender thread may
+// ForEach at the same time. Probes are bounded (kMaxProbes), so no operation
+// costs more as the heap grows; a full neighbourhood makes Insert fail (the
+// caller drops the sample and counts `table_full`).
+//
+// Slot keys: 0 empty, 1 tombstone, 2 being written, anything else an address.
+// A slot never returns to empty (only to tombstone), so a lookup may stop at
+// the first empty slot: the key it looks for was placed at the first free slot
+// of its probe sequence, and every slot before it has stayed non-empty since.
+// Tombstones are reused by Insert.
+//
+// Free-path filter: one counter per group of 8 home slots, counting the live
+// entries whose home slot lies in the group. free() of an unsampled pointer
+// reads one counter and sees 0 (false positives are rare and only cost a
+// probe), however many tombstones have accumulated.
+#ifndef HEAPWATCH_PRELOAD_LIVE_TABLE_H_
+#define HEAPWATCH_PRELOAD_LIVE_TABLE_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
+
+namespace heapwatch::preload {
+
+class LiveTable {
+ public:
+  static constexpr uint32_t kMaxProbes = 64;
+  static constexpr uint32_t kGroupShift = 3;  // 8 home slots per filter counter
+
+  struct Entry {
+    uint64_t address;
+    uint64_t size;
+    uint64_t stack_id;
+    uint64_t time_ns;
+  };
+
+  // `slots` must be a power of two >= 64. False if the memory is unavailable.
+  bool Init(uint64_t slots);
+  bool initialized() const { return slots_ != nullptr; }
+
+  // False when no free slot lies within kMaxProbes of the home slot.
+  bool Insert(const Entry& e);
+  // Removes `address`; true (and *out filled) if it was present.
+  bool Remove(uint64_t address, Entry* out);
+  // False means "certainly not present". Cheap: one hash, one load.
+  bool MaybeContains(uint64_t address) const {
+    return filter_[(Hash(address) >> shift_) >> kGroupShift] != 0;
+  }
+  uint64_t Size() const { return size_.load(std::memory_order_relaxed); }
+  uint64_t capacity() const { return mask_ + 1; }
+
+  // Calls fn(const Entry&) for every entry present throughout its read. An
+  // entry inserted or removed during the scan may or may not be seen.
+  template <typename Fn>
+  void ForEach(Fn&& fn) const;
+
+ private:
+  static constexpr uint64_t kEmpty = 0, kTombstone = 1, kBusy = 2;
+  struct Slot {
+    std::atomic<uint64_t> key;
+    std::atomic<uint64_t> size;
+    std::atomic<uint64_t> stack_id;
+    std::atomic<uint64_t> time_ns;
+  };
+  static uint64_t Hash(uint64_t address) { return address * 0x9e3779b97f4a7c15ull; }
+  uint64_t Home(uint64_t address) const { return Hash(address) >> shift_; }
+
+  // Until Init, the filter points at one zero counter and every lookup misses.
+  static std::atomic<uint32_t> kNoFilter[1];
+  Slot* slots_ = nullptr;
+  std::atomic<uint32_t>* filter_ = kNoFilter;
+  uint64_t mask_ = 0;
+  uint32_t shift_ = 63;  // 64 - log2(slots); 63 keeps Home() in [0,1] before Init
+  std::atomic<uint64_t> size_{0};
+};
+
+template <typename Fn>
+void LiveTable::ForEach(Fn&& fn) const {
+  if (!slots_) return;
+  for (uint64_t i = 0; i <= mask_; ++i) {
+    const Slot& s = slots_[i];
+    uint64_t key = s.key.load(std::memory_order_acquire);
+    if (key <= kBusy) continue;
+    Entry e{key, s.size.load(std::memory_order_relaxed),
+            s.stack_id.load(std::memory_order_relaxed), s.time_ns.load(std::memory_order_relaxed)};
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (s.key.load(std::memory_order_relaxed) != key) continue;  // changed under us
+    fn(e);
+  }
+}
+
+}  // namespace heapwatch::preload
+
+#endif  // HEAPWATCH_PRELOAD_LIVE_TABLE_H_

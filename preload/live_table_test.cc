@@ -1,0 +1,161 @@
+#include "live_table.h"
+
+#include <atomic>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace heapwatch::preload {
+namespace {
+
+// Home slot as LiveTable computes it, for building collisions.
+uint64_t HomeOf(uint64_t address, uint64_t slots) {
+  uint32_t log2 = 0;
+  while ((1ull << log2) < slots) ++log2;
+  return (address * 0x9e3779b97f4a7c15ull) >> (64 - log2);
+}
+
+TEST(LiveTableTest, InsertFindRemove) {
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1024));
+  EXPECT_FALSE(t.MaybeContains(0x1000));
+  ASSERT_TRUE(t.Insert({0x1000, 10, 7, 99}));
+  EXPECT_TRUE(t.MaybeContains(0x1000));
+  EXPECT_EQ(t.Size(), 1u);
+  LiveTable::Entry e{};
+  EXPECT_FALSE(t.Remove(0x2000, &e));
+  ASSERT_TRUE(t.Remove(0x1000, &e));
+  EXPECT_EQ(e.address, 0x1000u);
+  EXPECT_EQ(e.size, 10u);
+  EXPECT_EQ(e.stack_id, 7u);
+  EXPECT_EQ(e.time_ns, 99u);
+  EXPECT_FALSE(t.Remove(0x1000, &e));  // double free: no second event
+  EXPECT_EQ(t.Size(), 0u);
+  EXPECT_FALSE(t.MaybeContains(0x1000));
+}
+
+TEST(LiveTableTest, UninitialisedTableIsEmptyAndSafe) {
+  LiveTable t;
+  EXPECT_FALSE(t.MaybeContains(0x1000));
+  EXPECT_FALSE(t.Insert({0x1000, 1, 1, 1}));
+  EXPECT_FALSE(t.Remove(0x1000, nullptr));
+  int n = 0;
+  t.ForEach([&](const LiveTable::Entry&) { ++n; });
+  EXPECT_EQ(n, 0);
+}
+
+TEST(LiveTableTest, ProbesAreBounded) {
+  const uint64_t slots = 4096;
+  LiveTable t;
+  ASSERT_TRUE(t.Init(slots));
+  std::vector<uint64_t> same_home;
+  for (uint64_t a = 16; same_home.size() < LiveTable::kMaxProbes + 1; a += 16) {
+    if (HomeOf(a, slots) == 100) same_home.push_back(a);
+  }
+  for (uint32_t i = 0; i < LiveTable::kMaxProbes; ++i) ASSERT_TRUE(t.Insert({same_home[i], 1, 1, 1}));
+  EXPECT_FALSE(t.Insert({same_home.back(), 1, 1, 1})) << "65th collision must not probe further";
+  EXPECT_FALSE(t.Remove(same_home.back(), nullptr));
+  // Freeing one makes room again (tombstone reuse), and all stay findable.
+  ASSERT_TRUE(t.Remove(same_home[3], nullptr));
+  EXPECT_TRUE(t.Insert({same_home.back(), 1, 1, 1}));
+  for (uint32_t i = 0; i <= LiveTable::kMaxProbes; ++i) {
+    if (i != 3) {
+      EXPECT_TRUE(t.Remove(same_home[i], nullptr)) << i;
+    }
+  }
+  EXPECT_EQ(t.Size(), 0u);
+}
+
+TEST(LiveTableTest, ChurnNeverFillsTheTable) {
+  // Tombstones are reused: a million insert/remove cycles over a small table
+  // with a bounded live set never report full.
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1024));
+  std::vector<uint64_t> live;
+  uint64_t x = 1;
+  for (int i = 0; i < 1000000; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t a = (x >> 16) << 4 | 0x1000;
+    if (live.size() < 200) {
+      ASSERT_TRUE(t.Insert({a, 1, 1, 1})) << i;
+      live.push_back(a);
+    } else {
+      size_t k = (x >> 40) % live.size();
+      ASSERT_TRUE(t.Remove(live[k], nullptr)) << i;
+      live[k] = live.back();
+      live.pop_back();
+    }
+  }
+  EXPECT_EQ(t.Size(), live.size());
+}
+
+TEST(LiveTableTest, ForEachSeesExactlyTheLiveEntries) {
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1 << 12));
+  std::set<uint64_t> want;
+  for (uint64_t i = 1; i <= 1000; ++i) {
+    ASSERT_TRUE(t.Insert({i * 48, i, i + 1, i + 2}));
+    want.insert(i * 48);
+  }
+  for (uint64_t i = 1; i <= 1000; i += 3) {
+    ASSERT_TRUE(t.Remove(i * 48, nullptr));
+    want.erase(i * 48);
+  }
+  std::set<uint64_t> got;
+  t.ForEach([&](const LiveTable::Entry& e) {
+    EXPECT_EQ(e.size * 48, e.address);
+    EXPECT_EQ(e.stack_id, e.size + 1);
+    got.insert(e.address);
+  });
+  EXPECT_EQ(got, want);
+}
+
+TEST(LiveTableTest, ConcurrentInsertRemoveAndScan) {
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1 << 14));
+  constexpr int kThreads = 4, kRounds = 200000, kLivePerThread = 500;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> bad{0};
+  std::thread scanner([&] {
+    while (!stop.load()) {
+      t.ForEach([&](const LiveTable::Entry& e) {
+        // Each entry's fields were written together: size encodes the address.
+        if (e.size != (e.address >> 4) || e.stack_id != e.address + 1) bad.fetch_add(1);
+      });
+    }
+  });
+  std::vector<std::thread> workers;
+  std::atomic<uint64_t> failures{0};
+  for (int w = 0; w < kThreads; ++w) {
+    workers.emplace_back([&, w] {
+      std::vector<uint64_t> live;
+      uint64_t base = (uint64_t(w) + 1) << 40;
+      for (int i = 0; i < kRounds; ++i) {
+        uint64_t a = base + (uint64_t(i) << 4);
+        if (!t.Insert({a, a >> 4, a + 1, 0})) failures.fetch_add(1);
+        live.push_back(a);
+        if (live.size() > kLivePerThread) {
+          if (!t.Remove(live.front(), nullptr)) failures.fetch_add(1);
+          live.erase(live.begin());
+        }
+      }
+      for (uint64_t a : live) {
+        if (!t.Remove(a, nullptr)) failures.fetch_add(1);
+      }
+    });
+  }
+  for (auto& th : workers) th.join();
+  stop = true;
+  scanner.join();
+  EXPECT_EQ(failures.load(), 0u);
+  EXPECT_EQ(bad.load(), 0u);
+  EXPECT_EQ(t.Size(), 0u);
+  int left = 0;
+  t.ForEach([&](const LiveTable::Entry&) { ++left; });
+  EXPECT_EQ(left, 0);
+}
+
+}  // namespace
+}  // namespace heapwatch::preload

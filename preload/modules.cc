@@ -1,0 +1,106 @@
+#include "modules.h"
+
+#include <elf.h>
+#include <link.h>
+#include <string.h>
+
+namespace heapwatch::preload {
+namespace {
+
+struct WriteContext {
+  FrameWriter* out;
+  const char* exe_path;
+  uint32_t written;
+  bool first;  // dl_iterate_phdr visits the main program first
+};
+
+// Finds NT_GNU_BUILD_ID in the object's PT_NOTE segments.
+uint16_t FindBuildId(const dl_phdr_info* info, const uint8_t** id) {
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_NOTE) continue;
+    const auto* p = reinterpret_cast<const uint8_t*>(info->dlpi_addr + ph.p_vaddr);
+    const uint8_t* end = p + ph.p_memsz;
+    while (p + sizeof(ElfW(Nhdr)) <= end) {
+      const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
+      const uint8_t* name = p + sizeof(ElfW(Nhdr));
+      const uint8_t* desc = name + ((n->n_namesz + 3) & ~3u);
+      const uint8_t* next = desc + ((n->n_descsz + 3) & ~3u);
+      if (next > end) break;
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+        *id = desc;
+        return static_cast<uint16_t>(n->n_descsz > wire::kMaxBuildIdBytes ? wire::kMaxBuildIdBytes
+                                                                           : n->n_descsz);
+      }
+      p = next;
+    }
+  }
+  return 0;
+}
+
+int WriteOne(dl_phdr_info* info, size_t, void* arg) {
+  auto* ctx = static_cast<WriteContext*>(arg);
+  const char* path = info->dlpi_name;
+  bool first = ctx->first;
+  ctx->first = false;
+  if (!path || !*path) {
+    // The main executable (visited first) has an empty name; other nameless
+    // objects have no file to symbolize from.
+    if (!first) return 0;
+    path = ctx->exe_path;
+  }
+  if (strncmp(path, "linux-vdso", 10) == 0 || strncmp(path, "linux-gate", 10) == 0) return 0;
+
+  wire::Module m{};
+  m.load_bias = info->dlpi_addr;
+  bool have_exec = false;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    uint64_t lo = info->dlpi_addr + ph.p_vaddr, hi = lo + ph.p_memsz;
+    if (!have_exec) {
+      m.start = lo;
+      m.end = hi;
+      m.file_offset = ph.p_offset;
+      have_exec = true;
+    } else {
+      if (lo < m.start) {
+        m.start = lo;
+        m.file_offset = ph.p_offset;
+      }
+      if (hi > m.end) m.end = hi;
+    }
+  }
+  if (!have_exec) return 0;
+  const uint8_t* build_id = nullptr;
+  m.build_id_len = FindBuildId(info, &build_id);
+  size_t path_len = strlen(path);
+  if (path_len > wire::kMaxPathBytes) path_len = wire::kMaxPathBytes;
+  m.path_len = static_cast<uint16_t>(path_len);
+  if (ctx->out->AppendModule(m, build_id, path)) ++ctx->written;
+  return 0;
+}
+
+int ReadGeneration(dl_phdr_info* info, size_t size, void* arg) {
+  if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
+    *static_cast<uint64_t*>(arg) = info->dlpi_adds + (info->dlpi_subs << 32);
+  }
+  return 1;  // one object is enough
+}
+
+}  // namespace
+
+uint64_t ModulesGeneration() {
+  uint64_t gen = 0;
+  dl_iterate_phdr(ReadGeneration, &gen);
+  return gen;
+}
+
+uint32_t WriteModules(FrameWriter* out, const char* exe_path) {
+  if (!out->Append(wire::FrameType::kModulesReset, nullptr, 0)) return 0;
+  WriteContext ctx{out, exe_path, 0, true};
+  dl_iterate_phdr(WriteOne, &ctx);
+  return ctx.written;
+}
+
+}  // namespace heapwatch::preload

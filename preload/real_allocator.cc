@@ -1,0 +1,189 @@
+#include "real_allocator.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <atomic>
+
+extern "C" {
+// glibc's own entry points: a fallback should RTLD_NEXT find nothing.
+void* __libc_malloc(size_t) __attribute__((weak));
+void __libc_free(void*) __attribute__((weak));
+void* __libc_calloc(size_t, size_t) __attribute__((weak));
+void* __libc_realloc(void*, size_t) __attribute__((weak));
+void* __libc_memalign(size_t, size_t) __attribute__((weak));
+}
+
+namespace heapwatch::preload {
+
+alignas(64) char g_arena[kArenaBytes];
+
+namespace {
+
+constexpr size_t kArenaHeader = 16;
+std::atomic<size_t> g_arena_used{0};
+enum : int { kUnresolved = 0, kResolving = 1, kResolved = 2 };
+std::atomic<int> g_resolve_state{kUnresolved};
+
+void* BootMalloc(size_t n) {
+  return ResolveRealAllocator() ? g_real.malloc(n) : ArenaAlloc(n, 16);
+}
+void BootFree(void* p) {
+  if (InArena(p)) return;
+  if (ResolveRealAllocator()) g_real.free(p);
+}
+void* BootCalloc(size_t n, size_t m) {
+  size_t total;
+  if (__builtin_mul_overflow(n, m, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return ResolveRealAllocator() ? g_real.calloc(n, m) : ArenaAlloc(total, 16);  // arena is zeroed
+}
+void* BootRealloc(void* p, size_t n) {
+  if (ResolveRealAllocator()) return g_real.realloc(p, n);
+  void* q = ArenaAlloc(n, 16);
+  if (q && p) {
+    size_t old = InArena(p) ? ArenaBlockSize(p) : 0;
+    memcpy(q, p, old < n ? old : n);
+  }
+  return q;
+}
+int BootPosixMemalign(void** out, size_t align, size_t n) {
+  if (ResolveRealAllocator()) return g_real.posix_memalign(out, align, n);
+  *out = ArenaAlloc(n, align);
+  return *out ? 0 : ENOMEM;
+}
+void* BootAlignedAlloc(size_t align, size_t n) {
+  return ResolveRealAllocator() ? g_real.aligned_alloc(align, n) : ArenaAlloc(n, align);
+}
+void* BootMemalign(size_t align, size_t n) {
+  return ResolveRealAllocator() ? g_real.memalign(align, n) : ArenaAlloc(n, align);
+}
+void* BootValloc(size_t n) {
+  return ResolveRealAllocator() ? g_real.valloc(n) : ArenaAlloc(n, 4096);
+}
+void* BootPvalloc(size_t n) {
+  return ResolveRealAllocator() ? g_real.pvalloc(n) : ArenaAlloc((n + 4095) & ~size_t{4095}, 4096);
+}
+size_t BootUsableSize(void* p) {
+  if (InArena(p)) return ArenaBlockSize(p);
+  return ResolveRealAllocator() ? g_real.malloc_usable_size(p) : 0;
+}
+
+// When the allocator underneath lacks an aligned entry point, RTLD_NEXT finds
+// glibc's, whose blocks the allocator's free would not recognise. These build
+// the missing ones on the allocator's posix_memalign instead.
+void* EmulatedMemalign(size_t align, size_t n) {
+  if (align < sizeof(void*)) align = sizeof(void*);
+  if ((align & (align - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  void* p = nullptr;
+  int rc = g_real.posix_memalign(&p, align, n);
+  if (rc != 0) {
+    errno = rc;
+    return nullptr;
+  }
+  return p;
+}
+void* EmulatedValloc(size_t n) { return EmulatedMemalign(static_cast<size_t>(getpagesize()), n); }
+void* EmulatedPvalloc(size_t n) {
+  size_t page = static_cast<size_t>(getpagesize());
+  size_t rounded = n == 0 ? page : (n + page - 1) & ~(page - 1);
+  if (rounded < n) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return EmulatedMemalign(page, rounded);
+}
+
+template <typename Fn>
+Fn Lookup(const char* name, Fn fallback) {
+  void* f = dlsym(RTLD_NEXT, name);
+  return f ? reinterpret_cast<Fn>(f) : fallback;
+}
+
+}  // namespace
+
+RealAllocator g_real = {BootMalloc,       BootFree,         BootCalloc,   BootRealloc,
+                        BootPosixMemalign, BootAlignedAlloc, BootMemalign, BootValloc,
+                        BootPvalloc,      BootUsableSize};
+
+void* ArenaAlloc(size_t size, size_t alignment) {
+  if (alignment < 16) alignment = 16;
+  if ((alignment & (alignment - 1)) != 0 || size > kArenaBytes) return nullptr;
+  size_t used = g_arena_used.load(std::memory_order_relaxed);
+  for (;;) {
+    size_t start = (used + kArenaHeader + alignment - 1) & ~(alignment - 1);
+    size_t end = start + size;
+    if (end > kArenaBytes) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    if (g_arena_used.compare_exchange_weak(used, end, std::memory_order_relaxed)) {
+      memcpy(g_arena + start - sizeof(size_t), &size, sizeof(size));
+      return g_arena + start;
+    }
+  }
+}
+
+size_t ArenaBlockSize(const void* p) {
+  size_t size;
+  memcpy(&size, static_cast<const char*>(p) - sizeof(size_t), sizeof(size));
+  return size;
+}
+
+bool ResolveRealAllocator() {
+  int state = g_resolve_state.load(std::memory_order_acquire);
+  if (state == kResolved) return true;
+  if (state == kResolving) return false;  // re-entered from dlsym, or a racing thread
+  if (!g_resolve_state.compare_exchange_strong(state, kResolving, std::memory_order_acq_rel)) {
+    return state == kResolved;
+  }
+  RealAllocator r;
+  r.malloc = Lookup("malloc", __libc_malloc);
+  r.free = Lookup("free", __libc_free);
+  r.calloc = Lookup("calloc", __libc_calloc);
+  r.realloc = Lookup("realloc", __libc_realloc);
+  r.posix_memalign = Lookup<int (*)(void**, size_t, size_t)>("posix_memalign", nullptr);
+  r.aligned_alloc = Lookup<void* (*)(size_t, size_t)>("aligned_alloc", nullptr);
+  r.memalign = Lookup("memalign", __libc_memalign);
+  r.valloc = Lookup<void* (*)(size_t)>("valloc", nullptr);
+  r.pvalloc = Lookup<void* (*)(size_t)>("pvalloc", nullptr);
+  r.malloc_usable_size = Lookup<size_t (*)(void*)>("malloc_usable_size", nullptr);
+
+  Dl_info home{};
+  bool have_home = dladdr(reinterpret_cast<void*>(r.malloc), &home) != 0;
+  auto same_object = [&](void* f) {
+    Dl_info info{};
+    return f && have_home && dladdr(f, &info) != 0 && info.dli_fbase == home.dli_fbase;
+  };
+  if (r.posix_memalign && same_object(reinterpret_cast<void*>(r.posix_memalign))) {
+    g_real.posix_memalign = r.posix_memalign;  // the emulations below use it
+    if (!same_object(reinterpret_cast<void*>(r.memalign))) r.memalign = EmulatedMemalign;
+    if (!same_object(reinterpret_cast<void*>(r.aligned_alloc))) r.aligned_alloc = EmulatedMemalign;
+    if (!same_object(reinterpret_cast<void*>(r.valloc))) r.valloc = EmulatedValloc;
+    if (!same_object(reinterpret_cast<void*>(r.pvalloc))) r.pvalloc = EmulatedPvalloc;
+  }
+  g_allocator_owns_new = same_object(dlsym(RTLD_NEXT, "_Znwm"));
+  // libc provides all of these; should one be missing anyway, build it on
+  // posix_memalign rather than leave a null pointer behind.
+  if (!r.posix_memalign) r.posix_memalign = BootPosixMemalign;
+  g_real.posix_memalign = r.posix_memalign;
+  if (!r.memalign) r.memalign = EmulatedMemalign;
+  if (!r.aligned_alloc) r.aligned_alloc = EmulatedMemalign;
+  if (!r.valloc) r.valloc = EmulatedValloc;
+  if (!r.pvalloc) r.pvalloc = EmulatedPvalloc;
+  if (!r.malloc_usable_size) r.malloc_usable_size = BootUsableSize;
+  g_real = r;
+  g_resolve_state.store(kResolved, std::memory_order_release);
+  return true;
+}
+
+bool g_allocator_owns_new = false;
+
+}  // namespace heapwatch::preload

@@ -1,0 +1,50 @@
+// The allocator underneath the shim (glibc, jemalloc, tcmalloc...), resolved
+// with dlsym(RTLD_NEXT) on first use, plus the bootstrap arena that serves
+// allocations made while resolving (dlsym itself may call malloc/calloc).
+#ifndef HEAPWATCH_PRELOAD_REAL_ALLOCATOR_H_
+#define HEAPWATCH_PRELOAD_REAL_ALLOCATOR_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+namespace heapwatch::preload {
+
+struct RealAllocator {
+  void* (*malloc)(size_t);
+  void (*free)(void*);
+  void* (*calloc)(size_t, size_t);
+  void* (*realloc)(void*, size_t);
+  int (*posix_memalign)(void**, size_t, size_t);
+  void* (*aligned_alloc)(size_t, size_t);
+  void* (*memalign)(size_t, size_t);
+  void* (*valloc)(size_t);
+  void* (*pvalloc)(size_t);
+  size_t (*malloc_usable_size)(void*);
+};
+
+// Starts as bootstrap functions that resolve everything and then forward.
+extern RealAllocator g_real;
+
+// True once the real functions are resolved. Until then (and re-entrantly
+// while resolving) allocations come from the arena.
+bool ResolveRealAllocator();
+
+// True if the allocator's malloc and C++ operator new live in the same object
+// (tcmalloc, jemalloc): its operator new does not call malloc, so the shim's
+// operator new must record. False with libstdc++'s operator new, which calls
+// malloc (recorded there).
+extern bool g_allocator_owns_new;
+inline bool AllocatorOwnsOperatorNew() { return g_allocator_owns_new; }
+
+// Bootstrap arena: a static bump allocator; its blocks are never reused.
+inline constexpr size_t kArenaBytes = 256 << 10;
+extern char g_arena[kArenaBytes];
+inline bool InArena(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_arena) < kArenaBytes;
+}
+void* ArenaAlloc(size_t size, size_t alignment);
+size_t ArenaBlockSize(const void* p);
+
+}  // namespace heapwatch::preload
+
+#endif  // HEAPWATCH_PRELOAD_REAL_ALLOCATOR_H_

@@ -1,0 +1,147 @@
+#include "recorder.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <heapwatch/wire.h>
+
+#include "sender.h"
+#include "unwinder.h"
+
+namespace heapwatch::preload {
+
+__thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
+constinit Shim g_shim;
+
+namespace {
+
+struct GuardScope {
+  GuardScope() { ++t_thread.guard; }
+  ~GuardScope() { --t_thread.guard; }
+};
+
+void PushOrDrop(const wire::EventRecord& ev) {
+  if (!g_shim.ring.Push(ev)) {
+    g_shim.counters.dropped_events.fetch_add(1, std::memory_order_relaxed);
+    g_shim.resync_needed.store(true, std::memory_order_release);
+  }
+}
+
+void ForkPrepare() { SenderForkPrepare(); }
+void ForkParent() { SenderForkParent(); }
+
+void ForkChild() {
+  // The child is a new process to the collector. Its heap is a copy of the
+  // parent's, so the live table stays; everything about the connection and
+  // the events in flight is the parent's and goes.
+  t_thread.tid = 0;
+  g_shim.pid = static_cast<uint32_t>(getpid());
+  g_shim.start_time_ns = RealtimeNs();
+  g_shim.ring.ResetUnsafe();
+  Counters& c = g_shim.counters;
+  for (auto* a : {&c.sampled_allocs, &c.sampled_frees, &c.dropped_events, &c.table_full,
+                  &c.unwind_failures, &c.reconnects, &c.bytes_sent}) {
+    a->store(0, std::memory_order_relaxed);
+  }
+  g_shim.resync_needed.store(true, std::memory_order_relaxed);
+  SenderForkChild();
+}
+
+}  // namespace
+
+uint64_t RealtimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+uint32_t CurrentTid() {
+  ThreadState& t = t_thread;
+  if (t.tid == 0) t.tid = static_cast<uint32_t>(syscall(SYS_gettid));
+  return t.tid;
+}
+
+void StartRecorder(bool other_allocator_first) {
+  Config& c = g_shim.config;
+  ParseConfig([](const char* name) -> const char* { return getenv(name); }, &c);
+  auto off = [] { g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release); };
+  if (c.disabled || other_allocator_first) return off();
+
+  uint64_t depot_buckets = c.table_slots < (1u << 20) ? c.table_slots : (1u << 20);
+  if (!g_shim.table.Init(c.table_slots) || !g_shim.depot.Init(depot_buckets, depot_buckets * 32) ||
+      !g_shim.ring.Init(c.ring_slots)) {
+    return off();
+  }
+  uintptr_t lo, hi;
+  SelfCodeRange(&lo, &hi);
+  {
+    GuardScope guard;  // libunwind's set-up may allocate
+    InitUnwinder(c.frame_pointers, lo, hi);
+  }
+  g_shim.pid = static_cast<uint32_t>(getpid());
+  g_shim.start_time_ns = RealtimeNs();
+  pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+  g_shim.state.store(static_cast<int>(ShimState::kOn), std::memory_order_release);
+  if (!StartSender()) off();
+}
+
+bool SampleSlowPath(size_t size) {
+  ThreadState& t = t_thread;
+  if (t.guard) return false;
+  int state = g_shim.state.load(std::memory_order_relaxed);
+  if (state != static_cast<int>(ShimState::kOn)) {
+    if (state == static_cast<int>(ShimState::kOff)) DisableSampler(&t.sampler);
+    return false;
+  }
+  return SampleSlow(&t.sampler, size, g_shim.config.sample_bytes);
+}
+
+void RecordAlloc(void* p, size_t size) {
+  if (!p || t_thread.guard) return;
+  GuardScope guard;
+  uint64_t pcs[wire::kMaxFrames];
+  uint32_t depth = CaptureStack(pcs, g_shim.config.max_frames);
+  if (depth == 0) {
+    g_shim.counters.unwind_failures.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  uint64_t stack_id = HashStack(pcs, depth);
+  if (!g_shim.depot.Intern(stack_id, pcs, depth)) {
+    g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  uint64_t now = RealtimeNs();
+  auto address = reinterpret_cast<uintptr_t>(p);
+  if (!g_shim.table.Insert({address, size, stack_id, now})) {
+    g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  g_shim.counters.sampled_allocs.fetch_add(1, std::memory_order_relaxed);
+  PushOrDrop({static_cast<uint32_t>(wire::EventKind::kAlloc), CurrentTid(), address, size,
+              stack_id, now});
+}
+
+bool RecordFree(void* p, LiveTable::Entry* removed) {
+  LiveTable::Entry e;
+  auto address = reinterpret_cast<uintptr_t>(p);
+  if (!g_shim.table.Remove(address, &e)) return false;
+  g_shim.counters.sampled_frees.fetch_add(1, std::memory_order_relaxed);
+  PushOrDrop({static_cast<uint32_t>(wire::EventKind::kFree), CurrentTid(), address, 0, 0,
+              RealtimeNs()});
+  if (removed) *removed = e;
+  return true;
+}
+
+void RestoreLive(const LiveTable::Entry& e) {
+  if (!g_shim.table.Insert(e)) {
+    g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  PushOrDrop({static_cast<uint32_t>(wire::EventKind::kAlloc), CurrentTid(), e.address, e.size,
+              e.stack_id, e.time_ns});
+}
+
+}  // namespace heapwatch::preload

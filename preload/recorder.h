@@ -1,0 +1,103 @@
+// The recording path and the shim's process-wide state.
+//
+// Everything here must work inside malloc: no heap, no locks, no logging, no
+// exceptions. Globals are constant-initialised PODs (or atomics) in static
+// storage with trivial destructors, so allocations during exit never see torn
+// down state.
+//
+// Who calls what: the interposer (interposer.cc, cxx_interposer.cc) asks the
+// thread's sampler, calls RecordAlloc for sampled allocations after the real
+// allocator returned, and RecordFree for pointers the live table may hold,
+// before the real free (see RecordFree). The sender thread (sender.cc) drains
+// the ring and scans the table.
+#ifndef HEAPWATCH_PRELOAD_RECORDER_H_
+#define HEAPWATCH_PRELOAD_RECORDER_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
+
+#include "config.h"
+#include "event_ring.h"
+#include "live_table.h"
+#include "sampler.h"
+#include "stack_depot.h"
+
+namespace heapwatch::preload {
+
+// Per-thread state in initial-exec TLS: zero-initialised, no constructor or
+// destructor (thread exit runs no shim code).
+struct ThreadState {
+  SamplerState sampler;
+  uint32_t guard;  // > 0 while this thread is inside the shim's own work
+  uint32_t tid;    // cached gettid(); 0 = unknown
+};
+extern __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
+
+struct Counters {
+  std::atomic<uint64_t> sampled_allocs{0};
+  std::atomic<uint64_t> sampled_frees{0};
+  std::atomic<uint64_t> dropped_events{0};
+  std::atomic<uint64_t> table_full{0};
+  std::atomic<uint64_t> unwind_failures{0};
+  std::atomic<uint64_t> reconnects{0};
+  std::atomic<uint64_t> bytes_sent{0};
+};
+
+enum class ShimState : int {
+  kStarting = 0,  // before the constructor: allocations pass through unsampled
+  kOn = 1,
+  kOff = 2,       // disabled, failed or another allocator came first: pass-through
+};
+
+struct Shim {
+  Config config;
+  LiveTable table;
+  StackDepot depot;
+  EventRing ring;
+  Counters counters;
+  std::atomic<int> state{static_cast<int>(ShimState::kStarting)};
+  std::atomic<bool> resync_needed{true};
+  uint32_t pid = 0;
+  uint64_t start_time_ns = 0;  // CLOCK_REALTIME at start (or fork) of this process
+};
+extern Shim g_shim;
+
+// Sets up tables and the sender from the environment. Called once from the
+// shim's constructor; `other_allocator_first` makes it a pass-through.
+void StartRecorder(bool other_allocator_first);
+
+// The slow half of the sampling decision (fast half: ShouldSample's compare).
+// False inside the shim's own work, before start and when off.
+bool SampleSlowPath(size_t size);
+
+// Full decision, for callers that did not run the inline fast path.
+inline bool ShouldRecord(size_t size) {
+  ThreadState& t = t_thread;
+  if (__builtin_expect(size < t.sampler.bytes_left, 1)) {
+    t.sampler.bytes_left -= size;
+    return false;
+  }
+  return SampleSlowPath(size);
+}
+
+// Records a sampled allocation: stack, depot, live table, ring (in that order).
+void RecordAlloc(void* p, size_t size);
+
+// If p is a live sample: removes it and pushes its free event. Must run BEFORE
+// the real free: once the memory is back in the allocator another thread may
+// receive the same address, and its alloc event must come after our free in
+// the ring. Returns true (and the removed entry) if p was sampled.
+bool RecordFree(void* p, LiveTable::Entry* removed = nullptr);
+
+// Puts back an entry removed by RecordFree when a realloc failed and the old
+// block is still live.
+void RestoreLive(const LiveTable::Entry& e);
+
+uint64_t RealtimeNs();
+uint32_t CurrentTid();
+
+}  // namespace heapwatch::preload
+
+#endif  // HEAPWATCH_PRELOAD_RECORDER_H_

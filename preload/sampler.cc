@@ -1,0 +1,67 @@
+#include "sampler.h"
+
+#include <math.h>
+#include <time.h>
+
+namespace heapwatch::preload {
+namespace {
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t NextRandom(SamplerState* s) {
+  uint64_t x = s->rng;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  s->rng = x;
+  return x * 0x2545f4914f6cdd1dull;
+}
+
+}  // namespace
+
+uint64_t NextGap(SamplerState* s, uint64_t mean_bytes) {
+  // u uniform in (0, 1]: 53 random bits, +1 so log() never sees 0.
+  double u = (static_cast<double>(NextRandom(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+  double gap = ceil(-log(u) * static_cast<double>(mean_bytes));
+  if (gap < 1.0) return 1;
+  if (gap > 4611686018427387904.0) return 1ull << 62;
+  return static_cast<uint64_t>(gap);
+}
+
+void SeedSampler(SamplerState* s, uint64_t seed, uint64_t mean_bytes) {
+  s->rng = SplitMix64(seed) | 1;  // xorshift state must be non-zero
+  s->bytes_left = mean_bytes <= 1 ? 0 : NextGap(s, mean_bytes);
+}
+
+bool SampleSlow(SamplerState* s, size_t size, uint64_t mean_bytes) {
+  if (mean_bytes <= 1) {
+    s->bytes_left = 0;
+    return true;
+  }
+  if (s->bytes_left == UINT64_MAX) return false;  // disabled
+  if (s->rng == 0) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    SeedSampler(s, static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 30) ^
+                       reinterpret_cast<uintptr_t>(s),
+                mean_bytes);
+    if (size < s->bytes_left) {
+      s->bytes_left -= size;
+      return false;
+    }
+  }
+  s->bytes_left = NextGap(s, mean_bytes);
+  return true;
+}
+
+double SampleProbability(uint64_t size, uint64_t mean_bytes) {
+  if (mean_bytes <= 1) return 1.0;
+  return -expm1(-static_cast<double>(size) / static_cast<double>(mean_bytes));
+}
+
+}  // namespace heapwatch::preload

@@ -1,0 +1,130 @@
+// Statistical tests of the Poisson byte sampler. Fixed seeds make them
+// deterministic; the bounds are 5 standard deviations from the maths in
+// sampler.h, so a correct sampler fails with probability < 1e-6 per check.
+#include "sampler.h"
+
+#include <math.h>
+
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace heapwatch::preload {
+namespace {
+
+constexpr uint64_t kR = 524288;
+
+TEST(SamplerTest, ProbabilityMatchesFormula) {
+  EXPECT_NEAR(SampleProbability(kR, kR), 1 - exp(-1.0), 1e-12);
+  EXPECT_NEAR(SampleProbability(4096, kR), 0.0077820617, 1e-9);
+  EXPECT_EQ(SampleProbability(1, 1), 1.0);
+  EXPECT_EQ(SampleProbability(0, kR), 0.0);
+}
+
+TEST(SamplerTest, GapsAreExponentialWithMeanR) {
+  SamplerState s{};
+  SeedSampler(&s, 42, kR);
+  const int n = 200000;
+  double sum = 0, sum_sq = 0;
+  int below_mean = 0;
+  for (int i = 0; i < n; ++i) {
+    double g = static_cast<double>(NextGap(&s, kR));
+    sum += g;
+    sum_sq += g * g;
+    below_mean += g <= kR;
+  }
+  double mean = sum / n;
+  // Exp(R): sd = R, so the sample mean has sd R/sqrt(n).
+  EXPECT_NEAR(mean, kR, 5 * kR / sqrt(n));
+  // P(gap <= R) = 1 - 1/e; binomial sd.
+  double p = 1 - exp(-1.0);
+  EXPECT_NEAR(below_mean, n * p, 5 * sqrt(n * p * (1 - p)));
+  // Variance R^2 (second moment 2R^2): checks the shape, not just the mean.
+  double var = sum_sq / n - mean * mean;
+  EXPECT_NEAR(var / (double(kR) * kR), 1.0, 0.05);
+}
+
+// Feeds `n` allocations of each size and checks the number of samples and the
+// unbiased estimates of count and bytes.
+void CheckUnbiased(const std::vector<uint64_t>& sizes, int n, uint64_t seed) {
+  SamplerState s{};
+  SeedSampler(&s, seed, kR);
+  std::vector<double> sampled(sizes.size(), 0);
+  for (int i = 0; i < n; ++i) {
+    for (size_t k = 0; k < sizes.size(); ++k) {
+      if (ShouldSample(&s, sizes[k], kR)) sampled[k] += 1;
+    }
+  }
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    double size = static_cast<double>(sizes[k]);
+    double p = SampleProbability(sizes[k], kR);
+    double w = 1 / p;
+    SCOPED_TRACE(testing::Message() << "size " << sizes[k]);
+    // Number of samples: Binomial(n, p).
+    EXPECT_NEAR(sampled[k], n * p, 5 * sqrt(n * p * (1 - p)) + 1);
+    // Estimated bytes: sum of s*w over samples; true total n*s;
+    // variance n * s^2 * (w - 1).
+    double estimate = sampled[k] * size * w;
+    EXPECT_NEAR(estimate, n * size, 5 * sqrt(n * size * size * (w - 1)) + size * w);
+  }
+}
+
+TEST(SamplerTest, UnbiasedForOneSize) { CheckUnbiased({4096}, 2000000, 1); }
+
+TEST(SamplerTest, UnbiasedForMixedSizes) {
+  // Interleaved sizes from 16 B to 4 MiB share one thread's byte stream.
+  CheckUnbiased({16, 100, 1024, 4096, 65536, 524288, 4194304}, 300000, 7);
+}
+
+TEST(SamplerTest, TotalBytesEstimateIsUnbiasedForRandomSizes) {
+  SamplerState s{};
+  SeedSampler(&s, 99, kR);
+  uint64_t x = 12345;
+  double truth = 0, estimate = 0, variance = 0;
+  for (int i = 0; i < 3000000; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t size = 1 + (x >> 33) % 20000;  // 1 B .. 20 KB
+    double p = SampleProbability(size, kR);
+    truth += size;
+    variance += double(size) * size * (1 / p - 1);
+    if (ShouldSample(&s, size, kR)) estimate += size / p;
+  }
+  EXPECT_NEAR(estimate, truth, 5 * sqrt(variance));
+}
+
+TEST(SamplerTest, ZeroByteAllocationsAreNeverSampled) {
+  SamplerState s{};
+  SeedSampler(&s, 3, kR);
+  for (int i = 0; i < 100000; ++i) EXPECT_FALSE(ShouldSample(&s, 0, kR));
+}
+
+TEST(SamplerTest, RateOneRecordsEverything) {
+  SamplerState s{};
+  for (uint64_t size : {0, 1, 7, 4096, 1 << 20}) EXPECT_TRUE(ShouldSample(&s, size, 1));
+  EXPECT_EQ(s.bytes_left, 0u);
+}
+
+TEST(SamplerTest, FirstAllocationSeedsAndDecides) {
+  SamplerState s{};  // zero: as in fresh TLS
+  int sampled = 0;
+  for (int i = 0; i < 1000; ++i) sampled += ShouldSample(&s, 16, kR);
+  EXPECT_NE(s.rng, 0u);
+  EXPECT_GT(s.bytes_left, 0u);
+  EXPECT_LT(sampled, 5);  // P(one 16 B sample) ~ 3e-5 each
+}
+
+TEST(SamplerTest, HugeAllocationsAreSampledWithoutOverflow) {
+  SamplerState s{};
+  SeedSampler(&s, 5, kR);
+  EXPECT_TRUE(ShouldSample(&s, SIZE_MAX, kR));
+  EXPECT_TRUE(ShouldSample(&s, SIZE_MAX / 2, kR));
+}
+
+TEST(SamplerTest, DisabledNeverSamples) {
+  SamplerState s{};
+  DisableSampler(&s);
+  for (int i = 0; i < 1000; ++i) EXPECT_FALSE(ShouldSample(&s, 1 << 20, kR));
+}
+
+}  // namespace
+}  // namespace heapwatch::preload

@@ -1,0 +1,467 @@
+#include "sender.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <new>
+
+#include <heapwatch/wire.h>
+
+#include "frame_writer.h"
+#include "modules.h"
+#include "raw_memory.h"
+#include "recorder.h"
+
+// Resync, and why replaying the ring after the table scan is correct.
+//
+// Let P be the ring position where the sender stops discarding (everything
+// before P is thrown away, everything from P on is sent after kResyncEnd).
+// Producers change the table BEFORE they claim their ring position, so:
+//  (1) every event before P changed the table before the scan started;
+//  (2) an event from P on changed the table at some unknown time, before,
+//      during or after the scan, but it is replayed after kResyncEnd.
+// Fix one address. Its events (alloc, free, alloc, ...) are totally ordered
+// in the ring (ring.h: a later push gets a later position; a free is pushed
+// before the real free, an alloc after the real malloc returned, so the
+// allocator's own ordering of the address's lifetimes carries over). Each
+// event fully determines the address's state ("live with these values" or
+// "not live"), so the collector's final state is the effect of the last event
+// it applied. If the address has events from P on, the last one is replayed
+// last and the final state is right whatever the scan saw. If not, no
+// mutation of it happens after the scan started (any later mutation would
+// have an event at or after P), so the scan saw its true state.
+// The collector must therefore treat an alloc of a live address as a
+// replacement and a free of an unknown address as a no-op.
+//
+// A dropped event (ring full) marks resync_needed after its table change; the
+// sender clears the flag before discarding, so the change is covered by (1).
+
+namespace heapwatch::preload {
+namespace {
+
+constexpr size_t kOutBytes = wire::kMaxFrameBytes + (256u << 10);
+constexpr size_t kModuleBytes = 1u << 20;
+constexpr uint32_t kBatchEvents = 8192;
+constexpr uint64_t kSentSlots = 1u << 18;
+constexpr int kIdleWaitMs = 10;
+constexpr int kWriteDeadlineMs = 2000;
+constexpr uint64_t kBackoffMinMs = 10, kBackoffMaxMs = 500;
+constexpr uint64_t kStatsPeriodNs = 1000000000ull;
+
+enum class Thread : int { kNone = 0, kRunning = 1 };
+
+struct State {
+  int fd = -1;
+  bool ever_connected = false;
+  uint64_t resync_generation = 0;
+  uint64_t modules_generation = 0;
+  uint64_t next_connect_ms = 0;
+  uint64_t backoff_ms = kBackoffMinMs;
+  uint64_t next_stats_ns = 0;
+  uint32_t batch_len = 0;
+  uint64_t sent_count = 0;
+  uint8_t* out_mem = nullptr;
+  uint8_t* module_mem = nullptr;
+  wire::EventRecord* batch = nullptr;
+  uint64_t* sent = nullptr;  // open-addressing set of stack ids sent on this connection
+  FrameWriter out{nullptr, 0};
+  char exe[wire::kMaxPathBytes + 1] = {};
+};
+
+State* g_state = nullptr;  // mmap'd once; survives fork (the child reuses it)
+std::atomic<int> g_thread{0};
+std::atomic<bool> g_connected{false};
+std::atomic<bool> g_tried_connect{false};
+std::atomic<uint64_t> g_flush_requested{0};
+std::atomic<uint64_t> g_flush_done{0};
+// Held by the sender around dl_iterate_phdr and by fork's prepare handler, so
+// a child is never born while the sender holds the loader's lock.
+std::atomic<bool> g_loader_busy{false};
+
+void LockLoader() {
+  bool expected = false;
+  while (!g_loader_busy.compare_exchange_weak(expected, true, std::memory_order_acquire)) {
+    expected = false;
+    sched_yield();
+  }
+}
+void UnlockLoader() { g_loader_busy.store(false, std::memory_order_release); }
+
+uint64_t MonoMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+uint64_t MonoNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+void Disconnect(State* s) {
+  if (s->fd >= 0) close(s->fd);
+  s->fd = -1;
+  s->out.Clear();
+  s->batch_len = 0;
+  g_connected.store(false, std::memory_order_release);
+  s->next_connect_ms = MonoMs() + s->backoff_ms;
+}
+
+// Sends the whole output buffer. The sender may wait here (never the
+// application), up to a deadline after which the collector counts as gone.
+bool Flush(State* s) {
+  uint64_t deadline = MonoMs() + kWriteDeadlineMs;
+  while (s->out.size() > 0) {
+    ssize_t n = send(s->fd, s->out.data(), s->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      g_shim.counters.bytes_sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
+      s->out.Consume(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      uint64_t now = MonoMs();
+      if (now >= deadline) break;
+      pollfd p{s->fd, POLLOUT, 0};
+      poll(&p, 1, static_cast<int>(deadline - now < 100 ? deadline - now : 100));
+      continue;
+    }
+    break;
+  }
+  if (s->out.size() == 0) return true;
+  Disconnect(s);
+  return false;
+}
+
+bool Reserve(State* s, size_t payload) {
+  if (FrameWriter::FrameBytes(payload) <= s->out.available()) return true;
+  return Flush(s);
+}
+
+bool EmitBatch(State* s) {
+  if (s->batch_len == 0) return true;
+  if (!Reserve(s, sizeof(wire::EventsHeader) + s->batch_len * sizeof(wire::EventRecord))) {
+    return false;
+  }
+  s->out.AppendEvents(s->batch, s->batch_len);
+  s->batch_len = 0;
+  return true;
+}
+
+bool AddEvent(State* s, const wire::EventRecord& ev) {
+  if (s->batch_len == kBatchEvents && !EmitBatch(s)) return false;
+  s->batch[s->batch_len++] = ev;
+  return true;
+}
+
+bool SentContains(State* s, uint64_t id, bool insert) {
+  for (uint64_t i = id;; ++i) {
+    uint64_t& slot = s->sent[i & (kSentSlots - 1)];
+    if (slot == id) return true;
+    if (slot == 0) {
+      if (insert) {
+        slot = id;
+        ++s->sent_count;
+      }
+      return false;
+    }
+  }
+}
+
+void ClearSent(State* s) {
+  memset(s->sent, 0, kSentSlots * sizeof(uint64_t));
+  s->sent_count = 0;
+}
+
+// Makes sure the collector has the stack before an event naming it. Its kStack
+// frame goes straight to the output, ahead of the pending batch. Returns false
+// (event to be skipped) if the stack is unknown; *io_ok turns false on a
+// connection error.
+bool EnsureStack(State* s, uint64_t id, bool* io_ok) {
+  if (SentContains(s, id, false)) return true;
+  const uint64_t* pcs = nullptr;
+  uint32_t depth = 0;
+  StackDepot::FindResult r = g_shim.depot.Find(id, &pcs, &depth);
+  // Another thread may still be copying the pcs in; it is running (or was
+  // interrupted by a signal handler that will return), so wait a little.
+  for (int spins = 0; r == StackDepot::FindResult::kNotReady && spins < 2000; ++spins) {
+    sched_yield();
+    r = g_shim.depot.Find(id, &pcs, &depth);
+  }
+  if (r != StackDepot::FindResult::kFound) {
+    g_shim.counters.unwind_failures.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (s->sent_count > kSentSlots / 4 * 3) ClearSent(s);  // re-sending is harmless
+  if (!Reserve(s, sizeof(wire::Stack) + depth * sizeof(uint64_t))) {
+    *io_ok = false;
+    return false;
+  }
+  s->out.AppendStack(id, pcs, depth);
+  SentContains(s, id, true);
+  return true;
+}
+
+bool SendModules(State* s) {
+  LockLoader();
+  s->modules_generation = ModulesGeneration();
+  FrameWriter staging(s->module_mem, kModuleBytes);
+  WriteModules(&staging, s->exe);
+  UnlockLoader();
+  if (!EmitBatch(s)) return false;
+  if (staging.size() > s->out.available() && !Flush(s)) return false;
+  return s->out.AppendRaw(staging.data(), staging.size());
+}
+
+bool SendStats(State* s) {
+  const Counters& c = g_shim.counters;
+  wire::Stats st{c.sampled_allocs.load(std::memory_order_relaxed),
+                 c.sampled_frees.load(std::memory_order_relaxed),
+                 c.dropped_events.load(std::memory_order_relaxed),
+                 c.table_full.load(std::memory_order_relaxed),
+                 c.unwind_failures.load(std::memory_order_relaxed),
+                 c.reconnects.load(std::memory_order_relaxed),
+                 g_shim.table.Size(),
+                 c.bytes_sent.load(std::memory_order_relaxed)};
+  if (!EmitBatch(s) || !Reserve(s, sizeof(st))) return false;
+  s->out.Append(wire::FrameType::kStats, &st, sizeof(st));
+  s->next_stats_ns = MonoNs() + kStatsPeriodNs;
+  return true;
+}
+
+bool Resync(State* s) {
+  if (!EmitBatch(s)) return false;
+  wire::EventRecord ev;
+  while (g_shim.ring.Pop(&ev)) {
+  }
+  wire::ResyncMarker begin{++s->resync_generation, 0};
+  if (!Reserve(s, sizeof(begin))) return false;
+  s->out.Append(wire::FrameType::kResyncBegin, &begin, sizeof(begin));
+  bool ok = true;
+  uint64_t count = 0;
+  g_shim.table.ForEach([&](const LiveTable::Entry& e) {
+    if (!ok || !EnsureStack(s, e.stack_id, &ok)) return;
+    if (!AddEvent(s, {static_cast<uint32_t>(wire::EventKind::kAlloc), 0, e.address, e.size,
+                      e.stack_id, e.time_ns})) {
+      ok = false;
+      return;
+    }
+    ++count;
+  });
+  if (!ok || !EmitBatch(s)) return false;
+  wire::ResyncMarker end{s->resync_generation, count};
+  if (!Reserve(s, sizeof(end))) return false;
+  s->out.Append(wire::FrameType::kResyncEnd, &end, sizeof(end));
+  return true;
+}
+
+// Returns true if any event was taken from the ring.
+bool DrainRing(State* s, bool* io_ok) {
+  wire::EventRecord ev;
+  uint32_t n = 0;
+  while (n < 4 * kBatchEvents && g_shim.ring.Pop(&ev)) {
+    ++n;
+    if (ev.kind == static_cast<uint32_t>(wire::EventKind::kAlloc) &&
+        !EnsureStack(s, ev.stack_id, io_ok)) {
+      if (!*io_ok) return true;
+      continue;
+    }
+    if (!AddEvent(s, ev)) {
+      *io_ok = false;
+      return true;
+    }
+  }
+  if (!EmitBatch(s)) *io_ok = false;
+  return n > 0;
+}
+
+void DiscardRing() {
+  wire::EventRecord ev;
+  uint64_t n = 0;
+  while (g_shim.ring.Pop(&ev)) ++n;
+  if (n) g_shim.counters.dropped_events.fetch_add(n, std::memory_order_relaxed);
+}
+
+bool Connect(State* s) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  memcpy(addr.sun_path, g_shim.config.socket_path, sizeof(addr.sun_path) - 1);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return false;
+  }
+  s->fd = fd;
+  s->out.Clear();
+  s->batch_len = 0;
+  ClearSent(s);
+
+  char exe_buf[wire::kMaxPathBytes];
+  size_t exe_len = strlen(s->exe);
+  memcpy(exe_buf, s->exe, exe_len);
+  wire::Hello hello{};
+  hello.magic = wire::kMagic;
+  hello.version = wire::kVersion;
+  hello.exe_len = static_cast<uint16_t>(exe_len);
+  hello.pid = static_cast<uint32_t>(getpid());
+  hello.ppid = static_cast<uint32_t>(getppid());
+  hello.sample_bytes = g_shim.config.sample_bytes;
+  hello.start_time_ns = g_shim.start_time_ns;
+  hello.max_frames = g_shim.config.max_frames;
+  s->out.Append(wire::FrameType::kHello, &hello, sizeof(hello), exe_buf, exe_len);
+  if (s->ever_connected) g_shim.counters.reconnects.fetch_add(1, std::memory_order_relaxed);
+  s->ever_connected = true;
+  g_connected.store(true, std::memory_order_release);
+  g_shim.resync_needed.store(false, std::memory_order_release);
+  return SendModules(s) && Resync(s) && SendStats(s) && Flush(s);
+}
+
+// Waits for work or the collector hanging up; reads and ignores anything sent.
+void Idle(State* s) {
+  if (s->fd < 0) {
+    poll(nullptr, 0, kIdleWaitMs);
+    return;
+  }
+  pollfd p{s->fd, POLLIN, 0};
+  if (poll(&p, 1, kIdleWaitMs) <= 0) return;
+  if (p.revents & (POLLHUP | POLLERR)) return Disconnect(s);
+  if (p.revents & POLLIN) {
+    char sink[512];
+    ssize_t n = recv(s->fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) Disconnect(s);
+  }
+}
+
+void RunOnce(State* s) {
+  uint64_t flush_requested = g_flush_requested.load(std::memory_order_acquire);
+  bool worked = false;
+  if (s->fd < 0 && MonoMs() >= s->next_connect_ms) {
+    if (Connect(s)) {
+      s->backoff_ms = kBackoffMinMs;
+    } else {
+      if (s->fd >= 0) Disconnect(s);
+      s->backoff_ms = s->backoff_ms * 2 > kBackoffMaxMs ? kBackoffMaxMs : s->backoff_ms * 2;
+      s->next_connect_ms = MonoMs() + s->backoff_ms;
+    }
+    g_tried_connect.store(true, std::memory_order_release);
+  }
+  if (s->fd < 0) {
+    DiscardRing();  // nobody to tell; the next connection resyncs anyway
+  } else {
+    bool ok = true;
+    LockLoader();
+    uint64_t generation = ModulesGeneration();
+    UnlockLoader();
+    if (generation != s->modules_generation) ok = SendModules(s);
+    if (ok && g_shim.resync_needed.exchange(false, std::memory_order_acq_rel)) ok = Resync(s);
+    if (ok) worked = DrainRing(s, &ok);
+    if (ok && (MonoNs() >= s->next_stats_ns || flush_requested)) ok = SendStats(s);
+    if (ok) Flush(s);
+  }
+  g_flush_done.store(flush_requested, std::memory_order_release);
+  if (!worked) Idle(s);
+}
+
+void* SenderMain(void*) {
+  t_thread.guard = 1;  // for life: nothing this thread does is sampled
+  DisableSampler(&t_thread.sampler);
+  prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
+  State* s = g_state;
+  ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
+  s->exe[n > 0 ? n : 0] = '\0';
+  for (;;) RunOnce(s);
+  return nullptr;
+}
+
+}  // namespace
+
+bool StartSender() {
+  if (!g_state) {
+    void* mem = MapZeroed(sizeof(State));
+    if (!mem) return false;
+    State* s = new (mem) State();
+    s->out_mem = static_cast<uint8_t*>(MapZeroed(kOutBytes));
+    s->module_mem = static_cast<uint8_t*>(MapZeroed(kModuleBytes));
+    s->batch = static_cast<wire::EventRecord*>(MapZeroed(kBatchEvents * sizeof(wire::EventRecord)));
+    s->sent = static_cast<uint64_t*>(MapZeroed(kSentSlots * sizeof(uint64_t)));
+    if (!s->out_mem || !s->module_mem || !s->batch || !s->sent) return false;
+    s->out = FrameWriter(s->out_mem, kOutBytes);
+    g_state = s;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t thread;
+  ++t_thread.guard;  // pthread_create allocates
+  int rc = pthread_create(&thread, &attr, SenderMain, nullptr);
+  --t_thread.guard;
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc != 0) return false;
+  g_thread.store(static_cast<int>(Thread::kRunning), std::memory_order_release);
+  return true;
+}
+
+void FlushSenderAtExit(int timeout_ms) {
+  if (g_thread.load(std::memory_order_acquire) != static_cast<int>(Thread::kRunning)) return;
+  uint64_t deadline = MonoMs() + static_cast<uint64_t>(timeout_ms);
+  // A short-lived process may exit before its sender's first attempt.
+  while (!g_tried_connect.load(std::memory_order_acquire)) {
+    if (MonoMs() >= deadline) return;
+    poll(nullptr, 0, 1);
+  }
+  if (!g_connected.load(std::memory_order_acquire)) return;
+  uint64_t ticket = g_flush_requested.fetch_add(1, std::memory_order_acq_rel) + 1;
+  // Each round records in done the request count it read when it began, so
+  // done >= ticket means a whole round (drain, stats, flush) began after
+  // this request: what the process pushed before now has been handled.
+  while (g_flush_done.load(std::memory_order_acquire) < ticket) {
+    if (MonoMs() >= deadline) return;
+    poll(nullptr, 0, 1);
+  }
+}
+
+void SenderForkPrepare() { LockLoader(); }
+void SenderForkParent() { UnlockLoader(); }
+
+void SenderForkChild() {
+  UnlockLoader();
+  g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_relaxed);
+  g_connected.store(false, std::memory_order_relaxed);
+  g_tried_connect.store(false, std::memory_order_relaxed);
+  g_flush_requested.store(0, std::memory_order_relaxed);
+  g_flush_done.store(0, std::memory_order_relaxed);
+  if (g_state) {
+    State* s = g_state;
+    if (s->fd >= 0) close(s->fd);  // the parent's connection, not ours
+    s->fd = -1;
+    s->out.Clear();
+    s->batch_len = 0;
+    s->ever_connected = false;
+    s->resync_generation = 0;
+    s->next_connect_ms = 0;
+    s->backoff_ms = kBackoffMinMs;
+    s->next_stats_ns = 0;
+  }
+  if (g_shim.state.load(std::memory_order_relaxed) == static_cast<int>(ShimState::kOn) &&
+      !StartSender()) {
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_relaxed);
+  }
+}
+
+}  // namespace heapwatch::preload

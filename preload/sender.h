@@ -1,0 +1,33 @@
+// The sender thread: drains the event ring into the collector's Unix socket.
+//
+// One thread per process, started from the shim's constructor (and again in a
+// forked child), with every signal blocked and the re-entrancy guard held for
+// its whole life, so nothing it does is sampled. It never blocks the
+// application: its socket writes are nonblocking with a bounded buffer, it
+// waits on its own socket only, and when the collector is absent or stuck the
+// ring fills and producers drop (and count) events instead of waiting.
+//
+// Connection: kHello, module map, full resync; then batched events, stacks on
+// first use, module map again when objects are loaded or unloaded, kStats
+// about once a second. On error it reconnects with backoff capped at 500 ms.
+#ifndef HEAPWATCH_PRELOAD_SENDER_H_
+#define HEAPWATCH_PRELOAD_SENDER_H_
+
+namespace heapwatch::preload {
+
+// Starts the thread. False if it could not be created.
+bool StartSender();
+
+// Gives the sender a moment to deliver what the process recorded, when the
+// process exits (library destructor). Waits at most `timeout_ms`, and only if
+// the sender is connected or has not yet tried to connect.
+void FlushSenderAtExit(int timeout_ms);
+
+// pthread_atfork hooks (called from the recorder's handlers).
+void SenderForkPrepare();
+void SenderForkParent();
+void SenderForkChild();  // forgets the parent's thread and socket, starts anew
+
+}  // namespace heapwatch::preload
+
+#endif  // HEAPWATCH_PRELOAD_SENDER_H_

@@ -1,0 +1,78 @@
+#include "stack_depot.h"
+
+#include "raw_memory.h"
+
+namespace heapwatch::preload {
+
+uint64_t HashStack(const uint64_t* pcs, uint32_t depth) {
+  uint64_t h = 0xcbf29ce484222325ull ^ depth;
+  for (uint32_t i = 0; i < depth; ++i) {
+    h ^= pcs[i];
+    h *= 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  return h ? h : 1;
+}
+
+bool StackDepot::Init(uint64_t buckets, uint64_t pc_capacity) {
+  if (buckets < 64 || (buckets & (buckets - 1)) != 0) return false;
+  auto* b = static_cast<Bucket*>(MapZeroed(buckets * sizeof(Bucket)));
+  auto* p = static_cast<uint64_t*>(MapZeroed(pc_capacity * sizeof(uint64_t)));
+  if (!b || !p) {
+    Unmap(b, buckets * sizeof(Bucket));
+    Unmap(p, pc_capacity * sizeof(uint64_t));
+    return false;
+  }
+  buckets_ = b;
+  mask_ = buckets - 1;
+  pcs_ = p;
+  pc_capacity_ = pc_capacity;
+  return true;
+}
+
+bool StackDepot::Intern(uint64_t id, const uint64_t* pcs, uint32_t depth) {
+  if (!buckets_ || id == 0) return false;
+  for (uint32_t i = 0; i < kMaxProbes; ++i) {
+    Bucket& b = buckets_[(id + i) & mask_];
+    uint64_t cur = b.id.load(std::memory_order_acquire);
+    if (cur == 0 &&
+        b.id.compare_exchange_strong(cur, id, std::memory_order_acq_rel)) {
+      uint64_t off = pcs_used_.fetch_add(depth, std::memory_order_relaxed);
+      if (off + depth > pc_capacity_) {
+        b.depth_plus_one.store(kFailed, std::memory_order_release);
+        return false;
+      }
+      for (uint32_t k = 0; k < depth; ++k) pcs_[off + k] = pcs[k];
+      b.offset.store(off, std::memory_order_relaxed);
+      count_.fetch_add(1, std::memory_order_relaxed);
+      b.depth_plus_one.store(depth + 1, std::memory_order_release);
+      return true;
+    }
+    if (cur == id) {
+      return b.depth_plus_one.load(std::memory_order_acquire) != kFailed;
+    }
+  }
+  return false;
+}
+
+StackDepot::FindResult StackDepot::Find(uint64_t id, const uint64_t** pcs,
+                                        uint32_t* depth) const {
+  if (!buckets_ || id == 0) return FindResult::kMissing;
+  for (uint32_t i = 0; i < kMaxProbes; ++i) {
+    const Bucket& b = buckets_[(id + i) & mask_];
+    uint64_t cur = b.id.load(std::memory_order_acquire);
+    if (cur == 0) return FindResult::kMissing;
+    if (cur != id) continue;
+    uint32_t d = b.depth_plus_one.load(std::memory_order_acquire);
+    if (d == 0) return FindResult::kNotReady;
+    if (d == kFailed) return FindResult::kMissing;
+    *pcs = pcs_ + b.offset.load(std::memory_order_relaxed);
+    *depth = d - 1;
+    return FindResult::kFound;
+  }
+  return FindResult::kMissing;
+}
+
+}  // namespace heapwatch::preload

@@ -1,0 +1,60 @@
+// Interned stacks: stack_id -> program counters, shared by every thread.
+//
+// Why it exists: after a drop or a reconnect the sender re-sends the whole live
+// table, whose entries name stacks by id only; the stacks of entries whose
+// alloc events were dropped must still be sendable. So sampled allocations
+// intern their stack here (lock-free, append-only, mmap'd), and ring events
+// carry only the id.
+//
+// Thread safety: Intern from any thread, concurrently (also re-entrantly from
+// a signal handler); Find from any thread. An id being interned by another
+// thread is "not ready" until its pcs are published.
+#ifndef HEAPWATCH_PRELOAD_STACK_DEPOT_H_
+#define HEAPWATCH_PRELOAD_STACK_DEPOT_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <atomic>
+
+namespace heapwatch::preload {
+
+// Stack id: a non-zero 64-bit hash of the pcs (0 means "no stack" on the wire).
+uint64_t HashStack(const uint64_t* pcs, uint32_t depth);
+
+class StackDepot {
+ public:
+  static constexpr uint32_t kMaxProbes = 64;
+
+  // `buckets` a power of two; `pc_capacity` total pcs storable.
+  bool Init(uint64_t buckets, uint64_t pc_capacity);
+
+  // Makes `id` findable with these pcs. False when the depot is full (the
+  // caller must not record a sample naming `id`).
+  bool Intern(uint64_t id, const uint64_t* pcs, uint32_t depth);
+
+  enum class FindResult { kFound, kNotReady, kMissing };
+  // On kFound, *pcs points into the depot (stable forever) and *depth is set.
+  FindResult Find(uint64_t id, const uint64_t** pcs, uint32_t* depth) const;
+
+  uint64_t stacks() const { return count_.load(std::memory_order_relaxed); }
+
+ private:
+  static constexpr uint32_t kFailed = UINT32_MAX;
+  struct Bucket {
+    std::atomic<uint64_t> id;
+    std::atomic<uint32_t> depth_plus_one;  // 0 = not ready, kFailed = no room
+    uint32_t padding;
+    std::atomic<uint64_t> offset;
+  };
+  Bucket* buckets_ = nullptr;
+  uint64_t mask_ = 0;
+  uint64_t* pcs_ = nullptr;
+  uint64_t pc_capacity_ = 0;
+  std::atomic<uint64_t> pcs_used_{0};
+  std::atomic<uint64_t> count_{0};
+};
+
+}  // namespace heapwatch::preload
+
+#endif  // HEAPWATCH_PRELOAD_STACK_DEPOT_H_

@@ -1,0 +1,73 @@
+#include "stack_depot.h"
+
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace heapwatch::preload {
+namespace {
+
+TEST(StackDepotTest, HashIsNonZeroAndOrderSensitive) {
+  uint64_t a[] = {1, 2, 3}, b[] = {3, 2, 1};
+  EXPECT_NE(HashStack(a, 3), 0u);
+  EXPECT_NE(HashStack(a, 3), HashStack(b, 3));
+  EXPECT_NE(HashStack(a, 3), HashStack(a, 2));
+  EXPECT_EQ(HashStack(a, 3), HashStack(a, 3));
+}
+
+TEST(StackDepotTest, InternAndFind) {
+  StackDepot d;
+  ASSERT_TRUE(d.Init(64, 1000));
+  uint64_t pcs[] = {0x401000, 0x402000, 0x403000};
+  uint64_t id = HashStack(pcs, 3);
+  const uint64_t* got = nullptr;
+  uint32_t depth = 0;
+  EXPECT_EQ(d.Find(id, &got, &depth), StackDepot::FindResult::kMissing);
+  ASSERT_TRUE(d.Intern(id, pcs, 3));
+  ASSERT_TRUE(d.Intern(id, pcs, 3));  // idempotent
+  EXPECT_EQ(d.stacks(), 1u);
+  ASSERT_EQ(d.Find(id, &got, &depth), StackDepot::FindResult::kFound);
+  ASSERT_EQ(depth, 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(got[i], pcs[i]);
+}
+
+TEST(StackDepotTest, FullDepotRefuses) {
+  StackDepot d;
+  ASSERT_TRUE(d.Init(64, 10));
+  uint64_t pcs[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  EXPECT_TRUE(d.Intern(100, pcs, 8));
+  EXPECT_FALSE(d.Intern(200, pcs, 8)) << "no room for the pcs";
+  EXPECT_FALSE(d.Intern(200, pcs, 8));
+  const uint64_t* got;
+  uint32_t depth;
+  EXPECT_EQ(d.Find(200, &got, &depth), StackDepot::FindResult::kMissing);
+  EXPECT_EQ(d.Find(100, &got, &depth), StackDepot::FindResult::kFound);
+}
+
+TEST(StackDepotTest, ConcurrentInterning) {
+  StackDepot d;
+  ASSERT_TRUE(d.Init(1 << 14, 1 << 20));
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (uint64_t i = 1; i <= 2000; ++i) {
+        uint64_t pcs[4] = {i, i * 2, i * 3, i * 4};
+        ASSERT_TRUE(d.Intern(HashStack(pcs, 4), pcs, 4));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(d.stacks(), 2000u);
+  for (uint64_t i = 1; i <= 2000; ++i) {
+    uint64_t pcs[4] = {i, i * 2, i * 3, i * 4};
+    const uint64_t* got;
+    uint32_t depth;
+    ASSERT_EQ(d.Find(HashStack(pcs, 4), &got, &depth), StackDepot::FindResult::kFound);
+    ASSERT_EQ(depth, 4u);
+    EXPECT_EQ(got[3], i * 4);
+  }
+}
+
+}  // namespace
+}  // namespace heapwatch::preload
