@@ -47,7 +47,9 @@ std::vector<DebugFileCandidate> DebugFileCandidates(const DebugFileQuery& query)
     add(query.root, Join(Join(module_dir, ".debug"), query.debuglink));
     for (const std::string& root : dir_roots) {
       for (const std::string& dir : query.debug_dirs) {
-        add(root, Join(dir + module_dir, query.debuglink));
+        std::string trimmed = dir;
+        while (!trimmed.empty() && trimmed.back() == '/') trimmed.pop_back();
+        add(root, Join(trimmed + module_dir, query.debuglink));
       }
     }
   }
