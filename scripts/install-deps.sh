@@ -15,7 +15,9 @@ export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs=(
   build-essential cmake pkg-config git
-  libboost-dev libboost-program-options-dev   # Asio/Beast (header-only), CLI
+  # Boost 1.81 (not the default 1.74) for unordered_flat_map; Asio/Beast are
+  # header-only; program_options parses the daemon's flags.
+  libboost1.81-dev libboost-program-options1.81-dev libboost-url1.81-dev
   nlohmann-json3-dev
   # The nongnu libunwind. The image may ship LLVM's libunwind-14-dev, which
   # provides the same virtual name but a different ABI; naming the real package
