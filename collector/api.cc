@@ -112,11 +112,11 @@ HttpResponse Processes(const HttpRequest& req, Collector& c) {
 }
 
 HttpResponse Profile(const HttpRequest& req, const Query& q, Collector& c) {
-  Process& p = RequireProcess(q, c);
   CallTreeOptions options;
   options.type = RequireType(q);
   options.min_share = NumberParam(q, "min_share", options.min_share, 0, 1);
   options.max_nodes = static_cast<size_t>(NumberParam(q, "max_nodes", 200000, 1, 1e6));
+  Process& p = RequireProcess(q, c);
   ProfileData data = BuildProfileData(p, &c.symbols(), NowSeconds());
   std::optional<ProfileData> base;
   if (q.Has("base")) base = LoadSnapshotProfile(c, q.Param("base"));
@@ -128,8 +128,8 @@ HttpResponse Profile(const HttpRequest& req, const Query& q, Collector& c) {
 }
 
 HttpResponse Pprof(const HttpRequest& req, const Query& q, Collector& c) {
+  SampleType type = RequireType(q);
   Process& p = RequireProcess(q, c);
-  SampleType type = q.Has("type") ? RequireType(q) : SampleType::kInuseSpace;
   ProfileData data = BuildProfileData(p, &c.symbols(), NowSeconds());
   HttpResponse res = Text(req, http::status::ok, Gzip(EncodePprof(data, type)), "application/octet-stream");
   res.set(http::field::content_disposition,
