@@ -9,10 +9,17 @@
 
 #include <filesystem>
 #include <random>
-#include <regex>
 
 #include "symbolizer.h"
 #include "test_fixtures.h"
+
+// elfutils 0.188's dwarf_getscopes leaks its scope array when it gives up
+// half-way through corrupt DWARF (CorruptedBinariesNeverCrash provokes it):
+// a bug of the library, a few dozen bytes per corrupt file, not ours to fix.
+// Suppressed by function name, which needs full (slow) malloc stacks since
+// libdw has no frame pointers; other leaks, ours included, still fail.
+extern "C" const char* __lsan_default_suppressions() { return "leak:dwarf_getscopes\n"; }
+extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0"; }
 
 namespace heapwatch::symbolizer {
 namespace {
@@ -25,11 +32,12 @@ using testing::TempDir;
 std::string ReadelfBuildId(const std::string& path) {
   int status = 0;
   std::string notes = RunCommand("readelf -n '" + path + "'", &status);
-  std::smatch match;
-  if (status != 0 || !std::regex_search(notes, match, std::regex("Build ID: ([0-9a-f]+)"))) {
-    return "";
-  }
-  return match[1];
+  const std::string label = "Build ID: ";
+  size_t at = notes.find(label);
+  if (status != 0 || at == std::string::npos) return "";
+  size_t start = at + label.size();
+  size_t end = notes.find_first_not_of("0123456789abcdef", start);
+  return notes.substr(start, end == std::string::npos ? std::string::npos : end - start);
 }
 
 TEST(ElfFileTest, BuildIdMatchesReadelf) {
