@@ -63,7 +63,7 @@ void ParseConfig(GetEnvFn getenv_fn, Config* c) {
     c->table_slots = RoundUpPow2(n, 1024, 1ull << 26);
   }
   // Ring: must absorb the samples of one sender period (a few ms).
-  c->ring_slots = c->sample_bytes >= 65536 ? (1u << 13) : (1u << 16);
+  c->ring_slots = c->sample_bytes >= 65536 ? (1u << 13) : (1u << 18);
   if (ParseU64(getenv_fn("HEAPWATCH_RING_SLOTS"), &n) && n > 0) {
     c->ring_slots = RoundUpPow2(n, 64, 1u << 22);
   }

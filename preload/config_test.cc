@@ -51,7 +51,7 @@ TEST(ConfigTest, ReadsEverything) {
 TEST(ConfigTest, EveryAllocationModeGetsBigTables) {
   Config c = Parse({{"HEAPWATCH_SAMPLE_BYTES", "1"}});
   EXPECT_EQ(c.table_slots, 1u << 22);
-  EXPECT_EQ(c.ring_slots, 1u << 16);
+  EXPECT_EQ(c.ring_slots, 1u << 18);
 }
 
 TEST(ConfigTest, MalformedValuesFallBackToDefaults) {

@@ -1,0 +1,248 @@
+"""Helpers for the shim's end-to-end tests (no tests in this module).
+
+WireReceiver is a tiny stand-in collector: it accepts the shim's Unix socket
+connections and decodes the frames of wire.h with `struct`, checking the
+protocol rules as it goes (Hello first, stacks before the events that name
+them, resync markers paired and counted). Each connection keeps the live set
+the way the collector must: a resync replaces it, an alloc of a live address
+replaces the entry, a free of an unknown address is ignored.
+"""
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+from harness import PROGRAMS, SHIM, wait_until  # noqa: F401 (re-exported)
+
+HELLO = struct.Struct("<IHHIIQQII")
+MODULE = struct.Struct("<QQQQHHI")
+STACK = struct.Struct("<QII")
+EVENT = struct.Struct("<IIQQQQ")
+MARKER = struct.Struct("<QQ")
+STATS_FIELDS = ("sampled_allocs", "sampled_frees", "dropped_events", "table_full",
+                "unwind_failures", "reconnects", "live_samples", "bytes_sent")
+STATS = struct.Struct("<8Q")
+MAGIC = 0x31505748
+FRAME_NAMES = {1: "hello", 2: "modules_reset", 3: "module", 4: "stack", 5: "events",
+               6: "resync_begin", 7: "resync_end", 8: "stats"}
+
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
+
+
+def program(name):
+    return os.path.join(PROGRAMS, name)
+
+
+def real_python():
+    """The interpreter binary itself (not a pyenv shim script)."""
+    return os.path.realpath(sys.executable)
+
+
+class Connection:
+    def __init__(self):
+        self.hello = None
+        self.exe = None
+        self.modules = []
+        self.stacks = {}
+        self.live = {}           # address -> (size, stack_id)
+        self.alloc_sizes = []    # size of every alloc event outside resyncs
+        self.free_count = 0
+        self.resyncs = 0
+        self.resync_sizes = []   # live_count of each completed resync
+        self.stats = None
+        self.frames = []         # frame type names, in order
+        self.errors = []
+        self.closed = False
+        self._resync = None
+        self._resync_gen = None
+
+    @property
+    def pid(self):
+        return self.hello["pid"] if self.hello else None
+
+    def feed(self, ftype, payload):
+        name = FRAME_NAMES.get(ftype, f"unknown{ftype}")
+        self.frames.append(name)
+        if self.hello is None and name != "hello":
+            self.errors.append(f"{name} before hello")
+        if name == "hello":
+            if self.hello is not None:
+                self.errors.append("second hello")
+            f = HELLO.unpack_from(payload)
+            self.hello = dict(zip(("magic", "version", "exe_len", "pid", "ppid", "sample_bytes",
+                                   "start_time_ns", "max_frames", "reserved"), f))
+            if self.hello["magic"] != MAGIC or self.hello["version"] != 1:
+                self.errors.append(f"bad hello {self.hello}")
+            self.exe = payload[HELLO.size:HELLO.size + self.hello["exe_len"]].decode()
+        elif name == "modules_reset":
+            self.modules = []
+        elif name == "module":
+            bias, start, end, off, bid_len, path_len, _ = MODULE.unpack_from(payload)
+            bid = payload[MODULE.size:MODULE.size + bid_len]
+            path = payload[MODULE.size + bid_len:MODULE.size + bid_len + path_len].decode()
+            if not start < end:
+                self.errors.append(f"module {path} has empty range")
+            self.modules.append(dict(path=path, load_bias=bias, start=start, end=end,
+                                     file_offset=off, build_id=bid.hex()))
+        elif name == "stack":
+            sid, depth, _ = STACK.unpack_from(payload)
+            pcs = struct.unpack_from(f"<{depth}Q", payload, STACK.size)
+            if depth == 0 or depth > self.hello["max_frames"]:
+                self.errors.append(f"stack depth {depth}")
+            self.stacks[sid] = pcs
+        elif name == "events":
+            count, _ = struct.unpack_from("<II", payload)
+            if len(payload) != 8 + count * EVENT.size:
+                self.errors.append("events length mismatch")
+            target = self._resync if self._resync is not None else self.live
+            for i in range(count):
+                kind, tid, addr, size, sid, t = EVENT.unpack_from(payload, 8 + i * EVENT.size)
+                if kind == 1:
+                    if sid not in self.stacks:
+                        self.errors.append(f"alloc names unknown stack {sid:x}")
+                    target[addr] = (size, sid)
+                    if self._resync is None:
+                        self.alloc_sizes.append(size)
+                elif kind == 2:
+                    if self._resync is not None:
+                        self.errors.append("free inside a resync")
+                    target.pop(addr, None)
+                    self.free_count += 1
+                else:
+                    self.errors.append(f"event kind {kind}")
+        elif name == "resync_begin":
+            gen, _ = MARKER.unpack_from(payload)
+            if self._resync is not None:
+                self.errors.append("nested resync")
+            self._resync, self._resync_gen = {}, gen
+        elif name == "resync_end":
+            gen, count = MARKER.unpack_from(payload)
+            if self._resync is None or gen != self._resync_gen:
+                self.errors.append("unpaired resync end")
+            elif count != len(self._resync):
+                self.errors.append(f"resync count {count} != {len(self._resync)} sent")
+            else:
+                self.live = self._resync
+                self.resyncs += 1
+                self.resync_sizes.append(count)
+            self._resync = None
+        elif name == "stats":
+            self.stats = dict(zip(STATS_FIELDS, STATS.unpack_from(payload)))
+        else:
+            self.errors.append(name)
+
+    def live_of_size(self, size):
+        return {a for a, (s, _) in self.live.items() if s == size}
+
+
+class WireReceiver:
+    """Listens on `path`; one decoding thread per shim connection."""
+
+    def __init__(self, path):
+        self.path = path
+        self.connections = []
+        self._lock = threading.Lock()
+        self._socks = []
+        self._listener = None
+        self.start()
+
+    def start(self):
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(64)
+        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+
+    def stop(self):
+        """Like a collector being killed: listener and connections vanish."""
+        listener, self._listener = self._listener, None
+        if listener:
+            listener.close()
+        with self._lock:
+            for s in self._socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self._socks = []
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+    def _accept(self, listener):
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            conn = Connection()
+            with self._lock:
+                self.connections.append(conn)
+                self._socks.append(sock)
+            threading.Thread(target=self._read, args=(sock, conn), daemon=True).start()
+
+    @staticmethod
+    def _recv_exact(sock, n):
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _read(self, sock, conn):
+        try:
+            while True:
+                header = self._recv_exact(sock, 8)
+                if header is None:
+                    break
+                length, ftype, _ = struct.unpack("<IHH", header)
+                if length > (1 << 20):
+                    conn.errors.append(f"frame of {length} bytes")
+                    break
+                payload = self._recv_exact(sock, length)
+                if payload is None:
+                    conn.errors.append("truncated frame")
+                    break
+                with self._lock:
+                    conn.feed(ftype, payload)
+        except OSError:
+            pass
+        except Exception as e:  # noqa: BLE001 - a decoding bug is a test failure
+            conn.errors.append(f"decoder crashed: {e!r}")
+        conn.closed = True
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.connections)
+
+    def by_pid(self, pid):
+        return [c for c in self.snapshot() if c.pid == pid]
+
+    def wait_for(self, predicate, timeout=30.0, what="receiver state"):
+        return wait_until(lambda: predicate(self.snapshot()), timeout, what=what)
+
+
+def run(cmd, env_extra=None, preload=None, timeout=300, **kw):
+    """Runs cmd to completion; returns CompletedProcess (text)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    for k in list(env):
+        if k.startswith("HEAPWATCH_"):
+            del env[k]
+    if preload:
+        env["LD_PRELOAD"] = preload
+    env.update(env_extra or {})
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def shim_env(socket_path, **extra):
+    env = {"HEAPWATCH_SOCKET": socket_path}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
