@@ -72,8 +72,13 @@ export class FlameGraph {
     this.canvas_.className = 'flame-canvas';
     this.canvas_.tabIndex = 0;
     this.canvas_.setAttribute('role', 'img');
-    this.container_.appendChild(this.canvas_);
+    this.overlay_ = document.createElement('canvas');
+    this.overlay_.className = 'flame-overlay';
+    this.overlay_.setAttribute('aria-hidden', 'true');
+    this.container_.append(this.canvas_, this.overlay_);
     this.ctx_ = this.canvas_.getContext('2d', { alpha: false });
+    this.overlayCtx_ = this.overlay_.getContext('2d');
+    this.charWidth_ = 0;
     this.n_ = 0;
     this.unit_ = 'bytes';
     this.mode_ = 'normal';
@@ -89,7 +94,8 @@ export class FlameGraph {
     this.stats_ = { nodes: 0, drawn: 0, layoutMs: 0, drawMs: 0, frames: 0 };
     this.drawnCount_ = 0;
     this.drawnIdx_ = new Int32Array(0);
-    this.charWidth_ = 7.2;
+    this.rectLeft_ = new Float32Array(0);
+    this.rectWidth_ = new Float32Array(0);
     this.reducedMotion_ = window.matchMedia('(prefers-reduced-motion: reduce)').matches;
 
     this.canvas_.addEventListener('mousemove', (e) => this.onMouseMove_(e));
@@ -136,51 +142,52 @@ export class FlameGraph {
     this.color_ = new Uint8Array(n);
     this.maxDepth_ = 0;
     if (n) {
-      // Subtree widths: max(own value, sum of children), so bad data cannot overflow.
-      const width = new Map();
-      const post = [];
-      const s2 = [root];
-      while (s2.length) {
-        const node = s2.pop();
-        post.push(node);
-        if (node.children) for (const c of node.children) s2.push(c);
-      }
-      for (let i = post.length - 1; i >= 0; i--) {
-        const node = post[i];
-        let sum = 0;
-        if (node.children) for (const c of node.children) sum += width.get(c);
-        width.set(node, Math.max(widthOf(node), sum));
-      }
-      // Pre-order placement; children sorted by name so the picture is stable
-      // across refreshes (the layout of pprof and Gregg's flamegraph.pl).
-      let next = 0;
-      const place = [[root, 0, 0, -1]];
+      // 1. Pre-order numbering, children sorted by name so the picture is
+      //    stable across refreshes (as in pprof and flamegraph.pl).
       const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-      while (place.length) {
-        const [node, x, depth, parent] = place.pop();
+      const stack2 = [root];
+      const parents = [-1];
+      let next = 0;
+      while (stack2.length) {
+        const node = stack2.pop();
+        const parent = parents.pop();
         const i = next++;
         this.nodes_[i] = node;
-        this.x_[i] = x;
-        this.w_[i] = width.get(node);
-        this.depth_[i] = depth;
         this.parent_[i] = parent;
+        const depth = parent < 0 ? 0 : this.depth_[parent] + 1;
+        this.depth_[i] = depth;
         if (depth > this.maxDepth_) this.maxDepth_ = depth;
-        const ch = node.children && node.children.length ? node.children.slice().sort(byName) : null;
-        if (ch) {
-          let cx = x;
-          const xs = new Array(ch.length);
-          for (let k = 0; k < ch.length; k++) {
-            xs[k] = cx;
-            cx += width.get(ch[k]);
+        const ch = node.children;
+        if (ch && ch.length) {
+          const sorted = ch.length > 1 ? ch.slice().sort(byName) : ch;
+          for (let k = sorted.length - 1; k >= 0; k--) {
+            stack2.push(sorted[k]);
+            parents.push(i);
           }
-          for (let k = ch.length - 1; k >= 0; k--) place.push([ch[k], xs[k], depth + 1, i]);
         }
       }
-      // end_[i]: first index after i's subtree = i + subtree size; sizes add up
-      // into parents in one backwards sweep (children come after parents).
+      // 2. Widths bottom-up (children follow their parent in pre-order):
+      //    max(own value, sum of children), so bad data cannot overflow.
+      //    Subtree sizes give end_[i], the first index after i's subtree.
+      const childSum = new Float64Array(n);
       const size = new Int32Array(n).fill(1);
-      for (let i = n - 1; i > 0; i--) size[this.parent_[i]] += size[i];
-      for (let i = 0; i < n; i++) this.end_[i] = i + size[i];
+      for (let i = n - 1; i >= 0; i--) {
+        const w = Math.max(widthOf(this.nodes_[i]), childSum[i]);
+        this.w_[i] = w;
+        this.end_[i] = i + size[i];
+        const p = this.parent_[i];
+        if (p >= 0) {
+          childSum[p] += w;
+          size[p] += size[i];
+        }
+      }
+      // 3. Positions top-down: each child starts where its previous sibling ended.
+      const cursor = new Float64Array(n);
+      for (let i = 1; i < n; i++) {
+        const p = this.parent_[i];
+        this.x_[i] = this.x_[p] + cursor[p];
+        cursor[p] += this.w_[i];
+      }
       this.computeColors_();
     }
     // Rows, for hit testing: per depth, node indices in increasing x.
@@ -193,6 +200,8 @@ export class FlameGraph {
       this.rows_[d][counts[d]++] = i;
     }
     this.drawnIdx_ = new Int32Array(n);
+    this.rectLeft_ = new Float32Array(n);
+    this.rectWidth_ = new Float32Array(n);
     this.hover_ = -1;
     this.hideTooltip_();
     this.stats_.layoutMs = performance.now() - t0;
@@ -200,6 +209,7 @@ export class FlameGraph {
 
     const cssHeight = (this.maxDepth_ + 1) * kRowHeight + 4;
     this.canvas_.style.height = `${cssHeight}px`;
+    this.overlay_.style.height = `${cssHeight}px`;
     this.zoom_ = 0;
     this.resolveZoom_(zoomPath);
     this.anim_ = null;
@@ -448,10 +458,11 @@ export class FlameGraph {
     if (!cssWidth) return;  // hidden tab: drawn when shown (ResizeObserver)
     const cssHeight = (this.maxDepth_ + 1) * kRowHeight + 4;
     const dpr = window.devicePixelRatio || 1;
-    if (this.canvas_.width !== Math.round(cssWidth * dpr) || this.canvas_.height !== Math.round(cssHeight * dpr)) {
-      this.canvas_.width = Math.round(cssWidth * dpr);
-      this.canvas_.height = Math.round(cssHeight * dpr);
-      this.canvas_.style.width = `${cssWidth}px`;
+    for (const c of [this.canvas_, this.overlay_]) {
+      if (c.width !== Math.round(cssWidth * dpr) || c.height !== Math.round(cssHeight * dpr)) {
+        c.width = Math.round(cssWidth * dpr);
+        c.height = Math.round(cssHeight * dpr);
+      }
     }
     this.width_ = cssWidth;
     const ctx = this.ctx_;
@@ -460,13 +471,16 @@ export class FlameGraph {
     ctx.fillRect(0, 0, cssWidth, cssHeight);
     ctx.font = kFont;
     ctx.textBaseline = 'middle';
-    this.charWidth_ = ctx.measureText('mmmmmmmmmm').width / 10;
+    if (!this.charWidth_) this.charWidth_ = ctx.measureText('mmmmmmmmmm').width / 10;
 
+    // Pass 1: which rects are visible, and where (pruning whole subtrees).
     const n = this.n_;
     const x0 = this.viewX0_;
     const scale = cssWidth / (this.viewX1_ - this.viewX0_);
     const zoom = this.zoom_;
     const zoomEnd = n ? this.end_[zoom] : 0;
+    const left = this.rectLeft_;
+    const width = this.rectWidth_;
     let drawn = 0;
     for (let i = 0; i < n;) {
       const w = this.w_[i] * scale;
@@ -475,41 +489,69 @@ export class FlameGraph {
         i = this.end_[i];
         continue;
       }
-      this.drawnIdx_[drawn++] = i;
-      const y = this.depth_[i] * kRowHeight;
-      const left = Math.max(x, 0);
-      const right = Math.min(x + w, cssWidth);
-      const gap = right - left > 3 ? 1 : 0;
-      // Ancestors of the zoomed node are context: drawn paler.
-      const ancestor = i < zoom && zoomEnd <= this.end_[i];
-      ctx.globalAlpha = ancestor ? 0.55 : 1;
-      ctx.fillStyle = this.colorOf_(i);
-      ctx.fillRect(left, y, right - left - gap, kRowHeight - 1);
-      const room = right - left - 6;
-      if (room >= kLabelMinPx) {
-        const maxChars = Math.floor(room / this.charWidth_);
-        const name = this.nodes_[i].name || '?';
-        const label = name.length <= maxChars ? name : name.slice(0, Math.max(1, maxChars - 1)) + '…';
-        ctx.fillStyle = '#1d1d1f';
-        ctx.fillText(label, left + 3, y + kRowHeight / 2);
-      }
+      const l = x > 0 ? x : 0;
+      const r = x + w < cssWidth ? x + w : cssWidth;
+      this.drawnIdx_[drawn] = i;
+      left[drawn] = l;
+      width[drawn] = r - l;
+      drawn++;
       i++;
     }
+    // Pass 2: fill, one path per colour (a few dozen fills, not thousands).
+    // Ancestors of the zoomed node are context, drawn paler.
+    const buckets = new Map();
+    const ancestors = [];
+    for (let k = 0; k < drawn; k++) {
+      const i = this.drawnIdx_[k];
+      if (i < zoom && zoomEnd <= this.end_[i]) {
+        ancestors.push(k);
+        continue;
+      }
+      const style = this.colorOf_(i);
+      let list = buckets.get(style);
+      if (!list) buckets.set(style, (list = []));
+      list.push(k);
+    }
+    const addRect = (k) => {
+      const w = width[k];
+      ctx.rect(left[k], this.depth_[this.drawnIdx_[k]] * kRowHeight, w > 3 ? w - 1 : w, kRowHeight - 1);
+    };
+    for (const [style, list] of buckets) {
+      ctx.fillStyle = style;
+      ctx.beginPath();
+      for (const k of list) addRect(k);
+      ctx.fill();
+    }
+    ctx.globalAlpha = 0.55;
+    for (const k of ancestors) {
+      ctx.fillStyle = this.colorOf_(this.drawnIdx_[k]);
+      ctx.beginPath();
+      addRect(k);
+      ctx.fill();
+    }
     ctx.globalAlpha = 1;
+    // Pass 3: labels, where there is room for a few characters.
+    ctx.fillStyle = '#1d1d1f';
+    const cw = this.charWidth_;
+    for (let k = 0; k < drawn; k++) {
+      const room = width[k] - 6;
+      if (room < kLabelMinPx) continue;
+      const i = this.drawnIdx_[k];
+      const maxChars = Math.floor(room / cw);
+      const name = this.nodes_[i].name || '?';
+      const label = name.length <= maxChars ? name : name.slice(0, Math.max(1, maxChars - 1)) + '…';
+      ctx.fillText(label, left[k] + 3, this.depth_[i] * kRowHeight + kRowHeight / 2);
+    }
     this.drawnCount_ = drawn;
     if (this.focus_) {
       ctx.strokeStyle = '#111';
       ctx.lineWidth = 2;
       for (let k = 0; k < drawn; k++) {
         const i = this.drawnIdx_[k];
-        if (this.focus_[i]) this.strokeNode_(i, x0, scale, cssWidth);
+        if (this.focus_[i]) this.strokeNode_(ctx, i, x0, scale, cssWidth);
       }
     }
-    if (this.hover_ >= 0) {
-      ctx.strokeStyle = '#000';
-      ctx.lineWidth = 1.5;
-      this.strokeNode_(this.hover_, x0, scale, cssWidth);
-    }
+    this.drawOverlay_();
     this.canvas_.setAttribute('aria-label', this.describe_());
     const ms = performance.now() - t0;
     this.stats_.drawMs = ms;
@@ -518,11 +560,25 @@ export class FlameGraph {
     if (this.onDraw) this.onDraw(ms);
   }
 
-  strokeNode_(i, x0, scale, cssWidth) {
+  /** The hover outline lives on its own canvas: moving the mouse redraws only that. */
+  drawOverlay_() {
+    const ctx = this.overlayCtx_;
+    const dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, this.overlay_.width, this.overlay_.height);
+    if (this.hover_ < 0 || !this.width_) return;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.strokeStyle = '#000';
+    ctx.lineWidth = 1.5;
+    const scale = this.width_ / (this.viewX1_ - this.viewX0_);
+    this.strokeNode_(ctx, this.hover_, this.viewX0_, scale, this.width_);
+  }
+
+  strokeNode_(ctx, i, x0, scale, cssWidth) {
     const x = Math.max((this.x_[i] - x0) * scale, 0);
     const r = Math.min((this.x_[i] + this.w_[i] - x0) * scale, cssWidth);
     if (r - x < kMinWidthPx) return;
-    this.ctx_.strokeRect(x + 1, this.depth_[i] * kRowHeight + 1, Math.max(r - x - 2, 1), kRowHeight - 3);
+    ctx.strokeRect(x + 1, this.depth_[i] * kRowHeight + 1, Math.max(r - x - 2, 1), kRowHeight - 3);
   }
 
   describe_() {
@@ -568,7 +624,7 @@ export class FlameGraph {
     if (i !== this.hover_) {
       this.hover_ = i;
       this.canvas_.style.cursor = i >= 0 ? 'pointer' : 'default';
-      this.requestDraw();
+      this.drawOverlay_();
     }
     if (i < 0) this.hideTooltip_();
     else this.showTooltip_(i, e.clientX, e.clientY);
@@ -674,6 +730,7 @@ export class FlameGraph {
         share: this.w_[0] ? this.w_[i] / this.w_[0] : 0,
         x: r.left + x, y: r.top + this.depth_[i] * kRowHeight, width: right - x, height: kRowHeight - 1,
         matched: !!(this.matches_ && this.matches_[i]), focused: !!(this.focus_ && this.focus_[i]),
+        delta: this.nodes_[i].delta, base: this.nodes_[i].base, color: this.colorOf_(i),
       });
     }
     return out;

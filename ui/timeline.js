@@ -74,7 +74,6 @@ export class TimelineChart {
     if (this.canvas_.width !== Math.round(w * dpr) || this.canvas_.height !== Math.round(h * dpr)) {
       this.canvas_.width = Math.round(w * dpr);
       this.canvas_.height = Math.round(h * dpr);
-      this.canvas_.style.width = `${w}px`;
       this.canvas_.style.height = `${h}px`;
     }
     const ctx = this.canvas_.getContext('2d');
