@@ -1,8 +1,8 @@
-#include "debug_file_finder.h"
+#include "symbolizer/debug_file_finder.h"
 
 #include <algorithm>
 
-#include "elf_file.h"
+#include "symbolizer/elf_file.h"
 
 namespace heapwatch::symbolizer {
 namespace {

@@ -1,4 +1,4 @@
-#include "debug_file_finder.h"
+#include "symbolizer/debug_file_finder.h"
 
 #include <gtest/gtest.h>
 

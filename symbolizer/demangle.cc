@@ -1,4 +1,4 @@
-#include "demangle.h"
+#include "symbolizer/demangle.h"
 
 #include <cxxabi.h>
 #include <stdlib.h>

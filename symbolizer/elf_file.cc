@@ -1,4 +1,4 @@
-#include "elf_file.h"
+#include "symbolizer/elf_file.h"
 
 #include <elfutils/libdwelf.h>
 #include <errno.h>

@@ -1,7 +1,7 @@
 // ELF opening: build-ids against binutils' view, root-confined paths, and
 // files that are missing, unreadable, garbage, truncated or corrupted, which
 // must give a status and never a crash.
-#include "elf_file.h"
+#include "symbolizer/elf_file.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <random>
 
-#include "symbolizer.h"
-#include "test_fixtures.h"
+#include "symbolizer/symbolizer.h"
+#include "symbolizer/test_fixtures.h"
 
 // elfutils 0.188's dwarf_getscopes leaks its scope array when it gives up
 // half-way through corrupt DWARF (CorruptedBinariesNeverCrash provokes it):

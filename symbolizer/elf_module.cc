@@ -1,4 +1,4 @@
-#include "elf_module.h"
+#include "symbolizer/elf_module.h"
 
 #include <dwarf.h>
 #include <elfutils/libdw.h>
@@ -8,8 +8,8 @@
 
 #include <utility>
 
-#include "debug_file_finder.h"
-#include "demangle.h"
+#include "symbolizer/debug_file_finder.h"
+#include "symbolizer/demangle.h"
 
 namespace heapwatch::symbolizer {
 namespace {

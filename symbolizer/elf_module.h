@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "elf_file.h"
-#include "symbolizer.h"
+#include "symbolizer/elf_file.h"
+#include "symbolizer/symbolizer.h"
 
 typedef struct Dwfl Dwfl;
 typedef struct Dwfl_Module Dwfl_Module;

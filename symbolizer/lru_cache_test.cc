@@ -1,4 +1,4 @@
-#include "lru_cache.h"
+#include "symbolizer/lru_cache.h"
 
 #include <gtest/gtest.h>
 

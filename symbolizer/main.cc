@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "elf_file.h"
-#include "symbolizer.h"
+#include "symbolizer/elf_file.h"
+#include "symbolizer/symbolizer.h"
 
 namespace {
 

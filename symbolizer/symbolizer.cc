@@ -1,13 +1,13 @@
-#include "symbolizer.h"
+#include "symbolizer/symbolizer.h"
 
 #include <atomic>
 #include <mutex>
 #include <string_view>
 #include <utility>
 
-#include "elf_file.h"
-#include "elf_module.h"
-#include "lru_cache.h"
+#include "symbolizer/elf_file.h"
+#include "symbolizer/elf_module.h"
+#include "symbolizer/lru_cache.h"
 
 namespace heapwatch::symbolizer {
 namespace {
@@ -136,8 +136,8 @@ class Symbolizer::Impl {
   const Options options_;
   mutable std::mutex mu_;  // guards the three caches
   mutable LruCache<AddressKey, Location, AddressKeyHash> addresses_;
-  LruCache<std::string, std::shared_ptr<ModuleSlot>> modules_;
-  LruCache<std::string, Failure> failures_;
+  mutable LruCache<std::string, std::shared_ptr<ModuleSlot>> modules_;
+  mutable LruCache<std::string, Failure> failures_;
 
   std::atomic<uint64_t> lookups_{0};
   mutable std::atomic<uint64_t> cache_hits_{0};
@@ -214,7 +214,8 @@ std::shared_ptr<Symbolizer::Impl::ModuleSlot> Symbolizer::Impl::AcquireModule(
           *error = failure->error;
           return nullptr;
         }
-        failures_.Erase(failure_key);
+        // Expired: retry below. The entry stays (Peek reports it) until the
+        // retry succeeds or fails afresh.
       }
       slot = std::make_shared<ModuleSlot>();
       modules_.Put(key, slot, 0);
@@ -224,7 +225,10 @@ std::shared_ptr<Symbolizer::Impl::ModuleSlot> Symbolizer::Impl::AcquireModule(
   if (!slot->attempted) {
     slot->attempted = true;
     OpenLocked(module, roots, slot.get());
-    if (slot->status != Status::kOk) {
+    if (slot->status == Status::kOk) {
+      std::lock_guard<std::mutex> guard(mu_);
+      failures_.Erase(failure_key);
+    } else {
       std::lock_guard<std::mutex> guard(mu_);
       if (std::shared_ptr<ModuleSlot>* found = modules_.Find(key);
           found != nullptr && *found == slot) {
@@ -301,6 +305,14 @@ std::optional<Location> Symbolizer::Impl::Peek(const ModuleRef& module,
   if (Location* cached = addresses_.Find(AddressKey{module_hash, vaddr})) {
     cache_hits_.fetch_add(1, std::memory_order_relaxed);
     return *cached;
+  }
+  // A module known to be unavailable (mismatch, missing, bad) gives that
+  // status for every address, so callers can mark the frame.
+  const std::string key = ModuleKey(module, roots);
+  if (modules_.Find(key) == nullptr) {
+    if (Failure* failure = failures_.Find(FailureKey(key, module, roots)); failure != nullptr) {
+      return Location{failure->status, {}};
+    }
   }
   return std::nullopt;
 }

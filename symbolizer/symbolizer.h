@@ -83,6 +83,8 @@ struct Options {
   std::vector<std::string> debug_dirs = {"/usr/lib/debug"};
   // A module that could not be opened or verified is not retried for this
   // long: a flood of addresses in a missing module must not reopen it for each.
+  // The failure stays known to Peek (bounded by max_cached_modules) until a
+  // retry succeeds.
   std::chrono::milliseconds retry_failed_after = std::chrono::seconds(30);
 };
 
@@ -110,9 +112,11 @@ class Symbolizer {
                                       const std::vector<std::string>& roots,
                                       const std::vector<uint64_t>& vaddrs);
 
-  // The cached result for this address, if any. Never opens a file and never
-  // waits for a lookup in progress (only for the cache's lock, which is held
-  // for map operations alone); for code that must not block on I/O.
+  // The cached result for this address, if any; or, when the module could not
+  // be used the last time it was tried (kBuildIdMismatch, kNoFile, kBadElf),
+  // that status with no frames. Never opens a file and never waits for a
+  // lookup in progress (only for the cache's lock, which is held for map
+  // operations alone); for code that must not block on I/O.
   std::optional<Location> Peek(const ModuleRef& module, const std::vector<std::string>& roots,
                                uint64_t vaddr) const;
 

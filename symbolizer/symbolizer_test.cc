@@ -2,7 +2,7 @@
 // runs, reports the return addresses it captured and its load biases, and the
 // symbolizer must name them as the source says (lines found by "@site:"
 // markers, not hard-coded).
-#include "symbolizer.h"
+#include "symbolizer/symbolizer.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "elf_file.h"
-#include "test_fixtures.h"
+#include "symbolizer/elf_file.h"
+#include "symbolizer/test_fixtures.h"
 
 namespace heapwatch::symbolizer {
 namespace {
@@ -311,6 +311,12 @@ TEST(SymbolizerTest, BinaryReplacedOnDiskIsAMismatch) {
   EXPECT_EQ(symbolizer.GetStats().mismatches, 1u);
   EXPECT_EQ(symbolizer.GetStats().files_opened, 0u);
 
+  // Peek reports the mismatch for any address, so the caller can mark frames.
+  std::optional<Location> peeked =
+      symbolizer.Peek(ModuleRef{app, original_id}, kAsIs, run.SiteVaddr("main", "widget"));
+  ASSERT_TRUE(peeked.has_value());
+  EXPECT_EQ(peeked->status, Status::kBuildIdMismatch);
+
   // Remembered: more addresses in the module do not reopen the file.
   location =
       symbolizer.Symbolize(ModuleRef{app, original_id}, kAsIs, run.SiteVaddr("main", "widget"));
@@ -336,8 +342,13 @@ TEST(SymbolizerTest, MismatchIsRetriedAfterTheRetryInterval) {
   const uint64_t vaddr = run.SiteVaddr("main", "inlined");
   EXPECT_EQ(symbolizer.Symbolize(ModuleRef{app, wanted}, kAsIs, vaddr).status,
             Status::kBuildIdMismatch);
+  ASSERT_EQ(symbolizer.Peek(ModuleRef{app, wanted}, kAsIs, vaddr)->status,
+            Status::kBuildIdMismatch);
   dir.Copy(FixturePath("fixture_g"), "app");  // the right file appears
   ExpectInlineChain(symbolizer.Symbolize(ModuleRef{app, wanted}, kAsIs, vaddr));
+  // The failure is forgotten once the module opened.
+  ExpectInlineChain(*symbolizer.Peek(ModuleRef{app, wanted}, kAsIs, vaddr));
+  EXPECT_FALSE(symbolizer.Peek(ModuleRef{app, wanted}, kAsIs, vaddr + 1).has_value());
 }
 
 TEST(SymbolizerTest, OpenModuleKeepsServingAfterReplacement) {
