@@ -93,15 +93,19 @@ __attribute__((noinline)) void* RecordedNew(Fn throwing, Fn nothrow, size_t n) {
   return p;
 }
 
-__attribute__((noinline)) void* RecordedNewAligned(Fn throwing, Fn nothrow, size_t n,
-                                                   std::align_val_t a) {
-  auto nt = Next<NewAlignedNothrowFn>(nothrow);
-  void* p = nt ? nt(n, a, kNoThrow) : nullptr;
-  if (!p) {
-    auto t = Next<NewAlignedFn>(throwing);
-    return t ? t(n, a) : FallbackNewAligned(n, a);
-  }
-  RecordAlloc(p, n);
+// Aligned new on an allocator that owns operator new: jemalloc's aligned
+// operator new calls aligned_alloc through the PLT, i.e. the shim's, which
+// would record (and count bytes) twice. So the shim serves aligned new from
+// the allocator's aligned_alloc itself (same heap, so the allocator's delete
+// frees it) and uses the allocator's operator new only when that fails, for
+// its new-handler and exception.
+__attribute__((noinline)) void* OwnedAlignedNew(size_t n, std::align_val_t a) {
+  size_t align = static_cast<size_t>(a);
+  size_t rounded = (n + align - 1) & ~(align - 1);
+  if (rounded < n) return nullptr;
+  bool sample = ShouldRecord(n);
+  void* p = heapwatch::preload::g_real.aligned_alloc(align, rounded ? rounded : align);
+  if (p && sample) RecordAlloc(p, n);
   return p;
 }
 
@@ -138,30 +142,32 @@ HW_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t& tag) noexcept
   return p;
 }
 HW_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) {
-  if (Owns() && ShouldRecord(n)) return RecordedNewAligned(kNewAligned, kNewAlignedNothrow, n, a);
+  if (Owns()) {
+    if (void* p = OwnedAlignedNew(n, a)) return p;
+  }
   auto f = Next<NewAlignedFn>(kNewAligned);
   return f ? f(n, a) : FallbackNewAligned(n, a);
 }
 HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a) {
-  if (Owns() && ShouldRecord(n)) {
-    return RecordedNewAligned(kNewArrAligned, kNewArrAlignedNothrow, n, a);
+  if (Owns()) {
+    if (void* p = OwnedAlignedNew(n, a)) return p;
   }
   auto f = Next<NewAlignedFn>(kNewArrAligned);
   return f ? f(n, a) : FallbackNewAligned(n, a);
 }
 HW_CXX_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t& tag) noexcept {
-  bool sample = Owns() && ShouldRecord(n);
+  if (Owns()) {
+    if (void* p = OwnedAlignedNew(n, a)) return p;
+  }
   auto f = Next<NewAlignedNothrowFn>(kNewAlignedNothrow);
-  void* p = f ? f(n, a, tag) : FallbackNewAligned(n, a);
-  if (sample) RecordAlloc(p, n);
-  return p;
+  return f ? f(n, a, tag) : FallbackNewAligned(n, a);
 }
 HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothrow_t& tag) noexcept {
-  bool sample = Owns() && ShouldRecord(n);
+  if (Owns()) {
+    if (void* p = OwnedAlignedNew(n, a)) return p;
+  }
   auto f = Next<NewAlignedNothrowFn>(kNewArrAlignedNothrow);
-  void* p = f ? f(n, a, tag) : FallbackNewAligned(n, a);
-  if (sample) RecordAlloc(p, n);
-  return p;
+  return f ? f(n, a, tag) : FallbackNewAligned(n, a);
 }
 
 // Deletes: record (if the allocator owns new/delete) before the real delete,

@@ -236,8 +236,8 @@ void SignalHandlers() {
         return nullptr;
       },
       &args);
-  // Allocate until 200 signals have landed (or the sender gave up).
-  for (int i = 0; g_signals.load() < 200 && !sent_all.load(); ++i) {
+  // Allocate until 50 signals have landed (or the sender gave up).
+  for (int i = 0; g_signals.load() < 50 && !sent_all.load(); ++i) {
     void* p = malloc(16 + (i % 4096));
     free(p);
   }

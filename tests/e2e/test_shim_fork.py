@@ -1,0 +1,86 @@
+"""fork and exec under the shim: a multi-threaded stress program that forks
+mid-run, and g++ compiling a file (gcc -> cc1plus -> as -> collect2 -> ld)."""
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+from test_shim_support import SHIM, WireReceiver, program, run, shim_env, wait_until
+
+
+class ShimForkTest(unittest.TestCase):
+    def setUp(self):
+        self.assertTrue(SHIM and os.path.exists(SHIM), "HEAPWATCH_SHIM not set; run through ctest")
+        self.dir = tempfile.mkdtemp(prefix="hw-shim-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.sock = os.path.join(self.dir, "hw.sock")
+
+    def test_stress_with_fork(self):
+        cmd = [program("shim_stress"), "4", "60000"]
+        base = run(cmd)
+        self.assertEqual(base.returncode, 0, base.stdout + base.stderr)
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        # A small R so that many allocations (and frees racing across threads)
+        # go through the recording path.
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout, base.stdout, "same checksums: no heap corruption")
+        conns = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello]
+                           if len([c for c in rx.snapshot() if c.closed]) >= 2 else None,
+                           what="parent and child connections closed")
+        parent = [c for c in conns if c.hello["ppid"] == os.getpid()]
+        self.assertEqual(len(parent), 1, [c.hello for c in conns])
+        parent = parent[0]
+        child = [c for c in conns if c.hello["ppid"] == parent.pid]
+        self.assertEqual(len(child), 1, "the forked child connects as a process of its own")
+        child = child[0]
+        for c in (parent, child):
+            self.assertEqual(c.errors, [])
+            self.assertGreaterEqual(c.resyncs, 1)
+            self.assertGreater(c.stats["sampled_allocs"], 100)
+        self.assertGreater(child.hello["start_time_ns"], parent.hello["start_time_ns"])
+        # The child's counters start from zero: it is a new process.
+        self.assertLess(child.stats["sampled_allocs"], parent.stats["sampled_allocs"])
+        # Both programs free everything they allocate before exiting; what is
+        # left live is the runtime's (stdio, thread stacks' TLS...), a handful.
+        self.assertLess(len(parent.live), 50)
+
+    def test_gcc_fork_exec_chain(self):
+        src = os.path.join(self.dir, "hello.cc")
+        with open(src, "w") as f:
+            f.write('#include <map>\n#include <string>\n#include <cstdio>\n'
+                    'int main() { std::map<std::string, int> m; m["a"] = 1;'
+                    ' std::printf("%zu\\n", m.size()); }\n')
+        gxx = shutil.which("g++")
+        self.assertIsNotNone(gxx)
+        out0 = os.path.join(self.dir, "hello0")
+        base = run([gxx, "-O1", "-o", out0, src])
+        self.assertEqual(base.returncode, 0, base.stderr)
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        out1 = os.path.join(self.dir, "hello1")
+        r = run([gxx, "-O1", "-o", out1, src], shim_env(self.sock), preload=SHIM)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, base.stderr)
+        self.assertEqual(subprocess.run([out1], capture_output=True, text=True).stdout, "1\n")
+        # Debian names them x86_64-linux-gnu-g++-12, ...-as, ...-ld.bfd.
+        want = ("g++-12", "cc1plus", "-as", "collect2", "ld.bfd")
+
+        def all_connected():
+            names = {os.path.basename(c.exe) for c in rx.snapshot() if c.hello}
+            return names if all(any(n.endswith(w) for n in names) for w in want) else None
+        got = wait_until(all_connected, what=f"connections from {want}")
+        for c in rx.snapshot():
+            self.assertEqual(c.errors, [], c.exe)
+        # cc1plus allocates plenty: it must have sent samples with stacks.
+        cc1 = [c for c in rx.snapshot() if c.exe.endswith("cc1plus")][0]
+        wait_until(lambda: cc1.closed, what="cc1plus done")
+        self.assertGreater(cc1.stats["sampled_allocs"], 0)
+        self.assertGreater(len(cc1.stacks), 0)
+        self.assertTrue(got)
+
+
+if __name__ == "__main__":
+    unittest.main()
