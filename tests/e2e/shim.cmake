@@ -1,0 +1,7 @@
+# The shim's end-to-end tests (tests/e2e/test_shim_*.py; test_shim_support.py
+# holds their helpers). Most need no collector: a small Python receiver in
+# the test decodes the wire stream; test_shim_collector.py uses heapwatchd.
+heapwatch_e2e_test(NAME shim_api TIMEOUT 240 LABELS shim)
+heapwatch_e2e_test(NAME shim_fork TIMEOUT 240 LABELS shim)
+heapwatch_e2e_test(NAME shim_allocators TIMEOUT 240 LABELS shim)
+heapwatch_e2e_test(NAME shim_reconnect TIMEOUT 120 LABELS shim)
