@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Whole-process overhead of heap profilers on an allocation-heavy workload,
+# and the shim's per-call cost. Runs every configuration once per round,
+# interleaved (so machine noise hits all alike), and reports medians and
+# ratios to the run without a profiler, as a Markdown table.
+#
+#   bench/shim/run_overhead.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
+# BUILD_DIR defaults to build-shim; it must contain the shim and bench/shim.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build-shim}
+rounds=${2:-5}
+threads=${3:-2}
+ops=${4:-2000000}
+shim=$build/preload/libheapwatch.so
+workload=$build/bench/shim/shim_alloc_workload
+fastpath=$build/bench/shim/shim_fastpath_bench
+libdir=/usr/lib/x86_64-linux-gnu
+for f in "$shim" "$workload" "$fastpath"; do
+  [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
+done
+
+python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" <<'PY'
+import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+
+shim, workload, rounds, threads, ops, libdir = sys.argv[1:]
+rounds = int(rounds)
+tmp = tempfile.mkdtemp(prefix="hw-bench-")
+sock_path = os.path.join(tmp, "hw.sock")
+
+# A stand-in collector that reads and discards, so the shim really sends.
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sock_path)
+listener.listen(16)
+def sink():
+    while True:
+        c, _ = listener.accept()
+        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(1 << 20), b"")],
+                         daemon=True).start()
+threading.Thread(target=sink, daemon=True).start()
+
+je, tc = f"{libdir}/libjemalloc.so.2", f"{libdir}/libtcmalloc.so"
+cmd = [workload, threads, ops]
+configs = [
+    ("no profiler (glibc malloc)", {}, cmd),
+    ("heapwatch, R = 512 KiB (glibc)", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock_path}, cmd),
+    ("jemalloc, no profiling", {"LD_PRELOAD": je}, cmd),
+    ("jemalloc prof:true,lg_prof_sample:19", {"LD_PRELOAD": je,
+        "MALLOC_CONF": "prof:true,lg_prof_sample:19"}, cmd),
+    ("heapwatch, R = 512 KiB (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}",
+        "HEAPWATCH_SOCKET": sock_path}, cmd),
+    ("tcmalloc, no profiling", {"LD_PRELOAD": tc}, cmd),
+    ("tcmalloc HEAPPROFILE, TCMALLOC_SAMPLE_PARAMETER=524288", {"LD_PRELOAD": tc,
+        "HEAPPROFILE": os.path.join(tmp, "tc.heap"), "TCMALLOC_SAMPLE_PARAMETER": "524288"}, cmd),
+    ("heaptrack", {}, ["heaptrack", "-o", os.path.join(tmp, "ht")] + cmd),
+]
+results = {name: {"wall": [], "cpu": []} for name, _, _ in configs}
+for r in range(rounds):
+    for name, extra, argv in configs:
+        env = dict(os.environ)
+        env.update(extra)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.monotonic()
+        p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall = time.monotonic() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if p.returncode != 0:
+            sys.exit(f"{name}: exit {p.returncode}")
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        results[name]["wall"].append(wall)
+        results[name]["cpu"].append(cpu)
+    print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+
+base = results[configs[0][0]]
+bw, bc = statistics.median(base["wall"]), statistics.median(base["cpu"])
+je_ref = results["jemalloc, no profiling"]
+tc_ref = results["tcmalloc, no profiling"]
+print(f"workload: shim_alloc_workload {threads} {ops}, {rounds} interleaved rounds, "
+      f"load average before: {os.getloadavg()[0]:.1f}")
+print()
+print("| configuration | wall s (median) | CPU s (median) | wall vs none | CPU vs none | CPU vs same allocator |")
+print("|---|---|---|---|---|---|")
+for name, extra, _ in configs:
+    w, c = statistics.median(results[name]["wall"]), statistics.median(results[name]["cpu"])
+    ref = None
+    if "jemalloc" in name or "over jemalloc" in name:
+        ref = statistics.median(je_ref["cpu"])
+    elif "tcmalloc" in name:
+        ref = statistics.median(tc_ref["cpu"])
+    else:
+        ref = bc
+    print(f"| {name} | {w:.3f} | {c:.3f} | {w / bw:.3f}x | {c / bc:.3f}x | {c / ref:.3f}x |")
+shutil.rmtree(tmp, ignore_errors=True)
+PY
+
+echo
+echo "Fast path (Google Benchmark, CPU ns; 'shim' = LD_PRELOAD=libheapwatch.so, default R):"
+run_fastpath() {
+  "$@" "$fastpath" --benchmark_min_time=0.3 --benchmark_format=csv 2>/dev/null |
+    awk -F, 'NR > 1 {gsub(/"/, "", $1); print $1, $4}'
+}
+paste -d' ' <(run_fastpath env) <(run_fastpath env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent) \
+  <(run_fastpath env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent HEAPWATCH_SAMPLE_BYTES=1) |
+  awk 'BEGIN { print "| benchmark | no shim | shim | added | shim, R = 1 (every pair sampled) |"; print "|---|---|---|---|---|" }
+       { printf "| %s | %.1f | %.1f | %+.1f | %.1f |\n", $1, $2, $4, $4 - $2, $6 }'
