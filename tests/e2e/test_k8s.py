@@ -257,6 +257,26 @@ class DockerfileTest(unittest.TestCase):
             self.assertTrue(os.path.exists(os.path.join(prefix, p[len(IMAGE_PREFIX) + 1:])),
                             f"the manifests use {p}, which the image does not have")
 
+    def test_examples_run_the_demo_with_arguments_it_accepts(self):
+        demo = os.environ.get("HEAPWATCH_DEMO", "")
+        if not demo or not os.path.exists(demo):
+            self.skipTest("HEAPWATCH_DEMO is not built (run through ctest)")
+        commands = []
+        for path in glob.glob(os.path.join(SOURCE_DIR, "k8s", "examples", "*", "*.yaml")):
+            text = open(path, encoding="utf-8").read()
+            block = re.findall(r"command:\s*\n((?:\s+- .*\n)+)", text)
+            inline = re.findall(r"command: (\[.*heapwatch-demo.*\])", text)
+            for b in block:
+                commands.append([shlex.split(l.strip()[2:])[0] for l in b.splitlines()])
+            for i in inline:
+                commands.append([shlex.split(w.strip())[0] for w in i.strip("[]").split(",")])
+        commands = [c for c in commands if c[0].endswith("/heapwatch-demo")]
+        self.assertGreaterEqual(len(commands), 2, "no example runs heapwatch-demo")
+        for command in commands:
+            result = run([demo] + command[1:] + ["--seconds", "0.3"], timeout=30)
+            self.assertEqual(result.returncode, 0,
+                             f"heapwatch-demo refuses {command[1:]}: {result.stderr}")
+
     def test_runtime_packages_provide_every_library(self):
         require_tool(self, "dpkg-query")
         prefix = install_tree(self)
@@ -288,7 +308,10 @@ class DockerfileTest(unittest.TestCase):
         extra = sorted(set(needed(shim)) - GLIBC_SONAMES)
         self.assertEqual(extra, [],
                          f"libheapwatch.so needs {extra}, which application images "
-                         "need not have: link them statically into the shim")
+                         "need not have. Link them into the shim statically (Debian's "
+                         "libunwind.a is not PIC, so that needs another unwinder or a PIC "
+                         "build), or ship them beside it with RUNPATH $ORIGIN and have the "
+                         "init container copy them too")
 
 
 def base_image_packages():
