@@ -36,6 +36,11 @@ GLIBC_SONAMES = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0",
                  "librt.so.1", "ld-linux-x86-64.so.2"}
 
 
+def read(path, mode="r"):
+    with open(path, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        return f.read()
+
+
 def run(cmd, cwd=None, timeout=600, env=None):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=env)
@@ -50,7 +55,7 @@ def require_tool(test, tool):
 
 def dockerfile_instructions():
     """(stage index, instruction, arguments) with continuations joined."""
-    text = open(DOCKERFILE, encoding="utf-8").read()
+    text = read(DOCKERFILE)
     text = re.sub(r"\\\n", " ", text)
     stage = -1
     for line in text.splitlines():
@@ -107,7 +112,7 @@ def dockerignore_patterns():
     path = os.path.join(SOURCE_DIR, ".dockerignore")
     if not os.path.exists(path):
         return []
-    return [l.strip() for l in open(path, encoding="utf-8")
+    return [l.strip() for l in read(path).splitlines()
             if l.strip() and not l.startswith("#")]
 
 
@@ -161,10 +166,10 @@ class ManifestTest(unittest.TestCase):
         require_tool(self, "node")
         require_tool(self, "npm")
         require_tool(self, "kubectl")
-        lock = open(os.path.join(K8S_TESTS, "package-lock.json"), "rb").read()
+        lock = read(os.path.join(K8S_TESTS, "package-lock.json"), "rb")
         stamp = os.path.join(K8S_TESTS, "node_modules", ".heapwatch-lock-sha256")
         digest = hashlib.sha256(lock).hexdigest()
-        if not os.path.exists(stamp) or open(stamp).read() != digest:
+        if not os.path.exists(stamp) or read(stamp) != digest:
             result = run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                          cwd=K8S_TESTS)
             self.assertEqual(result.returncode, 0, "npm ci failed:\n" + result.stderr[-3000:])
@@ -250,7 +255,7 @@ class DockerfileTest(unittest.TestCase):
         for root, _, files in os.walk(os.path.join(SOURCE_DIR, "k8s")):
             for name in files:
                 if name.endswith(".yaml"):
-                    text = open(os.path.join(root, name), encoding="utf-8").read()
+                    text = read(os.path.join(root, name))
                     paths |= set(re.findall(r"(/opt/heapwatch/(?:bin|lib)/[\w.-]+)", text))
         self.assertTrue(paths)
         for p in sorted(paths):
@@ -263,7 +268,7 @@ class DockerfileTest(unittest.TestCase):
             self.skipTest("HEAPWATCH_DEMO is not built (run through ctest)")
         commands = []
         for path in glob.glob(os.path.join(SOURCE_DIR, "k8s", "examples", "*", "*.yaml")):
-            text = open(path, encoding="utf-8").read()
+            text = read(path)
             block = re.findall(r"command:\s*\n((?:\s+- .*\n)+)", text)
             inline = re.findall(r"command: (\[.*heapwatch-demo.*\])", text)
             for b in block:
