@@ -9,7 +9,8 @@
 //    pixel. Zoom, hover, search and resize only redraw; they never re-layout.
 //  - All redraws go through requestAnimationFrame, so bursts coalesce to one
 //    frame; zoom transitions are animated over a few frames.
-import { formatValue, formatBytes, formatCount, formatPercent } from './format.js';
+import { formatValue } from './format.js';
+import { showFrameTooltip } from './flame_tooltip.js';
 
 const kRowHeight = 18;
 const kMinWidthPx = 0.5;       // narrower rects are not drawn
@@ -648,68 +649,13 @@ export class FlameGraph {
   }
 
   showTooltip_(i, clientX, clientY) {
-    const node = this.nodes_[i];
-    const tip = this.tooltip_;
     const total = this.w_[0];
-    const rows = [];
-    const add = (k, v) => rows.push([k, v]);
-    if (this.mode_ === 'diff') {
-      const base = +node.base || 0;
-      const value = +node.value || 0;
-      const delta = node.delta !== undefined ? +node.delta : value - base;
-      add('now', formatValue(value, this.unit_));
-      add('snapshot', formatValue(base, this.unit_));
-      const rel = base ? ` (${delta >= 0 ? '+' : ''}${formatPercent(delta / base)})` : value ? ' (new)' : '';
-      add('change', `${delta >= 0 ? '+' : ''}${formatValue(delta, this.unit_)}${rel}`);
-    } else {
-      add(this.unit_ === 'bytes' ? 'value' : 'value', `${formatValue(this.w_[i], this.unit_)}`);
-    }
-    add('of total', formatPercent(total ? this.w_[i] / total : 0));
-    if (this.zoom_ > 0 && i !== this.zoom_) add('of zoomed', formatPercent(this.w_[i] / this.w_[this.zoom_]));
-    if (node.bytes !== undefined) add('bytes', formatBytes(node.bytes));
-    if (node.objects !== undefined) add('objects', formatCount(node.objects));
-    if (node.self) add('self', formatValue(node.self, this.unit_));
-    if (node.file) add('file', node.line ? `${node.file}:${node.line}` : node.file);
-    if (node.module) add('module', node.module);
-    const flags = [];
-    if (node.inlined) flags.push('inlined');
-    if (node.unsymbolized) flags.push('unsymbolized');
-    if (node.mismatch) flags.push('build-id mismatch');
-
-    tip.replaceChildren();
-    const title = document.createElement('div');
-    title.className = 'tip-title';
-    title.textContent = node.name || '?';
-    tip.appendChild(title);
-    if (flags.length) {
-      const f = document.createElement('div');
-      f.className = 'tip-flags';
-      f.textContent = flags.join(' · ');
-      tip.appendChild(f);
-    }
-    const table = document.createElement('dl');
-    for (const [k, v] of rows) {
-      const dt = document.createElement('dt');
-      dt.textContent = k;
-      const dd = document.createElement('dd');
-      dd.textContent = v;
-      table.append(dt, dd);
-    }
-    tip.appendChild(table);
-    const hint = document.createElement('div');
-    hint.className = 'tip-hint';
-    hint.textContent = i === this.zoom_ ? 'click: already zoomed here' : 'click to zoom';
-    tip.appendChild(hint);
-    tip.hidden = false;
-    const pad = 14;
-    const tw = tip.offsetWidth;
-    const th = tip.offsetHeight;
-    let left = clientX + pad;
-    let top = clientY + pad;
-    if (left + tw > window.innerWidth - 4) left = Math.max(4, clientX - tw - pad);
-    if (top + th > window.innerHeight - 4) top = Math.max(4, clientY - th - pad);
-    tip.style.left = `${left}px`;
-    tip.style.top = `${top}px`;
+    showFrameTooltip(this.tooltip_, this.nodes_[i], {
+      unit: this.unit_, diff: this.mode_ === 'diff', width: this.w_[i],
+      ofTotal: total ? this.w_[i] / total : 0,
+      ofZoomed: this.zoom_ > 0 && i !== this.zoom_ ? this.w_[i] / this.w_[this.zoom_] : null,
+      zoomedHere: i === this.zoom_,
+    }, clientX, clientY);
   }
 
   // ---- inspection (used by the page and by the browser tests) ----------------

@@ -2,6 +2,7 @@
 // container's limit, and the predicted climb to it (from /api/v1/timeline).
 // Canvas, redrawn on data change, resize and hover (through requestAnimationFrame).
 import { formatBytes, formatDuration, formatTime } from './format.js';
+import { h } from './panels.js';
 
 export const kSeries = [
   { key: 'heap_bytes', label: 'heap (estimate)', color: '#e8590c' },
@@ -38,7 +39,7 @@ export class TimelineChart {
     this.canvas_.className = 'timeline-canvas';
     container.appendChild(this.canvas_);
     this.data_ = null;
-    this.hoverT_ = null;
+    this.hidden_ = new Set();  // series keys the user switched off in the legend
     this.pending_ = false;
     this.canvas_.addEventListener('mousemove', (e) => {
       const r = this.canvas_.getBoundingClientRect();
@@ -98,13 +99,14 @@ export class TimelineChart {
     let tMax = Math.max(tLast, tFirst + 60);
     // Show the predicted OOM on the axis when it is not far beyond the data.
     let predEnd = null;
-    if (pred && pred.oom_at && limit) {
+    if (pred && pred.oom_at && limit && pred.oom_at > tLast) {
       const span = Math.max(tLast - tFirst, 60);
       predEnd = Math.min(pred.oom_at, tLast + 2 * span);
       tMax = Math.max(tMax, predEnd + span * 0.03);
     }
     let yMax = 0;
-    for (const p of points) for (const s of kSeries) if (p[s.key] > yMax) yMax = p[s.key];
+    const shown = kSeries.filter((s) => !this.hidden_.has(s.key));
+    for (const p of points) for (const s of shown) if (p[s.key] > yMax) yMax = p[s.key];
     if (limit) yMax = Math.max(yMax, limit);
     yMax = yMax * 1.08 || 1;
     const plotW = w - kPad.left - kPad.right;
@@ -156,7 +158,7 @@ export class TimelineChart {
     }
 
     // Series.
-    for (const s of kSeries) {
+    for (const s of shown) {
       ctx.strokeStyle = s.color;
       ctx.lineWidth = 1.8;
       ctx.beginPath();
@@ -199,7 +201,9 @@ export class TimelineChart {
       }
       ctx.textAlign = 'right';
       ctx.textBaseline = 'top';
-      ctx.fillText(reached ? predText : `${predText} →`, Math.min(tx, w - kPad.right), Y(limit) + 4);
+      const label = reached ? predText : `${predText} →`;
+      const tw = ctx.measureText(label).width;
+      ctx.fillText(label, Math.max(kPad.left + tw + 4, Math.min(tx, w - kPad.right)), Y(limit) + 4);
       ctx.font = '11px system-ui, sans-serif';
     }
 
@@ -222,33 +226,30 @@ export class TimelineChart {
       `Memory timeline: heap ${formatBytes(last.heap_bytes)}, RSS ${formatBytes(last.rss_bytes)}` +
       (last.cgroup_bytes !== null && last.cgroup_bytes !== undefined ? `, container ${formatBytes(last.cgroup_bytes)}` : '') +
       (limit ? `, limit ${formatBytes(limit)}` : ', limit unknown') + (predText ? `; ${predText}` : ''));
-    this.renderLegend_(hovered || last, !!hovered, limit, predText);
+    this.renderLegend_(hovered || last, !!hovered, limit);
   }
 
-  renderLegend_(point, hovered, limit, predText) {
+  renderLegend_(point, hovered, limit) {
     const items = [];
-    const item = (color, label, value, dashed) => {
-      const span = document.createElement('span');
-      span.className = 'legend-item';
-      const sw = document.createElement('i');
-      sw.className = dashed ? 'swatch dashed' : 'swatch';
-      sw.style.borderColor = color;
-      sw.style.background = dashed ? 'transparent' : color;
-      const text = document.createElement('span');
-      text.textContent = `${label} ${value}`;
-      span.append(sw, text);
-      items.push(span);
-    };
     if (point) {
       for (const s of kSeries) {
         if (point[s.key] === null || point[s.key] === undefined) continue;
-        item(s.color, s.label, formatBytes(point[s.key]));
+        const off = this.hidden_.has(s.key);
+        items.push(h('button', {
+          type: 'button', className: 'legend-item', 'aria-pressed': String(!off),
+          title: off ? `show ${s.label}` : `hide ${s.label}`,
+          onclick: () => {
+            if (off) this.hidden_.delete(s.key);
+            else this.hidden_.add(s.key);
+            this.requestDraw();
+          },
+        }, h('i', { className: 'swatch', style: `border-color:${s.color}` }),
+        h('span', null, `${s.label} ${formatBytes(point[s.key])}`)));
       }
-      item(kLimitColor, 'limit', limit ? formatBytes(limit) : 'unknown', true);
-      const at = document.createElement('span');
-      at.className = 'legend-time';
-      at.textContent = hovered ? `at ${formatTime(point.t)}` : 'latest';
-      items.push(at);
+      items.push(h('span', { className: 'legend-item' },
+        h('i', { className: 'swatch dashed', style: `border-color:${kLimitColor}` }),
+        h('span', null, `limit ${limit ? formatBytes(limit) : 'unknown'}`)));
+      items.push(h('span', { className: 'legend-time' }, hovered ? `at ${formatTime(point.t)}` : 'latest'));
     }
     this.legend_.replaceChildren(...items);
   }
