@@ -539,6 +539,11 @@ function askToken(reason) {
 
 // ---- start ---------------------------------------------------------------------
 
+// heapwatchd's "/?token=T" sets a cookie the API accepts; keep the token out of
+// the address bar, so that copied links do not carry it.
+if (new URLSearchParams(location.search).has('token')) {
+  history.replaceState(null, '', location.pathname + location.hash);
+}
 Object.assign(state, readHash());
 syncControls();
 flame.setZoomPath(state.zoom);

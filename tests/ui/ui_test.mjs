@@ -410,13 +410,29 @@ await check('50k-node profile renders and stays smooth', async () => {
 // ---- bearer token (a second collector started with --token-file) -----------------
 
 if (args['token-url']) {
-  await check('401 prompts for the token and retries with it', async () => {
-    await page.goto(`${args['token-url'].replace(/\/$/, '')}/`);
+  const secured = args['token-url'].replace(/\/$/, '');
+  await check('with --token-file: /?token= opens the UI and drops the token from the URL', async () => {
+    await page.goto(`${secured}/?token=${encodeURIComponent(args.token)}#tab=flame`);
+    await page.waitForFunction(() => window.heapwatch && window.heapwatch.loads > 0, null, { timeout: 20000 });
+    assert.ok(await page.evaluate(() => document.getElementById('banner').hidden), 'no error banner');
+    const url = await page.evaluate(() => location.href);
+    assert.ok(!url.includes(args.token) && !url.includes('token='), `token left in ${url}`);
+  });
+  await check('with --token-file: a 401 prompts for the token and retries with it', async () => {
+    // The cookie is gone (expired, another browser profile): the API answers 401.
+    await context.clearCookies();
+    await page.evaluate(() => { window.heapwatch.refresh(); });
     await page.waitForSelector('#token-dialog[open]', { timeout: 10000 });
     await shot('token-prompt');
+    await page.fill('#token-input', 'wrong-token');
+    await page.click('#token-dialog button[value=ok]');
+    await page.waitForSelector('#token-dialog[open]', { timeout: 10000 });
+    assert.match(await page.$eval('#token-reason', (e) => e.textContent), /rejected/);
     await page.fill('#token-input', args.token);
     await page.click('#token-dialog button[value=ok]');
-    await page.waitForFunction(() => window.heapwatch.loads > 0 && document.getElementById('banner').hidden, null, { timeout: 10000 });
+    const before = await page.evaluate(() => window.heapwatch.loads);
+    await page.waitForFunction((n) => window.heapwatch.loads > n && document.getElementById('banner').hidden,
+      before, { timeout: 10000 });
     assert.equal(await page.evaluate(() => sessionStorage.getItem('heapwatch.token')), args.token);
   });
 }
