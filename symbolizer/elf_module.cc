@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "symbolizer/debug_file_finder.h"
@@ -167,63 +168,40 @@ Location ElfModule::Lookup(uint64_t vaddr) {
   return location;
 }
 
-// The inline chain from DWARF. dwarf_getscopes finds the innermost scope
-// containing the address, but above an inlined subroutine it continues with
-// the scopes of the *abstract* definition (where the inlined function was
-// written, for variable lookup), not where it was inlined. So: take the
-// innermost function-like scope, then dwarf_getscopes_die for its physical
-// parents. Each DW_TAG_inlined_subroutine on that chain is one frame, and its
-// DW_AT_call_file/line/column is where the next outer frame called it; the
-// innermost frame's own position comes from the line table. The chain ends
-// at the DW_TAG_subprogram that is really executing.
+// The inline chain from DWARF: FunctionIndex gives the DIEs containing the
+// address, innermost first. Each DW_TAG_inlined_subroutine is one frame, and
+// its DW_AT_call_file/line/column is where the next outer frame called it;
+// the innermost frame's own position comes from the line table. The chain
+// ends at the DW_TAG_subprogram that is really executing.
 bool ElfModule::AppendDwarfFrames(uint64_t vaddr, std::vector<SourceFrame>* frames) {
   Dwarf_Addr bias = 0;
   Dwarf_Die* cudie = dwfl_module_addrdie(module_, vaddr, &bias);
   if (cudie == nullptr) return false;
-  Dwarf_Die* pc_scopes = nullptr;
-  int pc_count = dwarf_getscopes(cudie, vaddr - bias, &pc_scopes);
-  Dwarf_Die* innermost = nullptr;
-  for (int i = 0; i < pc_count && innermost == nullptr; ++i) {
-    int tag = dwarf_tag(&pc_scopes[i]);
-    if (tag == DW_TAG_inlined_subroutine || tag == DW_TAG_subprogram) innermost = &pc_scopes[i];
-  }
-  Dwarf_Die* scopes = nullptr;
-  int count = innermost != nullptr ? dwarf_getscopes_die(innermost, &scopes) : 0;
-  free(pc_scopes);
-  if (count <= 0) {
-    free(scopes);
-    return false;
-  }
+  std::vector<Dwarf_Die> chain;
+  if (!functions_.Find(cudie, vaddr - bias, &chain)) return false;
   SourceFrame position;
   if (Dwfl_Line* line = dwfl_module_getsrc(module_, vaddr); line != nullptr) {
     const char* file = dwfl_lineinfo(line, nullptr, &position.line, &position.column, nullptr,
                                      nullptr);
     if (file != nullptr) position.file = file;
   }
-  bool reached_function = false;
-  for (int i = 0; i < count && !reached_function; ++i) {
-    Dwarf_Die* scope = &scopes[i];
-    int tag = dwarf_tag(scope);
-    if (tag != DW_TAG_inlined_subroutine && tag != DW_TAG_subprogram) continue;
+  for (Dwarf_Die& scope : chain) {
     SourceFrame frame = position;
-    frame.function = DieFunctionName(scope);
-    frame.inlined = tag == DW_TAG_inlined_subroutine;
-    frames->push_back(std::move(frame));
-    if (tag == DW_TAG_subprogram) {
-      reached_function = true;
-    } else {
-      position.file = CallFile(scope);
-      position.line = DieIntAttr(scope, DW_AT_call_line);
-      position.column = DieIntAttr(scope, DW_AT_call_column);
+    frame.function = DieFunctionName(&scope);
+    frame.inlined = dwarf_tag(&scope) == DW_TAG_inlined_subroutine;
+    if (frame.inlined) {
+      position.file = CallFile(&scope);
+      position.line = DieIntAttr(&scope, DW_AT_call_line);
+      position.column = DieIntAttr(&scope, DW_AT_call_column);
     }
+    frames->push_back(std::move(frame));
   }
-  free(scopes);
-  if (frames->empty()) return false;
   // The outer function's name is the one symbol tables also know; if DWARF
   // has none (rare, artificial code), borrow it.
   if (frames->back().function.empty()) {
-    std::vector<SourceFrame> symbol;
-    if (AppendSymbolFrame(vaddr, &symbol)) frames->back().function = symbol[0].function;
+    if (const char* name = FindSymbol(vaddr); name != nullptr) {
+      frames->back().function = Demangle(name);
+    }
   }
   return true;
 }
@@ -232,11 +210,8 @@ bool ElfModule::AppendDwarfFrames(uint64_t vaddr, std::vector<SourceFrame>* fram
 // libdwfl also takes from a separate debug file, else .dynsym), plus whatever
 // the line table says, if there is one.
 bool ElfModule::AppendSymbolFrame(uint64_t vaddr, std::vector<SourceFrame>* frames) {
-  GElf_Off offset = 0;
-  GElf_Sym sym;
-  const char* name =
-      dwfl_module_addrinfo(module_, vaddr, &offset, &sym, nullptr, nullptr, nullptr);
-  if (name == nullptr || name[0] == '\0') return false;
+  const char* name = FindSymbol(vaddr);
+  if (name == nullptr) return false;
   SourceFrame frame;
   frame.function = Demangle(name);
   if (Dwfl_Line* line = dwfl_module_getsrc(module_, vaddr); line != nullptr) {
@@ -246,6 +221,46 @@ bool ElfModule::AppendSymbolFrame(uint64_t vaddr, std::vector<SourceFrame>* fram
   }
   frames->push_back(std::move(frame));
   return true;
+}
+
+void ElfModule::LoadSymbols() {
+  symbols_loaded_ = true;
+  int count = dwfl_module_getsymtab(module_);
+  for (int i = 1; i < count; ++i) {
+    GElf_Sym sym;
+    GElf_Addr address = 0;
+    GElf_Word shndx = 0;
+    const char* name =
+        dwfl_module_getsym_info(module_, i, &sym, &address, &shndx, nullptr, nullptr);
+    if (name == nullptr || name[0] == '\0' || shndx == SHN_UNDEF) continue;
+    int type = GELF_ST_TYPE(sym.st_info);
+    if (type != STT_FUNC && type != STT_GNU_IFUNC) continue;
+    symbols_.push_back(Symbol{address, sym.st_size, name});
+  }
+  // By address; among aliases at one address, the sized one first, then the
+  // shorter name (often the public one: "malloc" before "__libc_malloc").
+  std::sort(symbols_.begin(), symbols_.end(), [](const Symbol& a, const Symbol& b) {
+    if (a.address != b.address) return a.address < b.address;
+    if ((a.size != 0) != (b.size != 0)) return a.size != 0;
+    return strlen(a.name) < strlen(b.name);
+  });
+  symbols_.shrink_to_fit();
+}
+
+const char* ElfModule::FindSymbol(uint64_t vaddr) {
+  if (!symbols_loaded_) LoadSymbols();
+  auto after = std::upper_bound(symbols_.begin(), symbols_.end(), vaddr,
+                                [](uint64_t value, const Symbol& s) { return value < s.address; });
+  if (after == symbols_.begin()) return nullptr;
+  // The first entry at the greatest address <= vaddr.
+  auto candidate = std::prev(after);
+  while (candidate != symbols_.begin() && std::prev(candidate)->address == candidate->address) {
+    --candidate;
+  }
+  if (candidate->size != 0) return vaddr < candidate->address + candidate->size ? candidate->name
+                                                                                 : nullptr;
+  // A sizeless symbol (hand-written assembly) covers up to the next symbol.
+  return candidate->name;
 }
 
 }  // namespace heapwatch::symbolizer

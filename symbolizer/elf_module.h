@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "symbolizer/elf_file.h"
+#include "symbolizer/function_index.h"
 #include "symbolizer/symbolizer.h"
 
 typedef struct Dwfl Dwfl;
@@ -56,6 +57,16 @@ class ElfModule {
   int FindAltFile(const char* alt_name, char** found_path);
   bool AppendDwarfFrames(uint64_t vaddr, std::vector<SourceFrame>* frames);
   bool AppendSymbolFrame(uint64_t vaddr, std::vector<SourceFrame>* frames);
+  // The function symbol containing vaddr, from a sorted copy of the symbol
+  // table (libdwfl's own lookup scans every symbol on each call).
+  const char* FindSymbol(uint64_t vaddr);
+  void LoadSymbols();
+
+  struct Symbol {
+    uint64_t address;
+    uint64_t size;
+    const char* name;  // in libdwfl's string table; valid while dwfl_ is
+  };
 
   Dwfl* dwfl_ = nullptr;
   Dwfl_Module* module_ = nullptr;
@@ -72,6 +83,9 @@ class ElfModule {
   std::vector<std::string> debug_dirs_;
   std::string debug_file_;
   int debug_files_opened_ = 0;
+  FunctionIndex functions_;
+  bool symbols_loaded_ = false;
+  std::vector<Symbol> symbols_;  // by address
 };
 
 }  // namespace heapwatch::symbolizer
