@@ -101,6 +101,7 @@ export class FlameGraph {
 
     this.canvas_.addEventListener('mousemove', (e) => this.onMouseMove_(e));
     this.canvas_.addEventListener('mouseleave', () => this.setHover_(-1, null));
+    this.canvas_.addEventListener('blur', () => this.setHover_(-1, null));
     this.canvas_.addEventListener('click', (e) => this.onClick_(e));
     this.canvas_.addEventListener('keydown', (e) => this.onKey_(e));
     new ResizeObserver(() => this.requestDraw()).observe(this.container_);
@@ -587,7 +588,7 @@ export class FlameGraph {
     const z = this.nodes_[this.zoom_];
     const what = this.zoom_ ? `zoomed to ${z.name}` : 'whole profile';
     return `Flame graph, ${what}: ${formatValue(this.w_[this.zoom_], this.unit_)}, ${this.n_} frames. ` +
-      'Click a frame to zoom; Escape resets, Backspace zooms out.';
+      'Click a frame to zoom. Keys: arrows move between frames, Enter zooms, Backspace zooms out, Escape resets.';
   }
 
   // ---- interaction ----------------------------------------------------------
@@ -637,11 +638,54 @@ export class FlameGraph {
     if (i >= 0) this.zoomTo(i);
   }
 
+  /**
+   * Keyboard: arrows move a cursor between frames (up: caller, down: widest
+   * callee, left/right: neighbours in the row), Enter zooms to it, Escape
+   * resets the zoom, Backspace zooms out one level.
+   */
   onKey_(e) {
-    if (e.key === 'Escape') this.resetZoom();
-    else if (e.key === 'Backspace') this.zoomOut();
-    else return;
+    const cur = this.hover_ >= 0 ? this.hover_ : this.zoom_;
+    let next = -1;
+    switch (e.key) {
+      case 'Escape': this.resetZoom(); break;
+      case 'Backspace': this.zoomOut(); break;
+      case 'Enter': if (this.hover_ >= 0) this.zoomTo(this.hover_); break;
+      case 'ArrowUp': next = cur > 0 ? this.parent_[cur] : -1; break;
+      case 'ArrowDown':
+        for (let j = cur + 1; j < this.end_[cur]; j = this.end_[j]) {
+          if (next < 0 || this.w_[j] > this.w_[next]) next = j;
+        }
+        break;
+      case 'ArrowLeft':
+      case 'ArrowRight': next = this.rowNeighbour_(cur, e.key === 'ArrowLeft' ? -1 : 1); break;
+      default: return;
+    }
     e.preventDefault();
+    if (next >= 0 && this.n_) this.moveCursor_(next);
+  }
+
+  /** The nearest visible frame left (-1) or right (+1) of `i` in its row. */
+  rowNeighbour_(i, dir) {
+    const row = this.rows_[this.depth_[i]];
+    let k = row.indexOf(i);
+    const scale = this.width_ / (this.viewX1_ - this.viewX0_);
+    for (k += dir; k >= 0 && k < row.length; k += dir) {
+      const j = row[k];
+      const x = (this.x_[j] - this.viewX0_) * scale;
+      const w = this.w_[j] * scale;
+      if (w >= kMinWidthPx && x < this.width_ && x + w > 0) return j;
+    }
+    return -1;
+  }
+
+  moveCursor_(i) {
+    this.hover_ = i;
+    this.drawOverlay_();
+    const r = this.canvas_.getBoundingClientRect();
+    const scale = this.width_ / (this.viewX1_ - this.viewX0_);
+    const x = Math.max((this.x_[i] - this.viewX0_) * scale, 0);
+    const y = this.depth_[i] * kRowHeight;
+    this.showTooltip_(i, r.left + x + 8, r.top + y + kRowHeight);
   }
 
   hideTooltip_() {

@@ -96,7 +96,7 @@ export class TimelineChart {
     const tFirst = points[0].t;
     const tLast = points[points.length - 1].t;
     let tMin = tFirst;
-    let tMax = Math.max(tLast, tFirst + 60);
+    let tMax = Math.max(tLast, tFirst + 10);
     // Show the predicted OOM on the axis when it is not far beyond the data.
     let predEnd = null;
     if (pred && pred.oom_at && limit && pred.oom_at > tLast) {
@@ -127,6 +127,8 @@ export class TimelineChart {
       ctx.moveTo(kPad.left, y);
       ctx.lineTo(w - kPad.right, y);
       ctx.stroke();
+      // The zero label sits above its line, clear of the time labels below.
+      ctx.textBaseline = v === 0 ? 'bottom' : 'middle';
       ctx.fillText(formatBytes(v), kPad.left - 6, y);
     }
     ctx.textAlign = 'center';

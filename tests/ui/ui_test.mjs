@@ -195,6 +195,22 @@ await check('click-to-zoom changes the root; breadcrumb and reset go back', asyn
   assert.equal((await page.evaluate(() => window.heapwatch.flame.zoomRoot())).name, 'all');
 });
 
+await check('keyboard: arrows pick a frame, Enter zooms, Escape resets', async () => {
+  await page.focus('.flame-canvas');
+  await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('ArrowDown');
+  await page.waitForSelector('#tooltip:not([hidden])');
+  await page.keyboard.press('Enter');
+  await settle();
+  const root = await page.evaluate(() => window.heapwatch.flame.zoomRoot());
+  assert.equal(root.depth, 2, `zoomed to ${root.name} at depth ${root.depth}`);
+  await page.keyboard.press('Escape');
+  await settle();
+  assert.equal((await page.evaluate(() => window.heapwatch.flame.zoomRoot())).depth, 0);
+  await page.mouse.move(1, 1);
+  await page.evaluate(() => document.activeElement.blur());
+});
+
 await check('leaking function is in the suspects table; its row focuses its stack', async () => {
   const deadline = Date.now() + 60000;
   let row = null;
