@@ -167,7 +167,7 @@ export function renderAlerts(tbody, alerts, snapshotHref) {
     h('td', null, h('span', { className: `sev ${a.severity || ''}` }, a.severity || '')),
     h('td', null, a.rule || ''),
     h('td', { className: 'num' }, String(a.pid ?? '')),
-    h('td', { className: 'summary', title: a.description || '' }, a.summary || '',
+    h('td', { className: 'alert-summary', title: a.description || '' }, a.summary || '',
       a.description ? h('div', { className: 'desc' }, a.description) : null),
     h('td', null, formatTime(a.started_at),
       a.resolved_at ? h('div', { className: 'desc' }, `resolved ${formatTime(a.resolved_at)}`) : null),

@@ -140,7 +140,9 @@ export class TimelineChart {
       ctx.moveTo(x, kPad.top);
       ctx.lineTo(x, kPad.top + plotH);
       ctx.stroke();
-      ctx.fillText(new Date(t * 1000).toLocaleTimeString([], { hour12: false }), x, kPad.top + plotH + 5);
+      const label = new Date(t * 1000).toLocaleTimeString([], { hour12: false });
+      const half = ctx.measureText(label).width / 2;
+      ctx.fillText(label, Math.min(x, w - half - 1), kPad.top + plotH + 5);
     }
 
     // Limit line.
@@ -251,7 +253,7 @@ export class TimelineChart {
       items.push(h('span', { className: 'legend-item' },
         h('i', { className: 'swatch dashed', style: `border-color:${kLimitColor}` }),
         h('span', null, `limit ${limit ? formatBytes(limit) : 'unknown'}`)));
-      items.push(h('span', { className: 'legend-time' }, hovered ? `at ${formatTime(point.t)}` : 'latest'));
+      if (hovered) items.push(h('span', { className: 'legend-time' }, `at ${formatTime(point.t)}`));
     }
     this.legend_.replaceChildren(...items);
   }

@@ -42,6 +42,10 @@ def ensure_node_modules():
 
 
 class UiTest(harness.CollectorTestCase):
+    # A known limit, far above this machine's usage, so the timeline has a
+    # limit line and (while usage grows) a prediction, with no usage alert.
+    collector_args = ("--memory-limit", "64Gi")
+
     def setUp(self):
         reason = skip_reason()
         if reason:

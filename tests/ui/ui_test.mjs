@@ -135,6 +135,21 @@ await check('leaking function shows in the flame graph', async () => {
   await shot('overview-1280x800');
 });
 
+await check('timeline shows heap, RSS, container usage, the limit and the prediction', async () => {
+  await page.waitForFunction(() => /heap/.test(document.getElementById('timeline-legend').textContent));
+  const legend = await page.$eval('#timeline-legend', (e) => e.textContent);
+  for (const what of ['heap (estimate)', 'RSS', 'limit 64.0 GiB']) assert.ok(legend.includes(what), `legend: ${legend}`);
+  const [label, timeline] = await Promise.all([
+    page.$eval('.timeline-canvas', (c) => c.getAttribute('aria-label')),
+    page.evaluate((p) => window.heapwatch.api.getJson(`/api/v1/timeline?pid=${p}`), pid),
+  ]);
+  assert.match(label, /limit 64\.0 GiB/);
+  if (timeline.prediction) assert.match(label, /OOM in/, label);
+  const ttoom = await page.$eval('[data-card=ttoom] .card-value', (e) => e.textContent);
+  if (timeline.prediction) assert.notEqual(ttoom, '—');
+  metrics.timeline = { aria_label: label, time_to_oom_card: ttoom };
+});
+
 await check('hovering the leaking frame shows its tooltip', async () => {
   const node = await nodeInView(leak);
   await page.mouse.move(node.x + Math.min(node.width / 2, 200), node.y + node.height / 2);
