@@ -13,14 +13,6 @@
 #include "symbolizer/symbolizer.h"
 #include "symbolizer/test_fixtures.h"
 
-// elfutils 0.188's dwarf_getscopes leaks its scope array when it gives up
-// half-way through corrupt DWARF (CorruptedBinariesNeverCrash provokes it):
-// a bug of the library, a few dozen bytes per corrupt file, not ours to fix.
-// Suppressed by function name, which needs full (slow) malloc stacks since
-// libdw has no frame pointers; other leaks, ours included, still fail.
-extern "C" const char* __lsan_default_suppressions() { return "leak:dwarf_getscopes\n"; }
-extern "C" const char* __asan_default_options() { return "fast_unwind_on_malloc=0"; }
-
 namespace heapwatch::symbolizer {
 namespace {
 
