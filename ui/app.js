@@ -513,8 +513,8 @@ function setBanner(b) {
     return;
   }
   el.className = `banner ${b.level}`;
-  el.replaceChildren(h('span', null, b.text),
-    b.action ? h('button', { type: 'button', onclick: b.action[1] }, b.action[0]) : null);
+  el.replaceChildren(h('span', null, b.text));
+  if (b.action) el.append(h('button', { type: 'button', onclick: b.action[1] }, b.action[0]));
 }
 
 function updateStatus() {

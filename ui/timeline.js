@@ -107,7 +107,10 @@ export class TimelineChart {
     let yMax = 0;
     const shown = kSeries.filter((s) => !this.hidden_.has(s.key));
     for (const p of points) for (const s of shown) if (p[s.key] > yMax) yMax = p[s.key];
-    if (limit) yMax = Math.max(yMax, limit);
+    // A limit far above the data would squash the lines flat: then the limit
+    // is named at the top of the plot ("off scale") instead of drawn.
+    const limitOnScale = !!limit && (limit <= yMax * 4 || !yMax);
+    if (limitOnScale) yMax = Math.max(yMax, limit);
     yMax = yMax * 1.08 || 1;
     const plotW = w - kPad.left - kPad.right;
     const plotH = h - kPad.top - kPad.bottom;
@@ -146,7 +149,13 @@ export class TimelineChart {
     }
 
     // Limit line.
-    if (limit) {
+    if (limit && !limitOnScale) {
+      ctx.fillStyle = kLimitColor;
+      ctx.textAlign = 'left';
+      ctx.textBaseline = 'top';
+      ctx.fillText(`limit ${formatBytes(limit)} ↑ (off scale)`, kPad.left + 4, kPad.top);
+    }
+    if (limitOnScale) {
       ctx.strokeStyle = kLimitColor;
       ctx.setLineDash([6, 4]);
       ctx.lineWidth = 1.5;
@@ -185,6 +194,10 @@ export class TimelineChart {
     if (pred && pred.oom_at && limit && predEnd !== null) {
       const startV = limit - pred.bytes_per_sec * (pred.oom_at - tLast);
       const endV = limit - pred.bytes_per_sec * (pred.oom_at - predEnd);
+      ctx.save();
+      ctx.beginPath();
+      ctx.rect(kPad.left, kPad.top, plotW, plotH);
+      ctx.clip();
       ctx.strokeStyle = kLimitColor;
       ctx.lineWidth = 1.5;
       ctx.setLineDash([2, 3]);
@@ -192,13 +205,14 @@ export class TimelineChart {
       ctx.moveTo(X(tLast), Y(Math.max(0, startV)));
       ctx.lineTo(X(predEnd), Y(endV));
       ctx.stroke();
-      ctx.setLineDash([]);
+      ctx.restore();
       predText = `OOM in ${formatDuration(pred.time_to_oom_sec)} (≈${formatTime(pred.oom_at)})`;
       ctx.fillStyle = kLimitColor;
       ctx.font = 'bold 11px system-ui, sans-serif';
       const reached = predEnd >= pred.oom_at;
       const tx = X(predEnd);
-      if (reached) {
+      const labelY = limitOnScale ? Y(limit) + 4 : kPad.top + 14;
+      if (reached && limitOnScale) {
         ctx.beginPath();
         ctx.arc(tx, Y(limit), 4, 0, Math.PI * 2);
         ctx.fill();
@@ -207,7 +221,7 @@ export class TimelineChart {
       ctx.textBaseline = 'top';
       const label = reached ? predText : `${predText} →`;
       const tw = ctx.measureText(label).width;
-      ctx.fillText(label, Math.max(kPad.left + tw + 4, Math.min(tx, w - kPad.right)), Y(limit) + 4);
+      ctx.fillText(label, Math.max(kPad.left + tw + 4, Math.min(tx, w - kPad.right)), labelY);
       ctx.font = '11px system-ui, sans-serif';
     }
 
