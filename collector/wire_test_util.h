@@ -1,0 +1,45 @@
+// Builds valid (or deliberately broken) shim byte streams for tests, the
+// fuzzer's seeds and benchmarks: the same encoding the shim uses (wire.h).
+#ifndef HEAPWATCH_COLLECTOR_WIRE_TEST_UTIL_H_
+#define HEAPWATCH_COLLECTOR_WIRE_TEST_UTIL_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "heapwatch/wire.h"
+
+namespace heapwatch::collector::testing {
+
+class StreamBuilder {
+ public:
+  StreamBuilder& Hello(uint32_t pid, uint64_t sample_bytes = 524288, uint64_t start_ns = 1,
+                       const std::string& exe = "/bin/test");
+  StreamBuilder& ModulesReset();
+  StreamBuilder& Module(uint64_t start, uint64_t end, uint64_t load_bias, const std::string& path,
+                        const std::string& build_id = "");
+  StreamBuilder& Stack(uint64_t id, const std::vector<uint64_t>& pcs);
+  StreamBuilder& Alloc(uint64_t address, uint64_t size, uint64_t stack_id, uint64_t time_ns = 1);
+  StreamBuilder& Free(uint64_t address, uint64_t time_ns = 2);
+  // Pending Alloc/Free records go out as one kEvents frame.
+  StreamBuilder& Flush();
+  StreamBuilder& ResyncBegin(uint64_t generation = 1);
+  StreamBuilder& ResyncEnd(uint64_t generation = 1, uint64_t count = 0);
+  StreamBuilder& Stats(const wire::Stats& stats);
+  // A raw frame with any type and payload (for malformed input).
+  StreamBuilder& Raw(uint16_t type, const std::string& payload, int64_t length_override = -1);
+
+  const std::string& bytes() {
+    Flush();
+    return out_;
+  }
+
+ private:
+  void Frame(wire::FrameType type, const std::string& payload);
+  std::string out_;
+  std::vector<wire::EventRecord> pending_;
+};
+
+}  // namespace heapwatch::collector::testing
+
+#endif  // HEAPWATCH_COLLECTOR_WIRE_TEST_UTIL_H_
