@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 
+#include "collector/analysis.h"
 #include "collector/call_tree.h"
 #include "collector/collector.h"
 #include "collector/log.h"
@@ -141,6 +142,20 @@ HttpResponse Timeline(const HttpRequest& req, const Query& q, Collector& c) {
   return Json(req, TimelineJson(RequireProcess(q, c), c));
 }
 
+HttpResponse Leaks(const HttpRequest& req, const Query& q, Collector& c) {
+  double max = NumberParam(q, "max", 20, 1, 1000);
+  Process& p = RequireProcess(q, c);
+  double now = NowSeconds();
+  ProfileData data = BuildProfileData(p, &c.symbols(), now);
+  return Json(req, LeaksJson(p, c.analyzer().Find(p), data, now, static_cast<size_t>(max)));
+}
+
+HttpResponse Alerts(const HttpRequest& req, Collector& c) {
+  json list = json::array();
+  for (const Alert* a : c.alerts().List()) list.push_back(AlertJson(*a));
+  return Json(req, {{"alerts", std::move(list)}});
+}
+
 HttpResponse Snapshots(const HttpRequest& req, const Query& q, Collector& c) {
   if (req.method() == http::verb::post) {
     Process& p = RequireProcess(q, c);
@@ -250,6 +265,8 @@ HttpResponse Route(const HttpRequest& req, const Query& q, Collector& c) {
   if (path == "/api/v1/processes") return Processes(req, c);
   if (path == "/api/v1/profile") return Profile(req, q, c);
   if (path == "/api/v1/timeline") return Timeline(req, q, c);
+  if (path == "/api/v1/leaks") return Leaks(req, q, c);
+  if (path == "/api/v1/alerts") return Alerts(req, c);
   if (path.starts_with("/api/v1/snapshots/")) return Snapshot(req, path.substr(18), c);
   if (path.starts_with("/api/") || path.starts_with("/debug/")) {
     return Error(req, http::status::not_found, "no such endpoint: " + path);
@@ -340,7 +357,7 @@ json TimelineJson(const Process& p, Collector& c) {
   return {{"pid", p.pid()},
           {"limit_bytes", OptionalNumber(c.LimitFor(p))},
           {"points", std::move(points)},
-          {"prediction", nullptr}};
+          {"prediction", p.exited() ? json(nullptr) : PredictionJson(c.analyzer().Find(p))}};
 }
 
 HttpResponse HandleRequest(const HttpRequest& req, Collector& c) {

@@ -16,7 +16,10 @@ Collector::Collector(Config config)
       symbols_(config_.proc_root),
       snapshots_(config_.data_dir, config_.limits.max_snapshots),
       ingest_(io_, config_, table_),
-      http_(io_, [this](const HttpRequest& req) { return HandleRequest(req, *this); }) {
+      http_(io_, [this](const HttpRequest& req) { return HandleRequest(req, *this); }),
+      analyzer_(config_.analysis),
+      alerts_(config_.alerts),
+      sinks_(io_, config_.alerts) {
   ingest_.on_new_stacks = [this](Process& p) { symbols_.Prefetch(p); };
 }
 
@@ -31,6 +34,7 @@ std::string Collector::Start() {
   }
   if (std::string err = ingest_.Start(); !err.empty()) return err;
   if (std::string err = http_.Start(config_.http_host, config_.http_port); !err.empty()) return err;
+  sinks_.SetGeneratorUrl("http://" + config_.http_host + ":" + std::to_string(http_.port()) + "/api/v1/alerts");
   signals_.async_wait([this](const boost::system::error_code& ec, int signo) {
     if (ec) return;
     Log(LogLevel::kInfo, "stopping", {{"signal", signo}});
@@ -110,15 +114,73 @@ void Collector::PollOnce() {
     }
   }
   latest_.swap(latest);
+
+  // Growth analysis and alerts. An exited process's alerts resolve (there is
+  // nothing left to watch); its last analysis stays for /api/v1/leaks.
+  std::vector<const Process*> known;
+  for (const auto& p : table_.processes()) {
+    known.push_back(p.get());
+    if (p->exited()) {
+      for (Alert* a : alerts_.ProcessGone(p->pid(), p->start_time_ns(), now)) sinks_.Notify(*a, now);
+      continue;
+    }
+    EvaluateAlerts(*p, analyzer_.Update(*p, now, LimitFor(*p)), now);
+  }
+  analyzer_.Retain(known);
+  sinks_.Resend(alerts_.Firing(), now);
+}
+
+void Collector::EvaluateAlerts(Process& process, const ProcessAnalysis& analysis, double now) {
+  std::vector<AlertCondition> conditions = EvaluateRules(config_.alerts, analysis, process.exe(), process.pid());
+  std::vector<Alert*> changed = alerts_.Update(process.pid(), process.start_time_ns(), process.exe(), conditions, now);
+  for (Alert* a : changed) {
+    if (a->state == AlertState::kFiring) OnAlertFired(process, *a, now);
+    sinks_.Notify(*a, now);
+  }
+}
+
+void Collector::OnAlertFired(Process& process, Alert& alert, double now) {
+  // Evidence first: the process may be killed at any moment, and the
+  // snapshot must be on disk before anyone is told.
+  const ProcessAnalysis* analysis = analyzer_.Find(process);
+  if (analysis && !analysis->suspects.empty()) {
+    ProfileData data = BuildProfileData(process, &symbols_, now);
+    nlohmann::json leaks = LeaksJson(process, analysis, data, now, 1);
+    if (!leaks["suspects"].empty() && leaks["suspects"][0]["function"].is_string()) {
+      alert.function = leaks["suspects"][0]["function"].get<std::string>();
+      alert.description += "; top leak suspect: " + alert.function;
+    }
+  }
+  // Rules that fire together share one snapshot.
+  for (const Alert* other : alerts_.Firing()) {
+    if (other != &alert && other->pid == alert.pid && other->start_time_ns == alert.start_time_ns &&
+        !other->snapshot.empty() && now - other->started_at < 30) {
+      alert.snapshot = other->snapshot;
+      return;
+    }
+  }
+  std::string error;
+  if (auto id = TakeSnapshot(process, "alert:" + alert.rule, &error, &alert)) {
+    alert.snapshot = *id;
+  } else {
+    Log(LogLevel::kError, "alert evidence not saved", {{"alert", alert.id}, {"error", error}});
+  }
 }
 
 std::optional<std::string> Collector::TakeSnapshot(const Process& process, const std::string& reason,
-                                                   std::string* error) {
+                                                   std::string* error, const Alert* alert) {
   double now = NowSeconds();
   ProfileData data = BuildProfileData(process, &symbols_, now);
+  nlohmann::json alerts = nlohmann::json::array();
+  for (const Alert* a : alerts_.List()) {
+    if (a->pid == process.pid() && a->start_time_ns == process.start_time_ns()) alerts.push_back(AlertJson(*a));
+  }
   nlohmann::json doc = {{"process", ProcessJson(process, *this)},
                         {"profile", ProfileDataToJson(data)},
-                        {"timeline", TimelineJson(process, *this)}};
+                        {"timeline", TimelineJson(process, *this)},
+                        {"leaks", LeaksJson(process, analyzer_.Find(process), data, now)},
+                        {"alerts", std::move(alerts)},
+                        {"alert", alert ? AlertJson(*alert) : nlohmann::json(nullptr)}};
   std::string pprof = Gzip(EncodePprof(data, SampleType::kInuseSpace));
   return snapshots_.Save(process.pid(), now, reason, std::move(doc), pprof, error);
 }

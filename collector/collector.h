@@ -14,6 +14,9 @@
 #include <optional>
 #include <string>
 
+#include "collector/alert_sinks.h"
+#include "collector/alerts.h"
+#include "collector/analysis.h"
 #include "collector/config.h"
 #include "collector/http_server.h"
 #include "collector/ingest_server.h"
@@ -36,12 +39,14 @@ class Collector {
   void Run();
   void Stop();
 
-  // Takes a snapshot of `process` now (pprof, profile with names, timeline).
+  // Takes a snapshot of `process` now (pprof, profile with names, timeline,
+  // leak suspects, alerts; `alert` is the one that caused it, if any).
   std::optional<std::string> TakeSnapshot(const Process& process, const std::string& reason,
-                                          std::string* error);
+                                          std::string* error, const Alert* alert = nullptr);
   // Empty when ready, else why not (/readyz).
   std::string NotReadyReason() const;
-  // Samples RSS and cgroup figures of every running process now.
+  // Samples RSS and cgroup figures of every running process now, refreshes
+  // the growth analysis and evaluates the alert rules.
   void PollOnce();
 
   const Config& config() const { return config_; }
@@ -50,6 +55,9 @@ class Collector {
   SymbolService& symbols() { return symbols_; }
   SnapshotStore& snapshots() { return snapshots_; }
   const ProcReader& proc() const { return proc_; }
+  const Analyzer& analyzer() const { return analyzer_; }
+  const AlertManager& alerts() const { return alerts_; }
+  const AlertSinks& alert_sinks() const { return sinks_; }
   uint16_t http_port() const { return http_.port(); }
   uint64_t http_bad_requests() const { return http_.bad_requests(); }
   std::map<unsigned, uint64_t>& http_responses() { return http_responses_; }
@@ -64,6 +72,8 @@ class Collector {
     std::optional<uint64_t> rss, cgroup_usage, cgroup_limit;
   };
   void SchedulePoll();
+  void EvaluateAlerts(Process& process, const ProcessAnalysis& analysis, double now);
+  void OnAlertFired(Process& process, Alert& alert, double now);
 
   Config config_;
   boost::asio::io_context io_;
@@ -75,6 +85,9 @@ class Collector {
   SnapshotStore snapshots_;
   IngestServer ingest_;
   HttpServer http_;
+  Analyzer analyzer_;
+  AlertManager alerts_;
+  AlertSinks sinks_;
   std::map<unsigned, uint64_t> http_responses_;
   std::map<const Process*, Latest> latest_;
   std::string snapshot_init_error_;

@@ -1,5 +1,7 @@
 #include "collector/config.h"
 
+#include "collector/alert_sinks.h"
+
 #include <boost/program_options.hpp>
 #include <cerrno>
 #include <cmath>
@@ -126,6 +128,10 @@ std::optional<Config> ParseConfig(int argc, const char* const* argv) {
      "alert when memory usage exceeds this share of the limit")
     ("alert-leak-bytes-per-sec", po::value(&config.alerts.leak_min_bytes_per_sec)->default_value(config.alerts.leak_min_bytes_per_sec),
      "alert on a leak suspect growing at least this fast")
+    ("alert-leak-min-share", po::value(&config.alerts.leak_min_share)->default_value(config.alerts.leak_min_share),
+     "... and holding at least this share of all growth")
+    ("alert-leak-min-score", po::value(&config.alerts.leak_min_score)->default_value(config.alerts.leak_min_score),
+     "... and growing this steadily (0-1: monotonic and not flattening)")
     ("alert-for-seconds", po::value(&config.alerts.for_seconds)->default_value(config.alerts.for_seconds),
      "how long a condition must hold before its alert fires")
     ("alert-resolve-seconds", po::value(&config.alerts.resolve_seconds)->default_value(config.alerts.resolve_seconds),
@@ -133,6 +139,12 @@ std::optional<Config> ParseConfig(int argc, const char* const* argv) {
     ("alertmanager-url", po::value(&config.alerts.alertmanager_url),
      "Alertmanager base URL (v2 API), e.g. http://127.0.0.1:9093")
     ("webhook-url", po::value(&config.alerts.webhook_url), "URL receiving alerts as JSON POSTs")
+    ("alert-resend-seconds", po::value(&config.alerts.resend_seconds)->default_value(config.alerts.resend_seconds),
+     "how often firing alerts are re-sent to Alertmanager")
+    ("analysis-window", po::value(&config.analysis.window_seconds)->default_value(config.analysis.window_seconds),
+     "seconds of history the growth trends look at (shorter windows of 1/4 and 4x the minimum span too)")
+    ("analysis-min-span", po::value(&config.analysis.min_span_seconds)->default_value(config.analysis.min_span_seconds),
+     "seconds of history a trend needs before it predicts or names a suspect")
     ("max-processes", po::value(&config.limits.max_processes)->default_value(config.limits.max_processes),
      "processes kept (exited ones are evicted first)")
     ("max-stacks", po::value(&config.limits.max_stacks_per_process)->default_value(config.limits.max_stacks_per_process),
@@ -196,6 +208,18 @@ std::optional<Config> ParseConfig(int argc, const char* const* argv) {
   if (config.limits.max_processes == 0 || config.limits.max_stacks_per_process == 0 ||
       config.limits.max_live_samples_per_process == 0 || config.limits.max_history_points < 16) {
     throw std::runtime_error("--max-* limits must be positive (history at least 16)");
+  }
+  for (const std::string* url : {&config.alerts.alertmanager_url, &config.alerts.webhook_url}) {
+    std::string error;
+    if (!url->empty() && !ParseHttpUrl(*url, &error)) throw std::runtime_error("alert sink: " + error);
+  }
+  if (!(config.analysis.min_span_seconds > 0 && config.analysis.window_seconds >= config.analysis.min_span_seconds &&
+        config.analysis.window_seconds <= 86400)) {
+    throw std::runtime_error("--analysis-window must be at least --analysis-min-span (> 0) and at most a day");
+  }
+  if (!(config.alerts.for_seconds >= 0 && config.alerts.resolve_seconds >= 0 && config.alerts.resend_seconds > 0 &&
+        config.alerts.usage_ratio > 0 && config.alerts.oom_seconds >= 0)) {
+    throw std::runtime_error("--alert-*: durations must be >= 0, the ratio and resend period > 0");
   }
   static const char* kLevels[] = {"debug", "info", "warning", "error"};
   bool level_ok = false;

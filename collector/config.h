@@ -20,15 +20,31 @@ struct Limits {
   size_t max_connections = 512;
 };
 
+// Growth analysis (collector/analysis.h).
+struct AnalysisConfig {
+  double window_seconds = 240;     // longest sliding window of the trends
+  double min_span_seconds = 5;     // history a trend needs before it counts
+  double min_tau = 0.2;            // usage must rise this consistently to predict an OOM
+  // A trend is trusted to predict at most this many times its own length
+  // ahead (a cache filling for 20 s says little about the next 10 minutes).
+  double max_extrapolation = 8;
+  double leak_established_seconds = 60;  // growth this long is a leak whatever the headroom
+  size_t max_tracked_stacks = 64;  // per process: stacks with a live-bytes history
+  size_t max_series_points = 600;  // per tracked stack
+};
+
 struct AlertConfig {
   double oom_seconds = 900;       // fire when predicted time to OOM is below this
   double usage_ratio = 0.90;      // fire when usage / limit is above this
   double leak_min_bytes_per_sec = 64 * 1024;  // leak suspect strong enough to alert
   double leak_min_share = 0.5;
+  double leak_min_score = 0.6;    // monotonic-growth score of the top suspect
   double for_seconds = 10;        // a condition must hold this long to fire
   double resolve_seconds = 30;    // ... and be clear this long to resolve
   std::string alertmanager_url;   // e.g. http://127.0.0.1:9093
   std::string webhook_url;
+  double resend_seconds = 60;     // firing alerts are re-sent to Alertmanager this often
+  double http_timeout_seconds = 5;
 };
 
 struct Config {
@@ -48,6 +64,7 @@ struct Config {
   std::string log_level = "info";
   Limits limits;
   AlertConfig alerts;
+  AnalysisConfig analysis;
 };
 
 // Parses argv and the environment. Returns nullopt after printing --help or

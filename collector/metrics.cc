@@ -1,5 +1,6 @@
 #include "collector/metrics.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -75,6 +76,12 @@ std::string RenderMetrics(Collector& c) {
   w.Family("heapwatch_stacks", "gauge", "Unique allocation stacks kept.");
   w.Family("heapwatch_dropped_events_total", "counter", "Events the shim dropped (collector absent or slow).");
   w.Family("heapwatch_process_up", "gauge", "1 while the process runs, 0 after it exited.");
+  w.Family("heapwatch_growth_bytes_per_second", "gauge",
+           "Sustained growth of the process's memory usage (robust trend of its floor; 0 when not growing).");
+  w.Family("heapwatch_time_to_oom_seconds", "gauge",
+           "Predicted seconds until usage reaches the memory limit (absent when not growing or no limit).");
+  w.Family("heapwatch_leak_suspect_bytes_per_second", "gauge", "Growth rate of the top leak suspect's live bytes.");
+  w.Family("heapwatch_leak_suspect_score", "gauge", "Monotonic-growth score (0-1) of the top leak suspect.");
   for (const auto& p : c.processes().processes()) {
     MetricsWriter::Labels l = {{"pid", std::to_string(p->pid())}, {"exe", p->exe()}};
     w.Sample("heapwatch_heap_bytes", l, p->heap_bytes());
@@ -89,6 +96,16 @@ std::string RenderMetrics(Collector& c) {
     w.Sample("heapwatch_stacks", l, static_cast<double>(p->stacks().size()));
     w.Sample("heapwatch_dropped_events_total", l, static_cast<double>(p->shim_stats().dropped_events));
     w.Sample("heapwatch_process_up", l, p->exited() ? 0 : 1);
+    if (const ProcessAnalysis* a = c.analyzer().Find(*p); a && !p->exited()) {
+      const Prediction& pr = a->prediction;
+      w.Sample("heapwatch_growth_bytes_per_second", l,
+               pr.growing ? std::max(0.0, std::min(pr.trend.slope, pr.trend.recent_slope)) : 0.0);
+      // Only a trusted prediction (the one the time_to_oom alert uses).
+      if (pr.time_to_oom && pr.trusted) w.Sample("heapwatch_time_to_oom_seconds", l, *pr.time_to_oom);
+      double top = a->suspects.empty() ? 0.0 : a->suspects.front().growth_bytes_per_sec;
+      w.Sample("heapwatch_leak_suspect_bytes_per_second", l, top);
+      w.Sample("heapwatch_leak_suspect_score", l, a->suspects.empty() ? 0.0 : a->suspects.front().score);
+    }
   }
 
   const IngestStats& in = c.ingest().stats();
@@ -148,6 +165,25 @@ std::string RenderMetrics(Collector& c) {
   }
   w.Family("heapwatch_http_bad_requests_total", "counter", "HTTP requests that could not be parsed.");
   w.Sample("heapwatch_http_bad_requests_total", {}, static_cast<double>(c.http_bad_requests()));
+  w.Family("heapwatch_alerts_firing", "gauge", "Alerts firing now, by rule.");
+  for (const char* rule : {"time_to_oom", "memory_usage", "leak_suspect"}) {
+    double n = 0;
+    for (const Alert* a : c.alerts().List()) n += a->rule == rule && a->state == AlertState::kFiring;
+    w.Sample("heapwatch_alerts_firing", {{"rule", rule}}, n);
+  }
+  w.Family("heapwatch_alerts_fired_total", "counter", "Alerts that have fired since heapwatchd started.");
+  w.Sample("heapwatch_alerts_fired_total", {}, static_cast<double>(c.alerts().fired_total()));
+  w.Family("heapwatch_alert_notifications_total", "counter", "Alert deliveries to Alertmanager and the webhook, by outcome.");
+  for (const auto& [sink, poster] : {std::pair{"alertmanager", c.alert_sinks().alertmanager()},
+                                     std::pair{"webhook", c.alert_sinks().webhook()}}) {
+    if (!poster) continue;
+    w.Sample("heapwatch_alert_notifications_total", {{"sink", sink}, {"outcome", "sent"}},
+             static_cast<double>(poster->stats().sent));
+    w.Sample("heapwatch_alert_notifications_total", {{"sink", sink}, {"outcome", "failed_attempt"}},
+             static_cast<double>(poster->stats().failures));
+    w.Sample("heapwatch_alert_notifications_total", {{"sink", sink}, {"outcome", "dropped"}},
+             static_cast<double>(poster->stats().dropped));
+  }
   w.Family("heapwatch_collector_rss_bytes", "gauge", "Resident set size of heapwatchd.");
   if (auto rss = c.proc().SelfRss()) w.Sample("heapwatch_collector_rss_bytes", {}, static_cast<double>(*rss));
   w.Family("heapwatch_collector_cpu_seconds_total", "counter", "CPU time used by heapwatchd.");
