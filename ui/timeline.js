@@ -58,6 +58,11 @@ export class TimelineChart {
     this.requestDraw();
   }
 
+  /** The last /api/v1/timeline answer drawn (null when none). */
+  get data() {
+    return this.data_;
+  }
+
   requestDraw() {
     if (this.pending_) return;
     this.pending_ = true;

@@ -64,6 +64,10 @@ class UiTest(harness.CollectorTestCase):
         self.assertEqual(proc.returncode, 0, f"browser checks failed (see above and {artifacts})")
 
     def test_ui_against_demo(self):
+        # A process that has come and gone, for the picker's "exited" mark.
+        short = self.spawn([harness.DEMO, "--seconds", "1", "--rps", "200"])
+        short.wait(timeout=60)
+        self.collector.wait_for_process(short.pid, lambda p: p["state"] == "exited")
         demo = self.spawn([harness.DEMO, "--leak-bytes", "4096", "--rps", "500"])
         self.collector.wait_for_process(demo.pid, lambda p: p["heap_bytes"] > 0)
 
@@ -79,6 +83,7 @@ class UiTest(harness.CollectorTestCase):
         self.addCleanup(secured.cleanup)
 
         self.run_browser("--url", self.collector.base_url, "--pid", str(demo.pid),
+                         "--exited-pid", str(short.pid),
                          "--leak", "RememberSession",
                          "--token-url", secured.base_url, "--token", token)
 

@@ -117,6 +117,12 @@ await check('page loads from heapwatchd with no foreign requests', async () => {
   assert.equal(Number(selected), pid, 'the process from the URL is picked');
   const label = await page.$eval('#pid-select', (s) => s.selectedOptions[0].textContent);
   assert.match(label, /heapwatch-demo/);
+  if (args['exited-pid']) {
+    const exited = await page.$eval(`#pid-select option[value="${args['exited-pid']}"]`,
+      (o) => ({ text: o.textContent, group: o.parentElement.label }));
+    assert.match(exited.text, /\(exited\)/);
+    assert.equal(exited.group, 'exited');
+  }
 });
 
 await check('leaking function shows in the flame graph', async () => {
@@ -140,14 +146,29 @@ await check('timeline shows heap, RSS, container usage, the limit and the predic
   await page.waitForFunction(() => /heap/.test(document.getElementById('timeline-legend').textContent));
   const legend = await page.$eval('#timeline-legend', (e) => e.textContent);
   for (const what of ['heap (estimate)', 'RSS', 'limit 64.0 GiB']) assert.ok(legend.includes(what), `legend: ${legend}`);
-  const [label, timeline] = await Promise.all([
-    page.$eval('.timeline-canvas', (c) => c.getAttribute('aria-label')),
-    page.evaluate((p) => window.heapwatch.api.getJson(`/api/v1/timeline?pid=${p}`), pid),
-  ]);
+  // The demo leaks, so a prediction should come within a few refreshes; the
+  // page must draw whatever the collector says (with or without one).
+  let state = null;
+  for (let k = 0; k < 10; k++) {
+    await page.waitForTimeout(k ? 1500 : 0);
+    if (k) await refreshNow();
+    await page.waitForTimeout(100);  // the chart draws on the next frame
+    state = await page.evaluate(() => ({
+      prediction: window.heapwatch.timeline.data && window.heapwatch.timeline.data.prediction,
+      label: document.querySelector('.timeline-canvas').getAttribute('aria-label'),
+      ttoom: document.querySelector('[data-card=ttoom] .card-value').textContent,
+    }));
+    if (state.prediction) break;
+  }
+  const { label, ttoom } = state;
   assert.match(label, /limit 64\.0 GiB/);
-  if (timeline.prediction) assert.match(label, /OOM in/, label);
-  const ttoom = await page.$eval('[data-card=ttoom] .card-value', (e) => e.textContent);
-  if (timeline.prediction) assert.notEqual(ttoom, '—');
+  if (state.prediction) {
+    assert.match(label, /OOM in/, label);
+    assert.notEqual(ttoom, '—');
+  } else {
+    console.log('     (no prediction from heapwatchd within 15 s: usage not growing)');
+    assert.doesNotMatch(label, /OOM in/);
+  }
   metrics.timeline = { aria_label: label, time_to_oom_card: ttoom };
 });
 
@@ -417,7 +438,7 @@ await check('50k-node profile renders and stays smooth', async () => {
       nodes: stats.nodes, maxDepth: stats.maxDepth, drawnRects: stats.drawn,
       layoutMs, firstDrawMs: firstDraw, firstFrameMs,
       hoverMsAvg: avg(hoverMs), hoverMsP95: q(hoverMs, 0.95),
-      zoomDrawMsAvg: avg(zoomDraws), zoomDrawMsMax: Math.max(...zoomDraws),
+      zoomDrawMsAvg: avg(zoomDraws), zoomDrawMsP50: q(zoomDraws, 0.5), zoomDrawMsMax: Math.max(...zoomDraws),
       zoomFrameIntervalMsP50: q(intervals, 0.5), zoomFrameIntervalMsP95: q(intervals, 0.95),
     };
   }, synthesizeTree.toString());
@@ -430,7 +451,8 @@ await check('50k-node profile renders and stays smooth', async () => {
   assert.ok(perf.layoutMs < 3000, `layout ${perf.layoutMs} ms`);
   assert.ok(perf.firstDrawMs < 500, `first draw ${perf.firstDrawMs} ms`);
   assert.ok(perf.hoverMsP95 < 50, `hover p95 ${perf.hoverMsP95} ms`);
-  assert.ok(perf.zoomDrawMsAvg < 30, `zoom animation frames take ${perf.zoomDrawMsAvg} ms to draw on average`);
+  // The median, not the mean: a busy machine preempts the odd frame.
+  assert.ok(perf.zoomDrawMsP50 < 25, `zoom animation frames take ${perf.zoomDrawMsP50} ms to draw (median)`);
   await shot('flame-50k');
   const search = await page.evaluate(() => {
     const t0 = performance.now();
