@@ -294,7 +294,8 @@ function focusSuspect(s) {
 
 function schedule() {
   clearTimeout(timer);
-  if (autoRefresh) timer = setTimeout(() => refresh(), kRefreshMs);
+  // A hidden tab does not poll; it refreshes when shown again (visibilitychange).
+  if (autoRefresh) timer = setTimeout(() => (document.hidden ? schedule() : refresh()), kRefreshMs);
 }
 
 async function refresh() {

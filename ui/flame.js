@@ -299,6 +299,9 @@ export class FlameGraph {
   zoomTo(i, animate = true) {
     if (i < 0 || i >= this.n_) return;
     this.zoom_ = i;
+    // The frame under the pointer moves: the next mousemove tells what is there.
+    this.hover_ = -1;
+    this.hideTooltip_();
     this.startView_(animate);
     this.onZoom_(this.zoomPath());
   }

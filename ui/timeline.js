@@ -156,9 +156,9 @@ export class TimelineChart {
     // Limit line.
     if (limit && !limitOnScale) {
       ctx.fillStyle = kLimitColor;
-      ctx.textAlign = 'left';
+      ctx.textAlign = 'right';
       ctx.textBaseline = 'top';
-      ctx.fillText(`limit ${formatBytes(limit)} ↑ (off scale)`, kPad.left + 4, kPad.top);
+      ctx.fillText(`limit ${formatBytes(limit)} ↑ (off scale)`, w - kPad.right, kPad.top);
     }
     if (limitOnScale) {
       ctx.strokeStyle = kLimitColor;
