@@ -129,7 +129,7 @@ ElfOpenResult OpenElfFile(const std::string& root, const std::string& path, ElfF
     }
   }
   file.fd = std::move(fd);
-  file.path = root + path;
+  file.path = (!root.empty() && root.back() == '/' ? root.substr(0, root.size() - 1) : root) + path;
   file.dev = st.st_dev;
   file.ino = st.st_ino;
   *out = std::move(file);

@@ -60,29 +60,25 @@ int main(int argc, char** argv) {
   int i = 1;
   for (; i < argc; ++i) {
     std::string arg = argv[i];
-    auto value = [&](const char* name) -> const char* {
-      if (i + 1 >= argc) return nullptr;
-      (void)name;
-      return argv[++i];
-    };
+    auto value = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
     if (arg == "-h" || arg == "--help") {
       fputs(kUsage, stdout);
       return 0;
     } else if (arg == "--root") {
-      const char* v = value("--root");
+      const char* v = value();
       if (v == nullptr) return UsageError("--root needs a directory");
       roots.push_back(v);
     } else if (arg == "--debug-dir") {
-      const char* v = value("--debug-dir");
+      const char* v = value();
       if (v == nullptr) return UsageError("--debug-dir needs a directory");
       debug_dirs.push_back(v);
     } else if (arg == "--build-id") {
-      const char* v = value("--build-id");
+      const char* v = value();
       if (v == nullptr || !sym::HexDecode(v, &module.build_id) || module.build_id.empty()) {
         return UsageError("--build-id needs a hex string");
       }
     } else if (arg == "--bias") {
-      const char* v = value("--bias");
+      const char* v = value();
       if (v == nullptr || !ParseAddress(v, &bias)) return UsageError("--bias needs a number");
     } else if (arg == "--return-address") {
       return_addresses = true;
@@ -120,8 +116,9 @@ int main(int argc, char** argv) {
   sym::Options options;
   if (!debug_dirs.empty()) options.debug_dirs = debug_dirs;
   sym::Symbolizer symbolizer(options);
-  printf("# %s\n", symbolizer.DescribeModule(module, roots).c_str());
   std::vector<sym::Location> locations = symbolizer.SymbolizeMany(module, roots, addresses);
+  // After the lookups: separate debug info is found lazily, by the first one.
+  printf("# %s\n", symbolizer.DescribeModule(module, roots).c_str());
   bool all_ok = true;
   for (size_t n = 0; n < addresses.size(); ++n) {
     const sym::Location& location = locations[n];
