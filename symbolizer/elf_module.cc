@@ -87,7 +87,6 @@ std::unique_ptr<ElfModule> ElfModule::Create(ElfFile file, std::string root,
   module->debuglink_ = file.debuglink;
   module->dev_ = file.dev;
   module->ino_ = file.ino;
-  module->has_debug_info_ = file.has_debug_info;
   module->debug_dirs_ = std::move(debug_dirs);
 
   dwfl_report_begin(module->dwfl_);
@@ -127,9 +126,10 @@ int ElfModule::FindDebuginfoCallback(Dwfl_Module*, void** userdata, const char*,
 
 int ElfModule::FindDebugFile(const char* debuglink_file, uint32_t debuglink_crc,
                              char** found_path) {
-  // libdwfl asks even when the module has DWARF of its own only if it lacks
-  // it; a path-like name is a request for a dwz ".gnu_debugaltlink" file,
-  // which libdw then finds by itself in the sidecar's /usr/lib/debug.
+  // libdwfl asks only when the module lacks DWARF (or .symtab) of its own. A
+  // path-like name is a request for a dwz ".gnu_debugaltlink" file instead;
+  // declined here, libdw then looks for it by itself (in the sidecar's own
+  // /usr/lib/debug, not inside the root).
   std::string link = debuglink_file != nullptr ? debuglink_file : debuglink_;
   if (link.find('/') != std::string::npos) return -1;
   DebugFileQuery query{root_, module_path_, build_id_, link, debug_dirs_};

@@ -79,7 +79,6 @@ class ElfModule {
   std::string debuglink_;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
-  bool has_debug_info_ = false;
   std::vector<std::string> debug_dirs_;
   std::string debug_file_;
   int debug_files_opened_ = 0;
