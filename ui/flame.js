@@ -36,10 +36,19 @@ const kDiff = ['hsl(0, 0%, 86%)'];
 for (let i = 1; i <= kDiffSteps; i++) kDiff.push(`hsl(4, ${40 + 45 * i / kDiffSteps}%, ${86 - 32 * i / kDiffSteps}%)`);
 for (let i = 1; i <= kDiffSteps; i++) kDiff.push(`hsl(215, ${40 + 45 * i / kDiffSteps}%, ${86 - 30 * i / kDiffSteps}%)`);
 
-function hashName(s) {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
+// Palette slot per function name (FNV-1a), cached: names repeat across
+// frames and refreshes.
+const kSlotCache = new Map();
+function paletteSlot(s) {
+  let slot = kSlotCache.get(s);
+  if (slot === undefined) {
+    let h = 2166136261;
+    for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+    slot = (h >>> 0) % kWarm.length;
+    if (kSlotCache.size > 200000) kSlotCache.clear();
+    kSlotCache.set(s, slot);
+  }
+  return slot;
 }
 
 /** Builds a matcher from the search box text: /re/flags or a case-insensitive substring. */
@@ -147,12 +156,18 @@ export class FlameGraph {
       // 1. Pre-order numbering, children sorted by name so the picture is
       //    stable across refreshes (as in pprof and flamegraph.pl).
       const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+      const isSorted = (ch) => {
+        for (let k = 1; k < ch.length; k++) if (byName(ch[k - 1], ch[k]) > 0) return false;
+        return true;
+      };
       const stack2 = [root];
-      const parents = [-1];
+      const parents = new Int32Array(n + 1);
+      parents[0] = -1;
+      let top = 1;
       let next = 0;
-      while (stack2.length) {
+      while (top) {
         const node = stack2.pop();
-        const parent = parents.pop();
+        const parent = parents[--top];
         const i = next++;
         this.nodes_[i] = node;
         this.parent_[i] = parent;
@@ -161,10 +176,10 @@ export class FlameGraph {
         if (depth > this.maxDepth_) this.maxDepth_ = depth;
         const ch = node.children;
         if (ch && ch.length) {
-          const sorted = ch.length > 1 ? ch.slice().sort(byName) : ch;
+          const sorted = ch.length > 1 && !isSorted(ch) ? ch.slice().sort(byName) : ch;
           for (let k = sorted.length - 1; k >= 0; k--) {
             stack2.push(sorted[k]);
-            parents.push(i);
+            parents[top++] = i;
           }
         }
       }
@@ -241,7 +256,7 @@ export class FlameGraph {
     for (let i = 0; i < n; i++) {
       const node = this.nodes_[i];
       if (node.unsymbolized || node.mismatch || i === 0) this.color_[i] = 255;
-      else this.color_[i] = (hashName(node.name || '') % 24) + (node.inlined ? 100 : 0);
+      else this.color_[i] = paletteSlot(node.name || '') + (node.inlined ? 100 : 0);
     }
   }
 
