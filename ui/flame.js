@@ -217,6 +217,7 @@ export class FlameGraph {
       this.rows_[d][counts[d]++] = i;
     }
     this.drawnIdx_ = new Int32Array(n);
+    this.drawnCount_ = 0;  // nothing of this tree is drawn until the next frame
     this.rectLeft_ = new Float32Array(n);
     this.rectWidth_ = new Float32Array(n);
     this.hover_ = -1;
