@@ -339,6 +339,8 @@ async function refresh() {
       proc = processes.find((p) => p.pid === state.pid);
     }
     renderPicker($('pid-select'), processes, state.pid);
+    $('pprof-link').href = `/debug/pprof/heap?pid=${state.pid}`;
+    $('pprof-link').download = `heap-${state.pid}.pb.gz`;
     $('proc-exe').textContent = proc.exe || '';
     $('proc-exe').title = proc.exe || '';
 

@@ -118,6 +118,8 @@ await check('page loads from heapwatchd with no foreign requests', async () => {
   assert.equal(await page.title(), 'heapwatch');
   const selected = await page.$eval('#pid-select', (s) => s.value);
   assert.equal(Number(selected), pid, 'the process from the URL is picked');
+  const pprof = await page.$eval('#pprof-link', (a) => a.href);
+  assert.ok(pprof.endsWith(`/debug/pprof/heap?pid=${pid}`), pprof);
   const label = await page.$eval('#pid-select', (s) => s.selectedOptions[0].textContent);
   assert.match(label, /heapwatch-demo/);
   if (args['exited-pid']) {
@@ -462,7 +464,7 @@ await check('50k-node profile renders and stays smooth', async () => {
   // idle machine are far lower; they are reported in metrics.json.
   assert.ok(perf.layoutMs < 3000, `first layout ${perf.layoutMs} ms`);
   assert.ok(perf.relayoutMs < 1500, `layout of the next tree ${perf.relayoutMs} ms`);
-  assert.ok(perf.firstDrawMs < 500, `first draw ${perf.firstDrawMs} ms`);
+  assert.ok(perf.firstDrawMs < 1000, `first draw ${perf.firstDrawMs} ms`);
   assert.ok(perf.hoverMsP50 < 20, `hover takes ${perf.hoverMsP50} ms (median)`);
   // The median, not the mean: a busy machine preempts the odd frame.
   assert.ok(perf.zoomDrawMsP50 < 25, `zoom animation frames take ${perf.zoomDrawMsP50} ms to draw (median)`);
