@@ -65,7 +65,8 @@ export function makeMatcher(query) {
     }
   }
   const needle = q.toLowerCase();
-  return (s) => s.toLowerCase().includes(needle);
+  // Second argument: the name already lower-cased (cached by the graph).
+  return (s, lower) => (lower ?? s.toLowerCase()).includes(needle);
 }
 
 export class FlameGraph {
@@ -218,6 +219,7 @@ export class FlameGraph {
     }
     this.drawnIdx_ = new Int32Array(n);
     this.drawnCount_ = 0;  // nothing of this tree is drawn until the next frame
+    this.lowerNames_ = null;  // for case-insensitive search, made on first use
     this.rectLeft_ = new Float32Array(n);
     this.rectWidth_ = new Float32Array(n);
     this.hover_ = -1;
@@ -374,8 +376,9 @@ export class FlameGraph {
     }
     const m = new Uint8Array(this.n_);
     let count = 0;
+    if (!this.lowerNames_) this.lowerNames_ = this.nodes_.map((node) => (node.name || '').toLowerCase());
     for (let i = 1; i < this.n_; i++) {
-      if (this.matcher_(this.nodes_[i].name || '')) {
+      if (this.matcher_(this.nodes_[i].name || '', this.lowerNames_[i])) {
         m[i] = 1;
         count++;
       }
