@@ -7,7 +7,10 @@
 # Everything comes from Debian 12 packages. The build stage installs the
 # build dependencies with the project's own scripts/install-deps.sh; the
 # runtime stage has only the shared libraries the binaries load. Installed
-# under /opt/heapwatch (bin/, lib/, share/heapwatch/ui). Runs as the
+# under /opt/heapwatch (bin/, share/heapwatch/ui, and lib/heapwatch/: the
+# shim with the libraries it needs beyond glibc, libunwind.so.8 and
+# liblzma.so.5, copied from this stage's Debian packages at install time; the
+# init container copies that directory into the application's pod). Runs as the
 # unprivileged uid/gid 65532 ("heapwatch"); k8s/components/heapwatch uses
 # the same ids.
 #
@@ -21,7 +24,8 @@
 # tests/e2e/test_k8s.py checks, without Docker, that every path this file
 # copies exists, that the build configures from the copied files alone, and
 # that the runtime packages exist in Debian 12 and cover every library the
-# installed binaries need.
+# installed binaries need, and that the shim's directory, copied as the init
+# container does into an image with only glibc, loads and profiles there.
 
 # ---- build ------------------------------------------------------------------
 FROM debian:bookworm-slim AS build
@@ -37,7 +41,8 @@ COPY collector collector
 COPY ui ui
 COPY demo demo
 # No tests or benchmarks in the image. LIBDIR is pinned so that the shim's
-# path does not depend on GNUInstallDirs' choice for this prefix.
+# path (lib/heapwatch/, which the manifests name) does not depend on
+# GNUInstallDirs' choice for this prefix.
 RUN cmake -S . -B /build \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DBUILD_TESTING=OFF \
@@ -49,15 +54,16 @@ RUN cmake -S . -B /build \
 
 # ---- runtime ----------------------------------------------------------------
 FROM debian:bookworm-slim
-# The shared libraries of heapwatchd, heapwatch-symbolize and the shim
-# (libc, libstdc++, libgcc and zlib are in the base image already).
+# The shared libraries of heapwatchd and heapwatch-symbolize (libc, libstdc++,
+# libgcc, zlib and liblzma are in the base image already). None for the shim:
+# it is loaded only in the application's pod, from lib/heapwatch/ beside the
+# libraries it needs.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libboost-program-options1.81.0 \
       libboost-url1.81.0 \
       libdw1 \
       libelf1 \
-      libunwind8 \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 65532 heapwatch \
  && useradd --system --uid 65532 --gid 65532 --no-create-home \

@@ -7,14 +7,18 @@ Runs offline (npm's registry aside, for `npm ci` in tests/k8s):
 - `promtool check rules` and `promtool test rules` on k8s/prometheus;
 - the Dockerfile, which cannot be built here (no container engine): the files
   it copies exist, the copied sources alone configure, its runtime packages
-  exist in Debian 12 and provide every library the installed binaries load,
-  and the shim it hands to applications needs nothing beyond glibc.
+  exist in Debian 12 and provide every library the installed binaries load;
+- the shim's directory, which the init container copies into the
+  application's pod: it needs nothing beyond glibc, and the init container's
+  copy, preloaded into heapwatch-demo in an image that has only glibc and the
+  demo's own libraries (a chroot, so as root), loads and profiles.
 
 Run alone with `ctest -R e2e_k8s -V`, or from tests/e2e with
 HEAPWATCH_SOURCE_DIR (and HEAPWATCH_BUILD_DIR for the install checks) set.
 """
 import glob
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -23,6 +27,8 @@ import subprocess
 import tempfile
 import unittest
 
+from test_shim_support import WireReceiver, wait_until
+
 SOURCE_DIR = os.environ.get("HEAPWATCH_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD_DIR = os.environ.get("HEAPWATCH_BUILD_DIR", "")
@@ -30,6 +36,10 @@ K8S_TESTS = os.path.join(SOURCE_DIR, "tests", "k8s")
 RULES_DIR = os.path.join(SOURCE_DIR, "k8s", "prometheus")
 DOCKERFILE = os.path.join(SOURCE_DIR, "Dockerfile")
 IMAGE_PREFIX = "/opt/heapwatch"
+COMPONENT = os.path.join(SOURCE_DIR, "k8s", "components", "heapwatch")
+# The shim's own directory under the install prefix (preload/CMakeLists.txt):
+# libheapwatch.so and the libraries it loads from beside itself.
+SHIM_DIR = "lib/heapwatch"
 
 # What an LD_PRELOADed library may need in any glibc-based application image.
 GLIBC_SONAMES = {"libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0",
@@ -246,7 +256,7 @@ class DockerfileTest(unittest.TestCase):
         prefix = install_tree(self)
         copies = [c for c in copy_instructions() if c[0] == "build"]
         self.assertEqual([(s, d) for _, s, d in copies], [([IMAGE_PREFIX], IMAGE_PREFIX)])
-        for rel in ["bin/heapwatchd", "bin/heapwatch-demo", "lib/libheapwatch.so",
+        for rel in ["bin/heapwatchd", "bin/heapwatch-demo", f"{SHIM_DIR}/libheapwatch.so",
                     "share/heapwatch/ui/index.html"]:
             self.assertTrue(os.path.exists(os.path.join(prefix, rel)),
                             f"{IMAGE_PREFIX}/{rel} would be missing from the image")
@@ -256,7 +266,7 @@ class DockerfileTest(unittest.TestCase):
             for name in files:
                 if name.endswith(".yaml"):
                     text = read(os.path.join(root, name))
-                    paths |= set(re.findall(r"(/opt/heapwatch/(?:bin|lib)/[\w.-]+)", text))
+                    paths |= set(re.findall(r"(/opt/heapwatch/(?:bin|lib)/[\w./-]*[\w-])", text))
         self.assertTrue(paths)
         for p in sorted(paths):
             self.assertTrue(os.path.exists(os.path.join(prefix, p[len(IMAGE_PREFIX) + 1:])),
@@ -287,7 +297,12 @@ class DockerfileTest(unittest.TestCase):
         prefix = install_tree(self)
         base = base_image_packages()
         allowed = set(runtime_packages()) | base
+        # The shim's directory brings its own libraries and is loaded only in
+        # the application's pod (the ShimTest below).
+        shim_dir = os.path.join(prefix, SHIM_DIR)
         for path in elf_files(prefix):
+            if os.path.dirname(path) == shim_dir:
+                continue
             result = run(["ldd", path])
             self.assertEqual(result.returncode, 0, f"ldd {path}: {result.stderr}")
             for lib in re.findall(r"=> (/\S+)", result.stdout):
@@ -299,24 +314,6 @@ class DockerfileTest(unittest.TestCase):
                 self.assertIn(pkg, allowed,
                               f"{os.path.relpath(path, prefix)} loads {lib} from {pkg}, "
                               "which the runtime stage does not install")
-
-    def test_shim_needs_nothing_beyond_glibc(self):
-        """The init container copies libheapwatch.so alone into the app's pod.
-
-        Any other library it needs must already be in the application's image,
-        which heapwatch cannot assume: ld.so would then ignore the preload
-        ("cannot be preloaded ... ignored") and the app would run unprofiled.
-        """
-        prefix = install_tree(self)
-        shim = os.path.join(prefix, "lib", "libheapwatch.so")
-        self.assertTrue(os.path.exists(shim))
-        extra = sorted(set(needed(shim)) - GLIBC_SONAMES)
-        self.assertEqual(extra, [],
-                         f"libheapwatch.so needs {extra}, which application images "
-                         "need not have. Link them into the shim statically (Debian's "
-                         "libunwind.a is not PIC, so that needs another unwinder or a PIC "
-                         "build), or ship them beside it with RUNPATH $ORIGIN and have the "
-                         "init container copy them too")
 
 
 def base_image_packages():
@@ -330,6 +327,176 @@ def base_image_packages():
     pkgs |= {l.strip().split(":")[0] for l in deps.stdout.splitlines()
              if l and not l.startswith(" ") and not l.startswith("<")}
     return pkgs
+
+
+# ---- the shim in an application's pod -------------------------------------------
+
+def component_value(name, pattern, what):
+    """The one match of pattern in the component's file `name`."""
+    found = re.findall(pattern, read(os.path.join(COMPONENT, name)), re.M)
+    if len(found) != 1:
+        raise AssertionError(f"k8s/components/heapwatch/{name}: expected one {what}, found {found}")
+    return found[0]
+
+
+def shim_injection():
+    """What the component does with the shim, from its sources (tests/k8s
+    checks that the rendered pieces agree): the init container's command and
+    its mount of the heapwatch-shim volume; the application's mount of that
+    volume, its LD_PRELOAD and HEAPWATCH_SOCKET."""
+    mount = r"name: heapwatch-shim\s*\n\s*mountPath: (\S+)\s*$"
+    return dict(
+        command=json.loads(component_value("pod-patch.yaml", r"^\s*command: (\[.*\])\s*$",
+                                           "init container command")),
+        init_mount=component_value("pod-patch.yaml", mount, "init container mount"),
+        app_mount=component_value("injection.yaml", mount, "application mount"),
+        preload=component_value("injection.yaml", r"^\s*preload: (\S+)\s*$", "preload"),
+        socket=component_value("injection.yaml", r"^\s*socket: (\S+)\s*$", "socket"))
+
+
+def on_host(path, mounts):
+    """The host path of a container path, given {container dir: host dir}."""
+    for inside, outside in sorted(mounts.items(), key=lambda m: -len(m[0])):
+        inside = inside.rstrip("/")
+        if path == inside or path.startswith(inside + "/"):
+            return outside + path[len(inside):]
+    return None
+
+
+def application_image(root, program):
+    """A minimal application image in root: glibc, program (as /app/<name>)
+    and the libraries ldd says it loads, as regular files. Returns the
+    program's path inside the image."""
+    listing = run(["ldd", program])
+    if listing.returncode != 0:
+        raise AssertionError(f"ldd {program}: {listing.stderr}")
+    libs = re.findall(r"(/\S+) \(0x", listing.stdout)
+    libc = next(l for l in libs if os.path.basename(l) == "libc.so.6")
+    glibc = [os.path.join(os.path.dirname(libc), soname) for soname in sorted(GLIBC_SONAMES)]
+    inside = "/app/" + os.path.basename(program)
+    for src, dest in [(program, inside)] + [(l, l) for l in libs + glibc if os.path.exists(l)]:
+        os.makedirs(os.path.dirname(root + dest), exist_ok=True)
+        shutil.copy(os.path.realpath(src), root + dest)
+    return inside
+
+
+def run_in(root, cmd, env, timeout=60):
+    """cmd with root as its root directory (chroot(2): needs root)."""
+    def enter():
+        os.chroot(root)
+        os.chdir("/")
+    return subprocess.run(cmd, env=env, preexec_fn=enter, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def shim_dynamic_tags(path):
+    result = run(["readelf", "-d", path])
+    return re.findall(r"\((RPATH|RUNPATH)\)\s+Library r(?:un)?path: \[([^\]]*)\]", result.stdout)
+
+
+class ShimTest(unittest.TestCase):
+    """The shim as the init container hands it to an application.
+
+    Application images need not have libunwind.so.8 or liblzma.so.5. A preload
+    whose dependencies ld.so cannot find does not just go unprofiled: the
+    application fails to start (exit 127). So the shim's directory carries
+    them, and the shim finds them beside itself.
+    """
+
+    def test_shim_directory_needs_nothing_beyond_glibc(self):
+        prefix = install_tree(self)
+        shim_dir = os.path.join(prefix, SHIM_DIR)
+        shipped = set(os.listdir(shim_dir))
+        self.assertIn("libheapwatch.so", shipped)
+        for name in shipped:
+            self.assertFalse(os.path.islink(os.path.join(shim_dir, name)),
+                             f"{SHIM_DIR}/{name} is a symbolic link; ship regular files")
+        # DT_RPATH, not DT_RUNPATH: a runpath serves only the shim's own
+        # dependencies, and libunwind.so.8, which has none, must find
+        # liblzma.so.5 there too.
+        self.assertEqual(shim_dynamic_tags(os.path.join(shim_dir, "libheapwatch.so")),
+                         [("RPATH", "$ORIGIN")])
+        todo, seen = ["libheapwatch.so"], set()
+        while todo:
+            name = todo.pop()
+            seen.add(name)
+            for dep in needed(os.path.join(shim_dir, name)):
+                if dep in GLIBC_SONAMES:
+                    continue
+                self.assertIn(dep, shipped, f"{name} needs {dep}, which is not in {SHIM_DIR}/: "
+                              "application images need not have it")
+                if dep not in seen:
+                    todo.append(dep)
+        self.assertEqual(seen, shipped, "files in the shim's directory that it does not load")
+
+    def test_shim_loads_and_profiles_in_an_image_with_only_glibc(self):
+        """The init container's copy, preloaded into a program in an image
+        that has glibc and the program's own libraries, and nothing else."""
+        if os.geteuid() != 0:
+            self.fail("needs root to chroot into the application image "
+                      "(scripts/test.sh runs the suite as root)")
+        demo = os.environ.get("HEAPWATCH_DEMO", "")
+        if not demo or not os.path.exists(demo):
+            self.skipTest("HEAPWATCH_DEMO is not built (run through ctest)")
+        prefix = install_tree(self)
+        pod = shim_injection()
+        root = tempfile.mkdtemp(prefix="heapwatch-k8s-app-")
+        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+        program = application_image(root, demo)
+        strays = [os.path.relpath(p, root) for p in glob.glob(os.path.join(root, "**"), recursive=True)
+                  if re.match(r"lib(unwind|lzma)", os.path.basename(p))]
+        self.assertEqual(strays, [], "the application image must not have the shim's libraries")
+
+        # The init container: the image's /opt/heapwatch is the install
+        # prefix, its mount of the volume is the application's.
+        volume = root + pod["app_mount"]
+        os.makedirs(volume)
+        mounts = {IMAGE_PREFIX: prefix, pod["init_mount"]: volume}
+        command = [on_host(a, mounts) or a if a.startswith("/") else a for a in pod["command"]]
+        for arg, host in zip(pod["command"], command):
+            self.assertTrue(not arg.startswith("/") or host != arg,
+                            f"the init container's {arg} is neither in the image's "
+                            f"{IMAGE_PREFIX} nor in the volume")
+        result = run(command)
+        self.assertEqual(result.returncode, 0, f"{pod['command']}: {result.stderr}")
+        self.assertEqual(sorted(os.listdir(volume)),
+                         sorted(os.listdir(os.path.join(prefix, SHIM_DIR))),
+                         "the init container does not copy the shim's whole directory")
+
+        env = {"LD_PRELOAD": pod["preload"], "HEAPWATCH_SOCKET": pod["socket"],
+               "HEAPWATCH_SAMPLE_BYTES": "4096"}
+        args = ["--seconds", "1", "--rps", "400", "--leak-bytes", "1000"]
+
+        # Control: the shim alone, as the init container used to copy it,
+        # stops the program from starting here. This is what shows that the
+        # image does hide the build machine's libunwind.
+        alone = os.path.join(root, "shim-alone")
+        os.makedirs(alone)
+        shutil.copy(os.path.join(volume, "libheapwatch.so"), alone)
+        result = run_in(root, [program] + args[:2],
+                        dict(env, LD_PRELOAD="/shim-alone/libheapwatch.so"))
+        self.assertEqual(result.returncode, 127, result.stderr)
+        self.assertIn("libunwind.so.8: cannot open shared object file", result.stderr)
+
+        os.makedirs(os.path.dirname(root + pod["socket"]), exist_ok=True)
+        receiver = WireReceiver(root + pod["socket"])
+        self.addCleanup(receiver.stop)
+        result = run_in(root, [program] + args, env)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr, "")
+        conn = receiver.wait_for(lambda cs: [c for c in cs if c.closed and c.stats],
+                                 what="the program's connection")[0]
+        self.assertEqual(conn.errors, [])
+        # Every library of the shim's directory is loaded, from the copy.
+        loaded = {os.path.basename(m["path"]): m["path"] for m in conn.modules}
+        for name in os.listdir(volume):
+            self.assertEqual(loaded.get(name), os.path.join(pod["app_mount"], name),
+                             f"{name} is not loaded from the init container's copy: {loaded}")
+        # And it profiles: samples with whole stacks from libunwind (the
+        # demo's frames are several calls below malloc).
+        self.assertGreater(conn.stats["sampled_allocs"], 10, conn.stats)
+        self.assertEqual(conn.stats["unwind_failures"], 0, conn.stats)
+        self.assertGreater(max(len(pcs) for pcs in conn.stacks.values()), 3)
 
 
 if __name__ == "__main__":

@@ -191,22 +191,27 @@ for (const [overlay, objects] of rendered) {
       assert.ok(pod.volumes.find((v) => v.name === s.volume).emptyDir);
     });
 
-    test(`${where}: LD_PRELOAD names the file the init container copies`, () => {
+    test(`${where}: LD_PRELOAD names the shim in the directory the init container copies`, () => {
       const preload = envOf(app).LD_PRELOAD?.value;
       assert.ok(preload, "the application has no LD_PRELOAD");
       assert.ok(init, "no heapwatch-shim init container");
-      const [cp, source, dest, ...rest] = init.command;
+      // The shim's whole directory (the shim and the libraries it loads from
+      // beside itself), copied into the volume's root: `cp -R <dir>/. <mount>/`.
+      const [cp, recursive, source, dest, ...rest] = init.command;
       assert.equal(cp, "cp");
+      assert.equal(recursive, "-R", "the shim's directory must be copied whole");
       assert.equal(rest.length, 0);
+      assert.ok(source.endsWith("/."), `${source}: cp -R copies the directory's contents only from <dir>/.`);
+      // The copy's source is the shim's directory in the image (Dockerfile:
+      // prefix /opt/heapwatch, LIBDIR lib; preload/CMakeLists.txt installs it
+      // in lib/heapwatch; the Python test checks the install and runs the copy).
+      assert.equal(source, "/opt/heapwatch/lib/heapwatch/.");
+      const i = mountHolding(init, path.posix.join(dest, "libheapwatch.so"));
+      assert.equal(i.rel, "libheapwatch.so", "the copy does not land in the volume's root");
       const a = mountHolding(app, preload);
-      const i = mountHolding(init, dest);
       assert.equal(a.volume, i.volume, "the app reads the shim from another volume");
-      assert.equal(a.rel, i.rel, "the app preloads another file than the copy");
+      assert.equal(a.rel, "libheapwatch.so", "the app preloads another file than the copied shim");
       assert.equal(a.mount.readOnly, true, "the app need not write the shim");
-      assert.equal(path.posix.basename(source), "libheapwatch.so");
-      // The copy's source is the shim's place in the image (Dockerfile:
-      // prefix /opt/heapwatch, LIBDIR lib; the Python test checks the install).
-      assert.equal(source, "/opt/heapwatch/lib/libheapwatch.so");
       assert.equal(init.image, sidecar.image, "shim and daemon must come from one image");
     });
 
