@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import unittest
 
-from test_shim_support import WireReceiver, wait_until
+from test_shim_support import WireReceiver
 
 SOURCE_DIR = os.environ.get("HEAPWATCH_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
