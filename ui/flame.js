@@ -1,9 +1,9 @@
 // An interactive flame graph (icicle: root on top) drawn on a <canvas>.
 //
 // Performance model, for profiles of 50k+ nodes:
-//  - setData() lays the tree out once, into flat typed arrays in depth-first
-//    pre-order, in *value* units (independent of pixels). Each node knows where
-//    its subtree ends (end_[i]), so a subtree is skipped in O(1).
+//  - setData() lays the tree out once (flame_layout.js), into flat typed arrays
+//    in depth-first pre-order, in *value* units (independent of pixels). Each
+//    node knows where its subtree ends (end_[i]), so a subtree is skipped in O(1).
 //  - draw() maps the current view [viewX0_, viewX1_) to pixels and walks the
 //    pre-order, pruning subtrees that are off-screen or narrower than half a
 //    pixel. Zoom, hover, search and resize only redraw; they never re-layout.
@@ -11,6 +11,7 @@
 //    frame; zoom transitions are animated over a few frames.
 import { formatValue } from './format.js';
 import { showFrameTooltip } from './flame_tooltip.js';
+import { layoutTree } from './flame_layout.js';
 
 const kRowHeight = 18;
 const kMinWidthPx = 0.5;       // narrower rects are not drawn
@@ -135,88 +136,19 @@ export class FlameGraph {
     const diffBoth = this.mode_ === 'diff' && opts.diffWidth === 'both';
     const widthOf = diffBoth ? (n) => (+n.value || 0) + (+n.base || 0) : (n) => +n.value || 0;
 
-    // Count nodes first so the arrays are allocated once.
-    let n = 0;
-    const stack = root ? [root] : [];
-    while (stack.length) {
-      const node = stack.pop();
-      n++;
-      const ch = node.children;
-      if (ch) for (let i = 0; i < ch.length; i++) stack.push(ch[i]);
-    }
+    const layout = layoutTree(root, widthOf);
+    const n = layout.n;
     this.n_ = n;
-    this.nodes_ = new Array(n);
-    this.x_ = new Float64Array(n);
-    this.w_ = new Float64Array(n);
-    this.depth_ = new Uint16Array(n);
-    this.parent_ = new Int32Array(n);
-    this.end_ = new Int32Array(n);
+    this.nodes_ = layout.nodes;
+    this.x_ = layout.x;
+    this.w_ = layout.w;
+    this.depth_ = layout.depth;
+    this.parent_ = layout.parent;
+    this.end_ = layout.end;
+    this.rows_ = layout.rows;
+    this.maxDepth_ = layout.maxDepth;
     this.color_ = new Uint8Array(n);
-    this.maxDepth_ = 0;
-    if (n) {
-      // 1. Pre-order numbering, children sorted by name so the picture is
-      //    stable across refreshes (as in pprof and flamegraph.pl).
-      const byName = (a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-      const isSorted = (ch) => {
-        for (let k = 1; k < ch.length; k++) if (byName(ch[k - 1], ch[k]) > 0) return false;
-        return true;
-      };
-      const stack2 = [root];
-      const parents = new Int32Array(n + 1);
-      parents[0] = -1;
-      let top = 1;
-      let next = 0;
-      while (top) {
-        const node = stack2.pop();
-        const parent = parents[--top];
-        const i = next++;
-        this.nodes_[i] = node;
-        this.parent_[i] = parent;
-        const depth = parent < 0 ? 0 : this.depth_[parent] + 1;
-        this.depth_[i] = depth;
-        if (depth > this.maxDepth_) this.maxDepth_ = depth;
-        const ch = node.children;
-        if (ch && ch.length) {
-          const sorted = ch.length > 1 && !isSorted(ch) ? ch.slice().sort(byName) : ch;
-          for (let k = sorted.length - 1; k >= 0; k--) {
-            stack2.push(sorted[k]);
-            parents[top++] = i;
-          }
-        }
-      }
-      // 2. Widths bottom-up (children follow their parent in pre-order):
-      //    max(own value, sum of children), so bad data cannot overflow.
-      //    Subtree sizes give end_[i], the first index after i's subtree.
-      const childSum = new Float64Array(n);
-      const size = new Int32Array(n).fill(1);
-      for (let i = n - 1; i >= 0; i--) {
-        const w = Math.max(widthOf(this.nodes_[i]), childSum[i]);
-        this.w_[i] = w;
-        this.end_[i] = i + size[i];
-        const p = this.parent_[i];
-        if (p >= 0) {
-          childSum[p] += w;
-          size[p] += size[i];
-        }
-      }
-      // 3. Positions top-down: each child starts where its previous sibling ended.
-      const cursor = new Float64Array(n);
-      for (let i = 1; i < n; i++) {
-        const p = this.parent_[i];
-        this.x_[i] = this.x_[p] + cursor[p];
-        cursor[p] += this.w_[i];
-      }
-      this.computeColors_();
-    }
-    // Rows, for hit testing: per depth, node indices in increasing x.
-    const counts = new Int32Array(this.maxDepth_ + 1);
-    for (let i = 0; i < n; i++) counts[this.depth_[i]]++;
-    this.rows_ = Array.from(counts, (c) => new Int32Array(c));
-    counts.fill(0);
-    for (let i = 0; i < n; i++) {
-      const d = this.depth_[i];
-      this.rows_[d][counts[d]++] = i;
-    }
+    this.computeColors_();
     this.drawnIdx_ = new Int32Array(n);
     this.drawnCount_ = 0;  // nothing of this tree is drawn until the next frame
     this.lowerNames_ = null;  // for case-insensitive search, made on first use
