@@ -300,6 +300,15 @@ await check('auto-refresh keeps zoom and search', async () => {
   assert.deepEqual(after.zoom, before.zoom);
   assert.equal(after.search, 'Serve');
   assert.match(after.result, /of total/);
+  // Paused, nothing reloads; resumed, it does again.
+  await page.click('#refresh-toggle');
+  assert.equal(await page.getAttribute('#refresh-toggle', 'aria-pressed'), 'true');
+  const paused = await page.evaluate(() => window.heapwatch.loads);
+  await page.waitForTimeout(6500);
+  assert.equal(await page.evaluate(() => window.heapwatch.loads), paused, 'no refresh while paused');
+  assert.match(await page.textContent('#refresh-status'), /paused/);
+  await page.click('#refresh-toggle');
+  await page.waitForFunction((n) => window.heapwatch.loads > n, paused, { timeout: 10000 });
 });
 
 await check('reloading the URL restores the view', async () => {
