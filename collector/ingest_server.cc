@@ -41,6 +41,12 @@ class IngestServer::Session : public std::enable_shared_from_this<Session>, publ
           ec != asio::error::connection_reset) {
         server_.CountError("read_error");
         Log(LogLevel::kWarning, "ingest read failed", {{"pid", pid_}, {"error", ec.message()}});
+      } else if (ec != asio::error::operation_aborted && decoder_.buffered_bytes() > 0) {
+        // The peer went away in the middle of a frame: the partial frame is
+        // dropped, and said so.
+        server_.CountError("truncated_frame");
+        Log(LogLevel::kWarning, "shim connection closed mid-frame",
+            {{"pid", pid_}, {"pending_bytes", decoder_.buffered_bytes()}});
       }
       Close();
       return;

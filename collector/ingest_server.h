@@ -28,7 +28,7 @@ struct IngestStats {
   uint64_t frames = 0;
   // Connections closed or refused, by reason (decode errors by their name,
   // plus "peer_refused", "too_many_connections", "process_table_full",
-  // "read_error").
+  // "read_error", "truncated_frame": the peer closed mid-frame).
   std::map<std::string, uint64_t> errors;
 };
 

@@ -125,7 +125,7 @@ std::string RenderMetrics(Collector& c) {
              it == in.errors.end() ? 0.0 : static_cast<double>(it->second));
   }
   for (const char* reason : {"peer_refused", "too_many_connections", "process_table_full", "read_error",
-                             "accept_error", "peer_credentials"}) {
+                             "accept_error", "peer_credentials", "truncated_frame"}) {
     auto it = in.errors.find(reason);
     w.Sample("heapwatch_ingest_errors_total", {{"reason", reason}},
              it == in.errors.end() ? 0.0 : static_cast<double>(it->second));

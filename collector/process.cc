@@ -62,7 +62,17 @@ void Process::AddStack(const StackMsg& msg) {
   if (stacks_.size() >= limits_.max_stacks_per_process || *stack_budget_ == 0 ||
       stack_pcs_.size() + msg.depth > UINT32_MAX) {
     ++counters_.evicted_stacks;
-    stack_index_.emplace(msg.stack_id, OverflowStack());
+    uint32_t overflow = OverflowStack();
+    // Remembering a refused id lets its events land in the overflow stack
+    // without counting as unknown; but a flood of distinct ids must not grow
+    // the index without bound, so at most as many refused ids as kept stacks
+    // (plus a few) are remembered. Events of the forgotten ones still land in
+    // the overflow stack, through the unknown-stack path.
+    if (stack_index_.size() < 2 * stacks_.size() + kRememberedRefusedIds) {
+      stack_index_.emplace(msg.stack_id, overflow);
+    } else {
+      forgot_refused_ids_ = true;
+    }
     return;
   }
   --*stack_budget_;
@@ -139,7 +149,8 @@ void Process::ApplyEvents(const uint8_t* records, uint32_t count) {
     if (auto it = stack_index_.find(e.stack_id); it != stack_index_.end()) {
       stack = it->second;
     } else {
-      ++counters_.unknown_stacks;
+      // After ids were forgotten (see AddStack) this is expected, not a shim bug.
+      if (!forgot_refused_ids_) ++counters_.unknown_stacks;
       stack = OverflowStack();
     }
     LiveSample sample{stack, e.size, e.time_ns, SampleWeight(e.size, sample_bytes_)};

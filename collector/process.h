@@ -166,6 +166,8 @@ class Process {
   std::vector<uint64_t> stack_pcs_;
   boost::unordered_flat_map<uint64_t, uint32_t> stack_index_;  // wire id -> index
   std::optional<uint32_t> overflow_stack_;
+  static constexpr size_t kRememberedRefusedIds = 1024;
+  bool forgot_refused_ids_ = false;  // refused stack ids beyond the index's bound
   boost::unordered_flat_map<uint64_t, LiveSample> live_;       // address -> sample
 
   double heap_bytes_ = 0, heap_objects_ = 0;

@@ -59,8 +59,16 @@ std::string SnapshotStore::CheckWritable() const {
   std::string probe = dir_ + "/.tmp-probe";
   int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return "data dir not writable: " + dir_ + ": " + std::strerror(errno);
+  // An empty file can still be created on a full disk: write one block, so
+  // that a folder with no room left is reported too (ENOSPC).
+  static const char kBlock[4096] = {};
+  ssize_t n = ::write(fd, kBlock, sizeof(kBlock));
+  int write_errno = errno;
   ::close(fd);
   ::unlink(probe.c_str());
+  if (n != static_cast<ssize_t>(sizeof(kBlock))) {
+    return "data dir not writable: " + dir_ + ": " + std::strerror(n < 0 ? write_errno : ENOSPC);
+  }
   return {};
 }
 

@@ -1,0 +1,125 @@
+"""The collector's pprof output read by the real `go tool pprof` (Debian's
+golang-go), offline: the demo service leaking under the real shim, its live
+profile from /debug/pprof/heap and a snapshot's from
+/api/v1/snapshots/<id>/pprof."""
+import os
+import re
+import unittest
+
+from harness import DEMO, CollectorTestCase, wait_until
+from test_collector_support import GoPprof
+
+LEAK = "RememberSession"  # DWARF names: the function, without its class
+SAMPLE_TYPES = ["alloc_objects/count", "alloc_space/bytes", "inuse_objects/count", "inuse_space/bytes"]
+
+
+def top_rows(text):
+    """(flat, function) of each row of `pprof -top`, in order."""
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r"^\s*(\S+)\s+\S+%\s+\S+%\s+\S+\s+\S+%\s+(.+)$", line)
+        if m and m.group(1) != "flat":
+            rows.append((m.group(1), m.group(2)))
+    return rows
+
+
+class CollectorPprofTest(CollectorTestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.pprof = GoPprof()
+        if not cls.pprof.available():
+            raise AssertionError("`go` not found: install Debian's golang-go")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pprof.cleanup()
+
+    def start_leaking_demo(self):
+        # 300 requests/s each leaking 16 KiB: ~5 MB/s, about 75 samples/s at
+        # R = 64 KiB, so the leak dominates the live heap within seconds.
+        demo = self.spawn([DEMO, "--threads", "2", "--rps", "300", "--leak-bytes", "16384"],
+                          SAMPLE_BYTES=65536)
+        pid = demo.pid
+
+        def leak_named():
+            tree = self.collector.get_json(f"/api/v1/profile?pid={pid}")
+            node = find_node_containing(tree["root"], LEAK)
+            return node if node and node["value"] >= 4 << 20 else None
+        wait_until(leak_named, timeout=30, what="the leak, named, holding 4 MiB")
+        return pid
+
+    def save(self, name, gz):
+        path = os.path.join(self.collector.workdir, name)
+        with open(path, "wb") as f:
+            f.write(gz)
+        return path
+
+    def check_profile(self, path):
+        raw = self.pprof.run("-symbolize=none", "-raw", path)
+        # The four sample types, in profile.proto's order, and inuse_space the default.
+        header = re.search(r"^Samples:\n(.*)$", raw, re.M)
+        self.assertIsNotNone(header, raw[:2000])
+        self.assertEqual(header.group(1).split(), SAMPLE_TYPES[:3] + [SAMPLE_TYPES[3] + "[dflt]"])
+        self.assertRegex(raw, r"PeriodType: space bytes")
+        # Mappings carry the executable with its build-id (hex, as in `file`).
+        mappings = raw[raw.index("Mappings"):]
+        demo_line = [l for l in mappings.splitlines() if l.rstrip().split(" ")[-2:-1] and
+                     os.path.basename(DEMO) in l]
+        self.assertTrue(demo_line, mappings)
+        self.assertRegex(demo_line[0], r"\b[0-9a-f]{40}\b", "the demo's mapping has its GNU build-id")
+
+        # inuse_space: once allocator frames are hidden the leaking function
+        # holds the most bytes (flat), with its file:line known.
+        top = self.pprof.run("-symbolize=none", "-top", "-sample_index=inuse_space",
+                             "-hide=^(operator new|malloc|calloc|realloc|std::|__gnu_cxx::|heapwatch)",
+                             path)
+        rows = top_rows(top)
+        self.assertTrue(rows, top)
+        self.assertIn(LEAK, rows[0][1], top)
+        lines = self.pprof.run("-symbolize=none", "-top", "-lines", "-sample_index=inuse_space",
+                               "-hide=^(operator new|malloc|calloc|realloc|std::|__gnu_cxx::|heapwatch)",
+                               path)
+        first = top_rows(lines)[0][1]
+        self.assertIn(LEAK, first, lines)
+        self.assertRegex(first, r"demo_service\.cc:\d+", "file:line of the leaking call")
+        # The other sample types are there with values (allocation counts too).
+        for index in ("alloc_space", "alloc_objects", "inuse_objects"):
+            out = self.pprof.run("-symbolize=none", "-top", f"-sample_index={index}", path)
+            self.assertRegex(out, r"Showing nodes accounting for [\d.]+\w*, [\d.]+% of [1-9][\d.]*\w* total",
+                             f"{index}: {out[:500]}")
+        traces = self.pprof.run("-symbolize=none", "-traces", path)
+        self.assertIn("main", traces)
+        return raw
+
+    def test_live_and_snapshot_profiles_read_by_go_pprof(self):
+        pid = self.start_leaking_demo()
+        status, headers, gz = self.collector.request(f"/debug/pprof/heap?pid={pid}")
+        self.assertEqual(status, 200)
+        self.assertEqual(gz[:2], b"\x1f\x8b", "gzipped")
+        self.check_profile(self.save("live.pb.gz", gz))
+
+        status, body = self.collector.post_json(f"/api/v1/snapshots?pid={pid}")
+        self.assertEqual(status, 201, body)
+        status, _, snap_gz = self.collector.request(f"/api/v1/snapshots/{body['id']}/pprof")
+        self.assertEqual(status, 200)
+        self.check_profile(self.save("snapshot.pb.gz", snap_gz))
+
+    def test_sample_index_default_follows_type(self):
+        pid = self.start_leaking_demo()
+        gz = self.collector.request(f"/debug/pprof/heap?pid={pid}&type=alloc_space")[2]
+        out = self.pprof.run("-symbolize=none", "-top", self.save("alloc.pb.gz", gz))
+        self.assertIn("Type: alloc_space", out)
+
+
+def find_node_containing(node, text):
+    if text in node.get("name", ""):
+        return node
+    for child in node.get("children", []):
+        found = find_node_containing(child, text)
+        if found:
+            return found
+    return None
+
+
+if __name__ == "__main__":
+    unittest.main()
