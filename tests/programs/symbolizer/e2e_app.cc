@@ -19,10 +19,13 @@ namespace {
 
 constexpr int kBlocks = 64;
 constexpr size_t kBlockBytes = 16384 * HWSYM_E2E_VARIANT;
-void* g_blocks[2 * kBlocks];
-int g_count = 0;
 
 }  // namespace
+
+// External linkage, so the compiler cannot prove the blocks unused and drop
+// the malloc calls (it does for an anonymous-namespace array nobody reads).
+void* g_blocks[2 * kBlocks];
+int g_count = 0;
 
 static inline __attribute__((always_inline)) void InnerAlloc(size_t bytes) {
   g_blocks[g_count++] = malloc(bytes);  // @site:e2e-inner
