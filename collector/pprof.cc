@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <map>
+#include <string_view>
 #include <unordered_map>
 
 namespace heapwatch::collector {
@@ -115,13 +116,19 @@ std::string EncodePprof(const ProfileData& d, SampleType default_type) {
     profile.Message(kMapping, mapping);
   }
 
-  // Functions by (name, file); ids 1-based.
-  std::map<std::pair<std::string, std::string>, uint64_t> function_ids;
+  // Functions by (name, file); ids 1-based. Looked up once per interned
+  // frame (frame_function caches it): locations name the same frames many
+  // times, and the map's string pairs dominated at 100k stacks.
+  std::map<std::pair<std::string_view, std::string_view>, uint64_t> function_ids;
   std::vector<const FrameInfo*> functions;
-  auto function_id = [&](const FrameInfo& f) {
+  std::vector<uint64_t> frame_function(d.frames.size(), 0);
+  auto function_id = [&](uint32_t frame) {
+    uint64_t& id = frame_function[frame];
+    if (id != 0) return id;
+    const FrameInfo& f = d.frames[frame];
     auto [it, inserted] = function_ids.try_emplace({f.function, f.file}, functions.size() + 1);
     if (inserted) functions.push_back(&f);
-    return it->second;
+    return id = it->second;
   };
 
   for (size_t i = 0; i < d.locations.size(); ++i) {
@@ -134,7 +141,7 @@ std::string EncodePprof(const ProfileData& d, SampleType default_type) {
     for (uint32_t fi : d.LocationFrames(l)) {
       const FrameInfo& f = d.frames[fi];
       Encoder line;
-      line.Uint(1, function_id(f));
+      line.Uint(1, function_id(fi));
       line.Int(2, f.line);
       loc.Message(4, line);
     }

@@ -1,8 +1,11 @@
 #include "collector/profile_data.h"
 
+#include <boost/container_hash/hash.hpp>
 #include <boost/unordered/unordered_flat_map.hpp>
+#include <boost/unordered/unordered_flat_set.hpp>
 #include <cstdio>
 #include <map>
+#include <string_view>
 #include <unordered_map>
 
 #include "collector/symbol_service.h"
@@ -30,18 +33,48 @@ std::string HexOffset(const std::string& module, uint64_t offset) {
 // Interns FrameInfo values so identical frames share one index.
 class FrameInterner {
  public:
-  explicit FrameInterner(std::vector<FrameInfo>& frames) : frames_(frames) {}
+  explicit FrameInterner(std::vector<FrameInfo>& frames)
+      : frames_(frames), index_(0, Hash{&frames}, Equal{&frames}) {}
   uint32_t Intern(FrameInfo f) {
-    std::string key = f.function + '\x1f' + f.file + '\x1f' + std::to_string(f.line) + '\x1f' +
-                      f.module + (f.inlined ? "\x1fi" : "") + (f.mismatch ? "\x1fm" : "");
-    auto [it, inserted] = index_.try_emplace(std::move(key), static_cast<uint32_t>(frames_.size()));
-    if (inserted) frames_.push_back(std::move(f));
-    return it->second;
+    // Looked up by the frame itself (no key string built): at 100k stacks
+    // the strings and their hash nodes cost most of building the profile.
+    if (auto it = index_.find(f); it != index_.end()) return *it;
+    auto id = static_cast<uint32_t>(frames_.size());
+    frames_.push_back(std::move(f));
+    index_.insert(id);
+    return id;
   }
 
  private:
+  static size_t HashOf(const FrameInfo& f) {
+    size_t h = std::hash<std::string_view>{}(f.function);
+    boost::hash_combine(h, std::hash<std::string_view>{}(f.file));
+    boost::hash_combine(h, std::hash<std::string_view>{}(f.module));
+    boost::hash_combine(h, f.line);
+    boost::hash_combine(h, f.inlined * 2 + f.mismatch);
+    return h;
+  }
+  static bool Same(const FrameInfo& a, const FrameInfo& b) {
+    return a.line == b.line && a.inlined == b.inlined && a.mismatch == b.mismatch &&
+           a.function == b.function && a.file == b.file && a.module == b.module;
+  }
+  // The set holds indexes into frames_; lookups take a FrameInfo.
+  struct Hash {
+    using is_transparent = void;
+    const std::vector<FrameInfo>* frames;
+    size_t operator()(uint32_t i) const { return HashOf((*frames)[i]); }
+    size_t operator()(const FrameInfo& f) const { return HashOf(f); }
+  };
+  struct Equal {
+    using is_transparent = void;
+    const std::vector<FrameInfo>* frames;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(const FrameInfo& a, uint32_t b) const { return Same(a, (*frames)[b]); }
+    bool operator()(uint32_t a, const FrameInfo& b) const { return Same((*frames)[a], b); }
+  };
+
   std::vector<FrameInfo>& frames_;
-  std::unordered_map<std::string, uint32_t> index_;
+  boost::unordered_flat_set<uint32_t, Hash, Equal> index_;
 };
 
 }  // namespace
