@@ -247,7 +247,15 @@ HttpResponse Route(const HttpRequest& req, const Query& q, Collector& c) {
                           : Text(req, http::status::service_unavailable, reason + "\n");
   }
   if (!Authorized(req, q, c.config().token)) {
-    HttpResponse res = Error(req, http::status::unauthorized, "missing or wrong bearer token");
+    bool api = path.starts_with("/api/") || path.starts_with("/debug/") || path == "/metrics";
+    // A person opening the UI gets a page that says how to get in; tools get JSON.
+    HttpResponse res =
+        api ? Error(req, http::status::unauthorized, "missing or wrong bearer token")
+            : Text(req, http::status::unauthorized,
+                   "<!doctype html><title>heapwatch: token required</title>"
+                   "<p>This heapwatch collector requires its access token. Open "
+                   "<code>/?token=&lt;token&gt;</code> once; the browser then keeps it in a cookie.</p>",
+                   "text/html; charset=utf-8");
     res.set(http::field::www_authenticate, "Bearer realm=\"heapwatch\"");
     return res;
   }

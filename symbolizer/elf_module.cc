@@ -196,11 +196,15 @@ bool ElfModule::AppendDwarfFrames(uint64_t vaddr, std::vector<SourceFrame>* fram
     }
     frames->push_back(std::move(frame));
   }
-  // The outer function's name is the one symbol tables also know; if DWARF
-  // has none (rare, artificial code), borrow it.
-  if (frames->back().function.empty()) {
-    if (const char* name = FindSymbol(vaddr); name != nullptr) {
-      frames->back().function = Demangle(name);
+  // The outer function is the one symbol tables also know, by its mangled,
+  // fully qualified name; DWARF may only have the bare name of a member
+  // defined in its class ("RememberSession" for SessionStore::RememberSession).
+  // Prefer the symbol's qualified name, and borrow it when DWARF has none.
+  if (const char* name = FindSymbol(vaddr); name != nullptr) {
+    std::string symbol = Demangle(name);
+    std::string& outer = frames->back().function;
+    if (outer.empty() || (symbol.find(outer) != std::string::npos && symbol.size() > outer.size())) {
+      outer = std::move(symbol);
     }
   }
   return true;
