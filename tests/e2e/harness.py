@@ -43,6 +43,35 @@ def wait_until(predicate, timeout=20.0, interval=0.1, what="condition"):
                          + (f" (last error: {last_error!r})" if last_error else ""))
 
 
+def walk_tree(node):
+    """Every node of a call tree (/api/v1/profile's "root"), depth-first."""
+    yield node
+    for child in node.get("children", []):
+        yield from walk_tree(child)
+
+
+def find_path(node, match, path=()):
+    """Depth-first search of a call tree. `match` is a predicate on a node or
+    a substring of its name. Returns (node, nodes from the root to it) or None."""
+    if isinstance(match, str):
+        text = match
+        match = lambda n: text in n.get("name", "")  # noqa: E731
+    path = path + (node,)
+    if match(node):
+        return node, path
+    for child in node.get("children", []):
+        found = find_path(child, match, path)
+        if found:
+            return found
+    return None
+
+
+def find_node(node, match):
+    """The first node find_path finds, or None."""
+    found = find_path(node, match)
+    return found[0] if found else None
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))

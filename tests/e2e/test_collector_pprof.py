@@ -6,7 +6,7 @@ import os
 import re
 import unittest
 
-from harness import DEMO, CollectorTestCase, wait_until
+from harness import DEMO, CollectorTestCase, find_node, wait_until
 from test_collector_support import GoPprof
 
 LEAK = "RememberSession"  # DWARF names: the function, without its class
@@ -43,7 +43,7 @@ class CollectorPprofTest(CollectorTestCase):
 
         def leak_named():
             tree = self.collector.get_json(f"/api/v1/profile?pid={pid}")
-            node = find_node_containing(tree["root"], LEAK)
+            node = find_node(tree["root"], LEAK)
             return node if node and node["value"] >= 4 << 20 else None
         wait_until(leak_named, timeout=30, what="the leak, named, holding 4 MiB")
         return pid
@@ -109,16 +109,6 @@ class CollectorPprofTest(CollectorTestCase):
         gz = self.collector.request(f"/debug/pprof/heap?pid={pid}&type=alloc_space")[2]
         out = self.pprof.run("-symbolize=none", "-top", self.save("alloc.pb.gz", gz))
         self.assertIn("Type: alloc_space", out)
-
-
-def find_node_containing(node, text):
-    if text in node.get("name", ""):
-        return node
-    for child in node.get("children", []):
-        found = find_node_containing(child, text)
-        if found:
-            return found
-    return None
 
 
 if __name__ == "__main__":

@@ -9,26 +9,10 @@ import shutil
 import tempfile
 import unittest
 
-from harness import DEMO, Collector, CollectorTestCase, HttpError, wait_until
+from harness import DEMO, Collector, CollectorTestCase, HttpError, find_node, wait_until, walk_tree
 from test_collector_support import ALLOC, FakeShim, events, hello, metric, stack
 
 LEAK = "RememberSession"  # DWARF names: the function, without its class
-
-
-def find_containing(node, text):
-    if text in node.get("name", ""):
-        return node
-    for child in node.get("children", []):
-        found = find_containing(child, text)
-        if found:
-            return found
-    return None
-
-
-def walk(node):
-    yield node
-    for child in node.get("children", []):
-        yield from walk(child)
 
 
 class LenientCollector(Collector):
@@ -66,7 +50,7 @@ class CollectorSnapshotTest(CollectorTestCase):
         pid = demo.pid
 
         def leak_bytes():
-            node = find_containing(self.collector.get_json(f"/api/v1/profile?pid={pid}")["root"], LEAK)
+            node = find_node(self.collector.get_json(f"/api/v1/profile?pid={pid}")["root"], LEAK)
             return node["value"] if node else 0
         wait_until(lambda: leak_bytes() >= 2 << 20, timeout=30, what="leak visible and named")
 
@@ -91,10 +75,10 @@ class CollectorSnapshotTest(CollectorTestCase):
         wait_until(lambda: leak_bytes() >= (2 << 20) + (1 << 20), timeout=30, what="the leak grows")
         tree = self.collector.get_json(f"/api/v1/profile?pid={pid}&base={sid}")
         self.assertEqual(tree["base"], sid)
-        for node in walk(tree["root"]):
+        for node in walk_tree(tree["root"]):
             self.assertIn("base", node, node.get("name"))
             self.assertAlmostEqual(node["delta"], node["value"] - node["base"], delta=1.0)
-        leak = find_containing(tree["root"], LEAK)
+        leak = find_node(tree["root"], LEAK)
         self.assertGreater(leak["delta"], 0)
         self.assertGreater(leak["base"], 0)
         snap_root_value = tree["root"]["base"]
@@ -111,7 +95,7 @@ class CollectorSnapshotTest(CollectorTestCase):
         self.assertEqual(again.request(f"/api/v1/snapshots/{sid}/pprof")[2], pprof)
         # The restarted collector diffs the reconnected demo against the old snapshot.
         again.wait_for_process(pid, lambda p: p["connected"] and p["live_samples"] > 0)
-        tree = wait_until(lambda: (lambda t: t if find_containing(t["root"], LEAK) else None)(
+        tree = wait_until(lambda: (lambda t: t if find_node(t["root"], LEAK) else None)(
             again.get_json(f"/api/v1/profile?pid={pid}&base={sid}")), what="diff after restart")
         self.assertEqual(tree["root"]["base"], snap_root_value)
 

@@ -177,16 +177,6 @@ class GoPprof:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
-def find_node(node, name):
-    if node.get("name") == name:
-        return node
-    for child in node.get("children", []):
-        found = find_node(child, name)
-        if found:
-            return found
-    return None
-
-
 # --- flood client -------------------------------------------------------------
 
 def flood_client(socket_path, first_stack, stacks, depth=8, allocs_per_frame=1000):

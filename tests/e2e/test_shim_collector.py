@@ -7,21 +7,11 @@ import subprocess
 import time
 import unittest
 
-from harness import CollectorTestCase, shim_env, wait_until
+from harness import CollectorTestCase, find_node, shim_env, wait_until
 from test_shim_support import program
 
 MARKER_BYTES = 64 * 200003        # shim_churn's 64 live marker blocks
 NOISE_SLACK = 1536 << 10          # its 256 small blocks (< 3 KB each) plus estimate noise
-
-
-def find_node(node, name):
-    if node.get("name") == name:
-        return node
-    for child in node.get("children", []):
-        found = find_node(child, name)
-        if found:
-            return found
-    return None
 
 
 class ShimCollectorTest(CollectorTestCase):
@@ -65,7 +55,7 @@ class ShimCollectorTest(CollectorTestCase):
         # Names may take a moment (symbolization is the collector's business).
         def main_node():
             tree = self.collector.get_json(f"/api/v1/profile?pid={pid}&type=inuse_space")
-            node = find_node(tree["root"], "main")
+            node = find_node(tree["root"], lambda n: n["name"] == "main")
             return (tree, node) if node else None
         tree, main = wait_until(main_node, what="main() in the profile")
         self.assertGreaterEqual(tree["total"], MARKER_BYTES)

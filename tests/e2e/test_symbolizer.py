@@ -9,7 +9,7 @@ import shutil
 import tempfile
 import unittest
 
-from harness import PROGRAMS, SOURCE_DIR, CollectorTestCase, wait_until
+from harness import PROGRAMS, SOURCE_DIR, CollectorTestCase, find_path, wait_until, walk_tree
 
 APP = os.path.join(PROGRAMS, "hwsym_e2e_app")
 APP_V2 = os.path.join(PROGRAMS, "hwsym_e2e_app_v2")
@@ -23,24 +23,6 @@ def marker_line(source, marker):
             if "@site:" + marker in line:
                 return number
     raise AssertionError(f"no @site:{marker} in {source}")
-
-
-def find_path(node, predicate, path=()):
-    """Depth-first: (node, path of nodes from the root) of the first match."""
-    path = path + (node,)
-    if predicate(node):
-        return node, path
-    for child in node.get("children", []):
-        found = find_path(child, predicate, path)
-        if found:
-            return found
-    return None
-
-
-def all_nodes(node):
-    yield node
-    for child in node.get("children", []):
-        yield from all_nodes(child)
 
 
 class SymbolizerTest(CollectorTestCase):
@@ -101,14 +83,14 @@ class SymbolizerTest(CollectorTestCase):
 
         def mismatched():
             tree = self.profile(app.pid)
-            marked = [n for n in all_nodes(tree["root"]) if n.get("mismatch")]
+            marked = [n for n in walk_tree(tree["root"]) if n.get("mismatch")]
             return (tree, marked) if marked else None
 
         tree, marked = wait_until(mismatched, 30, what="frames marked as mismatched")
         for node in marked:
             self.assertTrue(node.get("unsymbolized"), node)
             self.assertRegex(node["name"], r"\+0x[0-9a-f]+$")
-        names = [n["name"] for n in all_nodes(tree["root"])]
+        names = [n["name"] for n in walk_tree(tree["root"])]
         for wrong in ("InnerAlloc", "MiddleAlloc", "OuterAlloc"):
             self.assertFalse([n for n in names if n.startswith(wrong)],
                              f"{wrong} named from the replaced file: {names}")

@@ -3,18 +3,7 @@ sampled allocations to a real heapwatchd, which lists the process and serves
 its stacks with names."""
 import unittest
 
-from harness import DEMO, CollectorTestCase, wait_until
-
-
-def find_node(node, name_part, path=()):
-    """Depth-first search for a call-tree node whose name contains name_part."""
-    if name_part in node["name"]:
-        return node, path + (node["name"],)
-    for child in node["children"]:
-        found = find_node(child, name_part, path + (node["name"],))
-        if found:
-            return found
-    return None
+from harness import DEMO, CollectorTestCase, find_path, wait_until
 
 
 class ThinPathTest(CollectorTestCase):
@@ -31,13 +20,13 @@ class ThinPathTest(CollectorTestCase):
         # with a name, under main's worker threads.
         def leak_node():
             tree = self.collector.get_json(f"/api/v1/profile?pid={demo.pid}&type=inuse_space")
-            found = find_node(tree["root"], "RememberSession")
+            found = find_path(tree["root"], "RememberSession")
             return (tree, found) if found else None
 
         tree, (node, path) = wait_until(leak_node, 20, what="RememberSession in the profile")
         self.assertEqual(tree["type"], "inuse_space")
         self.assertEqual(tree["unit"], "bytes")
-        self.assertIn("Serve", " ".join(path))
+        self.assertIn("Serve", " ".join(n["name"] for n in path))
         self.assertGreater(node["value"], 0.5 * tree["total"])
         self.assertTrue(node["file"].endswith("demo_service.cc"), node["file"])
         self.assertGreater(node["line"], 0)
@@ -53,8 +42,10 @@ class ThinPathTest(CollectorTestCase):
         inuse = self.collector.get_json(f"/api/v1/profile?pid={demo.pid}")
         self.assertLess(inuse["total"], 0.2 * tree["total"])
         alloc = self.collector.get_json(f"/api/v1/profile?pid={demo.pid}&type=alloc_space")
-        node, _ = find_node(alloc["root"], "RememberSession")
-        self.assertGreater(node["value"], 0.3 * alloc["total"])
+        allocated, _ = find_path(alloc["root"], "RememberSession")
+        # Nothing the leak allocated was freed before the exit, so what it
+        # allocated is at least what it held when we looked (estimates: 20%).
+        self.assertGreater(allocated["value"], 0.8 * node["value"])
 
     def test_bad_requests_get_400_with_message(self):
         from harness import HttpError
