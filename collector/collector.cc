@@ -106,12 +106,9 @@ void Collector::PollOnce() {
     p->RecordPoint(now, l.rss, l.cgroup_usage, config_.memory_limit ? config_.memory_limit : l.cgroup_limit);
   }
   // Keep the last figures of exited processes too (they no longer change).
-  for (auto& [process, l] : latest_) {
-    if (!latest.count(process)) {
-      for (const auto& p : table_.processes()) {
-        if (p.get() == process) latest[process] = l;
-      }
-    }
+  for (const auto& p : table_.processes()) {
+    if (latest.count(p.get())) continue;
+    if (auto it = latest_.find(p.get()); it != latest_.end()) latest[p.get()] = it->second;
   }
   latest_.swap(latest);
 

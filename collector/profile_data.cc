@@ -140,6 +140,15 @@ ProfileData BuildProfileData(const Process& process, SymbolService* symbols, dou
   boost::unordered_flat_map<uint64_t, uint32_t> location_index;  // pc -> location
   std::unordered_map<int32_t, std::vector<uint64_t>> misses;     // module -> pcs
 
+  // Built once per profile, not per address: what the symbolizer's cache is
+  // keyed by for each module, and where the process's files are found.
+  std::vector<symbolizer::ModuleRef> module_refs;
+  std::vector<std::string> roots;
+  if (symbols) {
+    for (const ModuleInfo& m : process.modules()) module_refs.push_back({m.path, m.build_id});
+    roots = symbols->Roots(process.pid());
+  }
+
   auto resolve = [&](uint64_t pc) -> uint32_t {
     auto [it, inserted] = location_index.try_emplace(pc, static_cast<uint32_t>(data.locations.size()));
     if (!inserted) return it->second;
@@ -149,7 +158,10 @@ ProfileData BuildProfileData(const Process& process, SymbolService* symbols, dou
     const ModuleInfo* m = process.FindModule(pc);
     if (m) loc.module = static_cast<int32_t>(m - process.modules().data());
     std::optional<symbolizer::Location> found;
-    if (m && symbols) found = symbols->Peek(*m, process.pid(), pc);
+    if (m && symbols) {
+      found = symbols->Peek(module_refs[static_cast<size_t>(loc.module)], roots,
+                            SymbolService::LookupAddress(*m, pc));
+    }
     if (found && found->status == symbolizer::Status::kOk && !found->frames.empty()) {
       for (const auto& sf : found->frames) {
         FrameInfo f;

@@ -39,14 +39,6 @@ void SymbolService::Prefetch(const Process& process) {
   if (prefetched_.size() > 4096) prefetched_.clear();  // bounded; worst case re-queues
 }
 
-std::optional<symbolizer::Location> SymbolService::Peek(const ModuleInfo& module, uint32_t pid,
-                                                        uint64_t pc) {
-  symbolizer::ModuleRef ref{module.path, module.build_id};
-  auto roots = Roots(pid);
-  uint64_t vaddr = LookupAddress(module, pc);
-  return symbolizer_.Peek(ref, roots, vaddr);
-}
-
 void SymbolService::Request(const ModuleInfo& module, uint32_t pid, const std::vector<uint64_t>& pcs) {
   if (pcs.empty()) return;
   Batch batch{{module.path, module.build_id}, Roots(pid), {}};

@@ -37,9 +37,15 @@ class SymbolService {
   // Loop thread only; never blocks on symbolization.
   void Prefetch(const Process& process);
 
-  // The cached answer for pc in module, or nullopt (not resolved yet, or
-  // evicted). Never blocks on a file; thread-safe.
-  std::optional<symbolizer::Location> Peek(const ModuleInfo& module, uint32_t pid, uint64_t pc);
+  // The cached answer for `vaddr` (LookupAddress) in `module`, or nullopt (not
+  // resolved yet, or evicted). Never blocks on a file; thread-safe. Callers
+  // looking up many addresses build the module reference and Roots() once.
+  std::optional<symbolizer::Location> Peek(const symbolizer::ModuleRef& module,
+                                           const std::vector<std::string>& roots, uint64_t vaddr) const {
+    return symbolizer_.Peek(module, roots, vaddr);
+  }
+  // Where a process's modules are opened from: its own root, then as is.
+  std::vector<std::string> Roots(uint32_t pid) const;
   // Queues pcs of one module (e.g. the misses of Peek) for the worker.
   void Request(const ModuleInfo& module, uint32_t pid, const std::vector<uint64_t>& pcs);
 
@@ -60,7 +66,6 @@ class SymbolService {
     std::vector<std::string> roots;
     std::vector<uint64_t> vaddrs;
   };
-  std::vector<std::string> Roots(uint32_t pid) const;
   void Enqueue(Batch batch);
   void Run();
 

@@ -116,11 +116,14 @@ class Collector:
         wait_until(self._ready, timeout, what=f"heapwatchd ready ({self.log()[-500:]})")
         return self
 
+    # The endpoint that must answer 200 before start() returns.
+    ready_path = "/readyz"
+
     def _ready(self):
         if self.proc.poll() is not None:
             raise AssertionError(f"heapwatchd exited with {self.proc.returncode}: {self.log()}")
         try:
-            return self.request("/readyz")[0] == 200
+            return self.request(self.ready_path)[0] == 200
         except (OSError, HttpError):
             return False
 
