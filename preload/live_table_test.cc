@@ -112,6 +112,42 @@ TEST(LiveTableTest, ForEachSeesExactlyTheLiveEntries) {
   EXPECT_EQ(got, want);
 }
 
+// ForEach reads only the probe windows of occupied filter groups: entries
+// displaced far from home, windows that overlap, and windows that wrap past
+// the last slot must each still be visited exactly once.
+TEST(LiveTableTest, ForEachVisitsEachEntryOnceInASparseTable) {
+  constexpr uint64_t kSlots = 1 << 16;
+  LiveTable t;
+  ASSERT_TRUE(t.Init(kSlots));
+  std::vector<uint64_t> last_slot, first_slot, middle;
+  for (uint64_t a = 0x10000; last_slot.size() < 30 || first_slot.size() < 30 || middle.size() < 3;
+       a += 16) {
+    uint64_t home = HomeOf(a, kSlots);
+    if (home == kSlots - 1 && last_slot.size() < 30) last_slot.push_back(a);
+    if (home == 0 && first_slot.size() < 30) first_slot.push_back(a);
+    if (home == kSlots / 2 && middle.size() < 3) middle.push_back(a);
+  }
+  std::multiset<uint64_t> want;
+  // 30 entries homed at the last slot spill over slots 0..28; 30 homed at
+  // slot 0 then land on slots 29..58, beyond slot 0's group.
+  for (const auto* v : {&last_slot, &first_slot, &middle}) {
+    for (uint64_t a : *v) {
+      ASSERT_TRUE(t.Insert({a, 1, 2, 3}));
+      want.insert(a);
+    }
+  }
+  std::multiset<uint64_t> got;
+  t.ForEach([&](const LiveTable::Entry& e) { got.insert(e.address); });
+  EXPECT_EQ(got, want);
+
+  // Only the wrapping entries left: group 0 is empty now, its slots are not.
+  for (uint64_t a : first_slot) ASSERT_TRUE(t.Remove(a, nullptr));
+  for (uint64_t a : middle) ASSERT_TRUE(t.Remove(a, nullptr));
+  got.clear();
+  t.ForEach([&](const LiveTable::Entry& e) { got.insert(e.address); });
+  EXPECT_EQ(got, std::multiset<uint64_t>(last_slot.begin(), last_slot.end()));
+}
+
 TEST(LiveTableTest, ConcurrentInsertRemoveAndScan) {
   LiveTable t;
   ASSERT_TRUE(t.Init(1 << 14));

@@ -58,7 +58,9 @@ struct Shim {
   EventRing ring;
   Counters counters;
   std::atomic<int> state{static_cast<int>(ShimState::kStarting)};
-  std::atomic<bool> resync_needed{true};
+  // Set when an event was dropped (and by fork): the sender must re-send the
+  // whole table. Not set at start: a first connection replays the ring.
+  std::atomic<bool> resync_needed{false};
   uint32_t pid = 0;
   uint64_t start_time_ns = 0;  // CLOCK_REALTIME at start (or fork) of this process
 };

@@ -45,6 +45,15 @@
 //
 // A dropped event (ring full) marks resync_needed after its table change; the
 // sender clears the flag before discarding, so the change is covered by (1).
+//
+// The first connection of a process skips the resync when the ring still
+// holds every event since recording began (nothing dropped, nothing
+// discarded while unconnected, no earlier connection, not a forked child):
+// replaying the ring from its first event rebuilds the table exactly, by the
+// same per-address argument with P = the first event, and unlike a table scan
+// it delivers the allocations that were freed before the connection, which
+// the collector counts in its cumulative totals. A short-lived process
+// (`ls`, `cat`) does most of its work before its sender first connects.
 
 namespace heapwatch::preload {
 namespace {
@@ -63,6 +72,8 @@ enum class Thread : int { kNone = 0, kRunning = 1 };
 struct State {
   int fd = -1;
   bool ever_connected = false;
+  // The ring holds every event since recording began (see the top of the file).
+  bool ring_complete = true;
   uint64_t resync_generation = 0;
   uint64_t modules_generation = 0;
   uint64_t next_connect_ms = 0;
@@ -82,6 +93,9 @@ State* g_state = nullptr;  // mmap'd once; survives fork (the child reuses it)
 std::atomic<int> g_thread{0};
 std::atomic<bool> g_connected{false};
 std::atomic<bool> g_tried_connect{false};
+// The last connect failed in a way a retry may cure (the collector's listen
+// backlog was full): an exiting process keeps trying until its deadline.
+std::atomic<bool> g_connect_retryable{false};
 std::atomic<uint64_t> g_flush_requested{0};
 std::atomic<uint64_t> g_flush_done{0};
 // Held by the sender around dl_iterate_phdr and by fork's prepare handler, so
@@ -180,6 +194,8 @@ bool SentContains(State* s, uint64_t id, bool insert) {
 }
 
 void ClearSent(State* s) {
+  // Nothing to clear on a fresh set: writing it would fault in 2 MiB.
+  if (s->sent_count == 0) return;
   memset(s->sent, 0, kSentSlots * sizeof(uint64_t));
   s->sent_count = 0;
 }
@@ -290,7 +306,10 @@ void DiscardRing() {
   wire::EventRecord ev;
   uint64_t n = 0;
   while (g_shim.ring.Pop(&ev)) ++n;
-  if (n) g_shim.counters.dropped_events.fetch_add(n, std::memory_order_relaxed);
+  if (n) {
+    g_shim.counters.dropped_events.fetch_add(n, std::memory_order_relaxed);
+    g_state->ring_complete = false;
+  }
 }
 
 bool Connect(State* s) {
@@ -300,9 +319,11 @@ bool Connect(State* s) {
   addr.sun_family = AF_UNIX;
   memcpy(addr.sun_path, g_shim.config.socket_path, sizeof(addr.sun_path) - 1);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    g_connect_retryable.store(errno == EAGAIN || errno == EINTR, std::memory_order_relaxed);
     close(fd);
     return false;
   }
+  g_connect_retryable.store(false, std::memory_order_relaxed);
   s->fd = fd;
   s->out.Clear();
   s->batch_len = 0;
@@ -322,10 +343,12 @@ bool Connect(State* s) {
   hello.max_frames = g_shim.config.max_frames;
   s->out.Append(wire::FrameType::kHello, &hello, sizeof(hello), exe_buf, exe_len);
   if (s->ever_connected) g_shim.counters.reconnects.fetch_add(1, std::memory_order_relaxed);
+  bool lost = g_shim.resync_needed.exchange(false, std::memory_order_acq_rel);
+  bool replay = !s->ever_connected && s->ring_complete && !lost;
   s->ever_connected = true;
+  s->ring_complete = false;  // from now on this connection owns what it popped
   g_connected.store(true, std::memory_order_release);
-  g_shim.resync_needed.store(false, std::memory_order_release);
-  return SendModules(s) && Resync(s) && SendStats(s) && Flush(s);
+  return SendModules(s) && (replay || Resync(s)) && SendStats(s) && Flush(s);
 }
 
 // Waits for work or the collector hanging up; reads and ignores anything sent.
@@ -346,8 +369,10 @@ void Idle(State* s) {
 
 void RunOnce(State* s) {
   uint64_t flush_requested = g_flush_requested.load(std::memory_order_acquire);
+  // The process is exiting and waits for this round: no backoff, drain all.
+  bool exiting = flush_requested != g_flush_done.load(std::memory_order_relaxed);
   bool worked = false;
-  if (s->fd < 0 && MonoMs() >= s->next_connect_ms) {
+  if (s->fd < 0 && (exiting || MonoMs() >= s->next_connect_ms)) {
     if (Connect(s)) {
       s->backoff_ms = kBackoffMinMs;
     } else {
@@ -367,10 +392,15 @@ void RunOnce(State* s) {
     if (generation != s->modules_generation) ok = SendModules(s);
     if (ok && g_shim.resync_needed.exchange(false, std::memory_order_acq_rel)) ok = Resync(s);
     if (ok) worked = DrainRing(s, &ok);
-    if (ok && (MonoNs() >= s->next_stats_ns || flush_requested)) ok = SendStats(s);
-    if (ok) Flush(s);
+    // At exit, what other threads push meanwhile is bounded by a few rings.
+    bool more = worked;
+    for (int rounds = 0; exiting && ok && more && rounds < 64; ++rounds) more = DrainRing(s, &ok);
+    if (ok && (MonoNs() >= s->next_stats_ns || exiting)) ok = SendStats(s);
+    if (ok) ok = Flush(s);
+    // Done only once delivered: an exiting process that is still waiting
+    // gets another round (a reconnect) until its deadline.
+    if (ok) g_flush_done.store(flush_requested, std::memory_order_release);
   }
-  g_flush_done.store(flush_requested, std::memory_order_release);
   if (!worked) Idle(s);
 }
 
@@ -420,17 +450,21 @@ bool StartSender() {
 void FlushSenderAtExit(int timeout_ms) {
   if (g_thread.load(std::memory_order_acquire) != static_cast<int>(Thread::kRunning)) return;
   uint64_t deadline = MonoMs() + static_cast<uint64_t>(timeout_ms);
-  // A short-lived process may exit before its sender's first attempt.
-  while (!g_tried_connect.load(std::memory_order_acquire)) {
-    if (MonoMs() >= deadline) return;
-    poll(nullptr, 0, 1);
-  }
-  if (!g_connected.load(std::memory_order_acquire)) return;
+  // A request also makes the sender connect at once (no backoff) if it is
+  // not connected. Each connected round that delivers everything records in
+  // done the request count it read when it began, so done >= ticket means a
+  // whole round (drain, stats, flush) began after this request and
+  // succeeded: what the process pushed before now is in the socket.
   uint64_t ticket = g_flush_requested.fetch_add(1, std::memory_order_acq_rel) + 1;
-  // Each round records in done the request count it read when it began, so
-  // done >= ticket means a whole round (drain, stats, flush) began after
-  // this request: what the process pushed before now has been handled.
   while (g_flush_done.load(std::memory_order_acquire) < ticket) {
+    // Nobody to deliver to: the collector is absent (no socket, refused).
+    // A full listen backlog is worth retrying; so is a short-lived process
+    // whose sender has not tried yet.
+    if (g_tried_connect.load(std::memory_order_acquire) &&
+        !g_connected.load(std::memory_order_acquire) &&
+        !g_connect_retryable.load(std::memory_order_relaxed)) {
+      return;
+    }
     if (MonoMs() >= deadline) return;
     poll(nullptr, 0, 1);
   }
@@ -444,6 +478,7 @@ void SenderForkChild() {
   g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_relaxed);
   g_connected.store(false, std::memory_order_relaxed);
   g_tried_connect.store(false, std::memory_order_relaxed);
+  g_connect_retryable.store(false, std::memory_order_relaxed);
   g_flush_requested.store(0, std::memory_order_relaxed);
   g_flush_done.store(0, std::memory_order_relaxed);
   if (g_state) {
@@ -453,6 +488,7 @@ void SenderForkChild() {
     s->out.Clear();
     s->batch_len = 0;
     s->ever_connected = false;
+    s->ring_complete = false;  // the table is the parent's copy: resync
     s->resync_generation = 0;
     s->next_connect_ms = 0;
     s->backoff_ms = kBackoffMinMs;

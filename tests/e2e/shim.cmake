@@ -6,3 +6,7 @@ heapwatch_e2e_test(NAME shim_fork TIMEOUT 240 LABELS shim)
 heapwatch_e2e_test(NAME shim_allocators TIMEOUT 240 LABELS shim)
 heapwatch_e2e_test(NAME shim_reconnect TIMEOUT 120 LABELS shim)
 heapwatch_e2e_test(NAME shim_collector TIMEOUT 120 LABELS shim)
+# Module maps after dlopen/dlclose (shim_dlopen and its two plugins), and
+# short-lived processes delivering their whole stream before they exit.
+heapwatch_e2e_test(NAME shim_modules TIMEOUT 120 LABELS shim)
+heapwatch_e2e_test(NAME shim_short_lived TIMEOUT 180 LABELS shim)
