@@ -4,22 +4,23 @@
 
 namespace heapwatch::preload {
 
-std::atomic<uint32_t> LiveTable::kNoFilter[1] = {};
+LiveTable::FilterCount LiveTable::kNoFilter[2] = {};
 
 bool LiveTable::Init(uint64_t slots) {
   if (slots < 64 || (slots & (slots - 1)) != 0) return false;
   auto* table = static_cast<Slot*>(MapZeroed(slots * sizeof(Slot)));
-  auto* filter = static_cast<std::atomic<uint32_t>*>(
-      MapZeroed((slots >> kGroupShift) * sizeof(std::atomic<uint32_t>)));
+  auto* filter =
+      static_cast<FilterCount*>(MapZeroed((slots >> kGroupShift) * sizeof(FilterCount)));
   if (!table || !filter) {
     Unmap(table, slots * sizeof(Slot));
-    Unmap(filter, (slots >> kGroupShift) * sizeof(std::atomic<uint32_t>));
+    Unmap(filter, (slots >> kGroupShift) * sizeof(FilterCount));
     return false;
   }
   uint32_t log2 = 0;
   while ((1ull << log2) < slots) ++log2;
   mask_ = slots - 1;
   shift_ = 64 - log2;
+  filter_shift_ = shift_ + kGroupShift;
   slots_ = table;
   filter_ = filter;
   return true;
