@@ -6,6 +6,8 @@
 #
 #   bench/shim/run_overhead.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
 # BUILD_DIR defaults to build-shim; it must contain the shim and bench/shim.
+# Instruction counts of the same workload, which the machine's load does not
+# move: bench/shim/run_callgrind.sh.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build-shim}
@@ -50,6 +52,8 @@ configs = [
     ("heapwatch, R = 512 KiB (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}",
         "HEAPWATCH_SOCKET": sock_path}, cmd),
     ("tcmalloc, no profiling", {"LD_PRELOAD": tc}, cmd),
+    ("heapwatch, R = 512 KiB (over tcmalloc)", {"LD_PRELOAD": f"{shim}:{tc}",
+        "HEAPWATCH_SOCKET": sock_path}, cmd),
     ("tcmalloc HEAPPROFILE, TCMALLOC_SAMPLE_PARAMETER=524288", {"LD_PRELOAD": tc,
         "HEAPPROFILE": os.path.join(tmp, "tc.heap"), "TCMALLOC_SAMPLE_PARAMETER": "524288"}, cmd),
     ("heaptrack", {}, ["heaptrack", "-o", os.path.join(tmp, "ht")] + cmd),

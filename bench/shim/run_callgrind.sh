@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Instruction counts (valgrind --tool=callgrind, all threads of the process)
+# of shim_alloc_workload under each allocator with and without heapwatch.
+# Unlike CPU time, these do not move with the load of a shared machine: the
+# same binary, inputs and environment give the same count (to ~0.1%, from
+# thread interleaving), so a few percent can be resolved. They are not time:
+# a cache miss costs one instruction here and ~100 cycles on the CPU.
+#
+#   bench/shim/run_callgrind.sh [BUILD_DIR] [THREADS] [OPS]
+# BUILD_DIR defaults to build-shim; heapwatch sends to a socket that reads
+# and discards, as in run_overhead.sh.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build-shim}
+threads=${2:-2}
+ops=${3:-400000}
+shim=$build/preload/libheapwatch.so
+workload=$build/bench/shim/shim_alloc_workload
+libdir=/usr/lib/x86_64-linux-gnu
+for f in "$shim" "$workload"; do
+  [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
+done
+command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
+
+python3 - "$shim" "$workload" "$threads" "$ops" "$libdir" <<'PY'
+import os, re, shutil, socket, subprocess, sys, tempfile, threading
+
+shim, workload, threads, ops, libdir = sys.argv[1:]
+tmp = tempfile.mkdtemp(prefix="hw-callgrind-")
+sock_path = os.path.join(tmp, "hw.sock")
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind(sock_path)
+listener.listen(16)
+def sink():
+    while True:
+        c, _ = listener.accept()
+        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(1 << 20), b"")],
+                         daemon=True).start()
+threading.Thread(target=sink, daemon=True).start()
+
+je, tc = f"{libdir}/libjemalloc.so.2", f"{libdir}/libtcmalloc.so"
+hw = {"HEAPWATCH_SOCKET": sock_path}
+configs = [  # (name, environment, reference configuration)
+    ("no profiler (glibc malloc)", {}, None),
+    ("heapwatch, R = 512 KiB (glibc)", {"LD_PRELOAD": shim, **hw}, "no profiler (glibc malloc)"),
+    ("jemalloc, no profiling", {"LD_PRELOAD": je}, None),
+    ("heapwatch, R = 512 KiB (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}", **hw},
+     "jemalloc, no profiling"),
+    ("tcmalloc, no profiling", {"LD_PRELOAD": tc}, None),
+    ("heapwatch, R = 512 KiB (over tcmalloc)", {"LD_PRELOAD": f"{shim}:{tc}", **hw},
+     "tcmalloc, no profiling"),
+]
+
+results = {}
+for name, extra, _ in configs:
+    out = os.path.join(tmp, "callgrind.out")
+    env = dict(os.environ)
+    env.update(extra)
+    p = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                        workload, threads, ops], env=env, capture_output=True, text=True)
+    m = re.search(r"Collected : (\d+)", p.stderr)
+    if p.returncode != 0 or not m:
+        sys.exit(f"{name}: exit {p.returncode}\n{p.stderr[-2000:]}")
+    results[name] = int(m.group(1))
+    print(f"{name}: {int(m.group(1)):,} instructions", file=sys.stderr)
+
+print(f"workload: shim_alloc_workload {threads} {ops}, valgrind --tool=callgrind "
+      f"(instructions of all threads), load average before: {os.getloadavg()[0]:.1f}")
+print()
+pairs = int(threads) * int(ops)  # the workload's malloc/free pairs (plus 1/16 C++ objects)
+print(f"| configuration | instructions | vs same allocator alone | added | added per malloc/free pair |")
+print("|---|---|---|---|---|")
+for name, _, ref in configs:
+    total = results[name]
+    if ref:
+        added = total - results[ref]
+        print(f"| {name} | {total:,} | {total / results[ref]:.3f}x | {added:,} | {added / pairs:.1f} |")
+    else:
+        print(f"| {name} | {total:,} | 1.000x | | |")
+shutil.rmtree(tmp, ignore_errors=True)
+PY
