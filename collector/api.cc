@@ -118,7 +118,7 @@ HttpResponse Profile(const HttpRequest& req, const Query& q, Collector& c) {
   options.min_share = NumberParam(q, "min_share", options.min_share, 0, 1);
   options.max_nodes = static_cast<size_t>(NumberParam(q, "max_nodes", 200000, 1, 1e6));
   Process& p = RequireProcess(q, c);
-  ProfileData data = BuildProfileData(p, &c.symbols(), NowSeconds());
+  const ProfileData& data = c.Profile(p, NowSeconds());
   std::optional<ProfileData> base;
   if (q.Has("base")) base = LoadSnapshotProfile(c, q.Param("base"));
   json out = BuildCallTree(data, base ? &*base : nullptr, options);
@@ -131,8 +131,7 @@ HttpResponse Profile(const HttpRequest& req, const Query& q, Collector& c) {
 HttpResponse Pprof(const HttpRequest& req, const Query& q, Collector& c) {
   SampleType type = RequireType(q);
   Process& p = RequireProcess(q, c);
-  ProfileData data = BuildProfileData(p, &c.symbols(), NowSeconds());
-  HttpResponse res = Text(req, http::status::ok, Gzip(EncodePprof(data, type)), "application/octet-stream");
+  HttpResponse res = Text(req, http::status::ok, c.Pprof(p, type, NowSeconds()), "application/octet-stream");
   res.set(http::field::content_disposition,
           "attachment; filename=\"heap-" + std::to_string(p.pid()) + ".pb.gz\"");
   return res;
@@ -146,7 +145,7 @@ HttpResponse Leaks(const HttpRequest& req, const Query& q, Collector& c) {
   double max = NumberParam(q, "max", 20, 1, 1000);
   Process& p = RequireProcess(q, c);
   double now = NowSeconds();
-  ProfileData data = BuildProfileData(p, &c.symbols(), now);
+  const ProfileData& data = c.Profile(p, now);
   return Json(req, LeaksJson(p, c.analyzer().Find(p), data, now, static_cast<size_t>(max)));
 }
 

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <map>
+#include <random>
+
 #include "collector/pprof.h"
 #include "collector/profile_data.h"
 
@@ -86,6 +90,100 @@ TEST(CallTreeTest, SmallNodesArePrunedButCountedInTheirParent) {
   const auto* work = Child(*Child(tree["root"], "main"), "work");
   EXPECT_FALSE(Child(*work, "churn"));
   EXPECT_EQ((*work)["value"], 1000.5);
+}
+
+// Random samples over a few functions, some frames inlined: many stacks
+// share prefixes, and values span orders of magnitude (so the threshold
+// cuts at every depth).
+ProfileData RandomProfile(std::mt19937_64& rng, size_t samples) {
+  ProfileData d;
+  d.modules.push_back({0, 0x1000, 0x9000, 0, "\x01", "/bin/app"});
+  for (int i = 0; i < 12; ++i) {
+    FrameInfo f;
+    f.function = "fn" + std::to_string(i % 9);  // fn0..fn8, three also inlined
+    f.module = "/bin/app";
+    f.inlined = i >= 9;
+    d.frames.push_back(f);
+  }
+  for (uint32_t l = 0; l < 30; ++l) {
+    uint32_t first = static_cast<uint32_t>(d.location_frames.size());
+    uint32_t n = 1 + (rng() % 4 == 0);
+    for (uint32_t k = 0; k < n; ++k) d.location_frames.push_back(static_cast<uint32_t>(rng() % 12));
+    d.locations.push_back({0x1000 + l * 16, 0, first, n});
+  }
+  for (size_t i = 0; i < samples; ++i) {
+    ProfileData::Sample s;
+    s.stack_id = i + 1;
+    s.first_location = static_cast<uint32_t>(d.sample_locations.size());
+    s.depth = 1 + static_cast<uint32_t>(rng() % 6);
+    for (uint32_t k = 0; k < s.depth; ++k) d.sample_locations.push_back(static_cast<uint32_t>(rng() % 30));
+    double bytes = std::pow(10.0, static_cast<double>(rng() % 5)) * (1 + rng() % 9);
+    s.stats = {1, bytes, 1, bytes, 1};
+    d.samples.push_back(s);
+  }
+  return d;
+}
+
+// Every node the tree shows, by its path of names from the root, with its
+// value and self value.
+void Flatten(const nlohmann::json& node, const std::string& path,
+             std::map<std::string, std::pair<double, double>>& out) {
+  out[path] = {node["value"].get<double>(), node["self"].get<double>()};
+  for (const auto& c : node["children"]) {
+    Flatten(c, path + "/" + c["name"].get<std::string>() + (c["inlined"].get<bool>() ? "(i)" : ""), out);
+  }
+}
+
+TEST(CallTreeTest, ShowsExactlyTheNodesAtOrAboveTheThresholdWithTheirTotals) {
+  std::mt19937_64 rng(17);
+  for (int round = 0; round < 20; ++round) {
+    ProfileData d = RandomProfile(rng, 200);
+    const double min_share = round % 2 ? 0.01 : 0.001;
+    // By brute force: every prefix of every sample's path (outermost first)
+    // and what it adds up to.
+    std::map<std::string, std::pair<double, double>> all;
+    double total = 0;
+    for (const auto& s : d.samples) {
+      std::string path;
+      total += s.stats.live_bytes;
+      all[path].first += s.stats.live_bytes;
+      auto locs = d.SampleLocations(s);
+      for (auto it = locs.rbegin(); it != locs.rend(); ++it) {
+        auto frames = d.LocationFrames(d.locations[*it]);
+        for (auto f = frames.rbegin(); f != frames.rend(); ++f) {
+          const FrameInfo& fi = d.frames[*f];
+          path += "/" + fi.function + (fi.inlined ? "(i)" : "");
+          all[path].first += s.stats.live_bytes;
+        }
+      }
+      all[path].second += s.stats.live_bytes;
+    }
+    std::map<std::string, std::pair<double, double>> want;
+    for (const auto& [path, v] : all) {
+      if (path.empty() || v.first >= min_share * total) want[path] = v;
+    }
+    auto tree = BuildCallTree(d, nullptr, {SampleType::kInuseSpace, min_share});
+    std::map<std::string, std::pair<double, double>> got;
+    Flatten(tree["root"], "", got);
+    ASSERT_EQ(got.size(), want.size()) << "round " << round;
+    for (const auto& [path, v] : want) {
+      ASSERT_TRUE(got.count(path)) << path;
+      EXPECT_DOUBLE_EQ(got[path].first, v.first) << path;
+      EXPECT_DOUBLE_EQ(got[path].second, v.second) << path;
+    }
+    EXPECT_EQ(tree["nodes"].get<size_t>(), want.size());
+    EXPECT_FALSE(tree["truncated"].get<bool>());
+  }
+}
+
+TEST(CallTreeTest, MaxNodesTruncatesAndSaysSo) {
+  std::mt19937_64 rng(23);
+  ProfileData d = RandomProfile(rng, 300);
+  CallTreeOptions options{SampleType::kInuseSpace, 0};
+  options.max_nodes = 10;
+  auto tree = BuildCallTree(d, nullptr, options);
+  EXPECT_EQ(tree["nodes"].get<size_t>(), 10u);
+  EXPECT_TRUE(tree["truncated"].get<bool>());
 }
 
 TEST(ProfileDataTest, JsonRoundTripKeepsEverything) {

@@ -124,6 +124,7 @@ void Collector::PollOnce() {
     EvaluateAlerts(*p, analyzer_.Update(*p, now, LimitFor(*p)), now);
   }
   analyzer_.Retain(known);
+  profiles_.Expire(now);
   sinks_.Resend(alerts_.Firing(), now);
 }
 
@@ -141,7 +142,7 @@ void Collector::OnAlertFired(Process& process, Alert& alert, double now) {
   // snapshot must be on disk before anyone is told.
   const ProcessAnalysis* analysis = analyzer_.Find(process);
   if (analysis && !analysis->suspects.empty()) {
-    ProfileData data = BuildProfileData(process, &symbols_, now);
+    const ProfileData& data = Profile(process, now);
     nlohmann::json leaks = LeaksJson(process, analysis, data, now, 1);
     if (!leaks["suspects"].empty() && leaks["suspects"][0]["function"].is_string()) {
       alert.function = leaks["suspects"][0]["function"].get<std::string>();
@@ -167,7 +168,7 @@ void Collector::OnAlertFired(Process& process, Alert& alert, double now) {
 std::optional<std::string> Collector::TakeSnapshot(const Process& process, const std::string& reason,
                                                    std::string* error, const Alert* alert) {
   double now = NowSeconds();
-  ProfileData data = BuildProfileData(process, &symbols_, now);
+  const ProfileData& data = Profile(process, now);
   nlohmann::json alerts = nlohmann::json::array();
   for (const Alert* a : alerts_.List()) {
     if (a->pid == process.pid() && a->start_time_ns == process.start_time_ns()) alerts.push_back(AlertJson(*a));
@@ -178,7 +179,7 @@ std::optional<std::string> Collector::TakeSnapshot(const Process& process, const
                         {"leaks", LeaksJson(process, analyzer_.Find(process), data, now)},
                         {"alerts", std::move(alerts)},
                         {"alert", alert ? AlertJson(*alert) : nlohmann::json(nullptr)}};
-  std::string pprof = Gzip(EncodePprof(data, SampleType::kInuseSpace));
+  std::string pprof = Pprof(process, SampleType::kInuseSpace, now);
   return snapshots_.Save(process.pid(), now, reason, std::move(doc), pprof, error);
 }
 

@@ -21,6 +21,7 @@
 #include "collector/http_server.h"
 #include "collector/ingest_server.h"
 #include "collector/proc_reader.h"
+#include "collector/profile_cache.h"
 #include "collector/process_table.h"
 #include "collector/snapshot_store.h"
 #include "collector/symbol_service.h"
@@ -53,6 +54,15 @@ class Collector {
   ProcessTable& processes() { return table_; }
   const IngestServer& ingest() const { return ingest_; }
   SymbolService& symbols() { return symbols_; }
+  // `process`'s profile with names, as of now (ProfileCache: the reference
+  // is valid until the next call).
+  const ProfileData& Profile(const Process& process, double now) {
+    return profiles_.Get(process, &symbols_, now);
+  }
+  std::string Pprof(const Process& process, SampleType default_type, double now) {
+    return profiles_.Pprof(process, &symbols_, now, default_type);
+  }
+  const ProfileCache& profile_cache() const { return profiles_; }
   SnapshotStore& snapshots() { return snapshots_; }
   const ProcReader& proc() const { return proc_; }
   const Analyzer& analyzer() const { return analyzer_; }
@@ -82,6 +92,7 @@ class Collector {
   ProcessTable table_;
   ProcReader proc_;
   SymbolService symbols_;
+  ProfileCache profiles_;
   SnapshotStore snapshots_;
   IngestServer ingest_;
   HttpServer http_;

@@ -10,6 +10,7 @@
 #ifndef HEAPWATCH_COLLECTOR_PPROF_H_
 #define HEAPWATCH_COLLECTOR_PPROF_H_
 
+#include <memory>
 #include <string>
 
 #include "collector/profile_data.h"
@@ -20,6 +21,26 @@ namespace heapwatch::collector {
 std::string EncodePprof(const ProfileData& data, SampleType default_type);
 // gzip of `data` (fast level: profiles are served on demand).
 std::string Gzip(const std::string& data);
+
+// The gzipped profile of one process, again and again as it grows: the part
+// that only grows (mappings, locations, functions, strings) stays encoded and
+// compressed between calls, so a call compresses what is new plus the
+// samples. The result is a gzip file of several members, which gzip readers
+// (Go's, and so `go tool pprof`, zlib's, Python's) read as one stream.
+// Use one encoder per ProfileBuilder; it starts over by itself when the
+// profile's structure changed (structure_version) rather than grew.
+class PprofEncoder {
+ public:
+  PprofEncoder();
+  ~PprofEncoder();
+  PprofEncoder(const PprofEncoder&) = delete;
+  PprofEncoder& operator=(const PprofEncoder&) = delete;
+  std::string Encode(const ProfileData& data, SampleType default_type);
+
+ private:
+  class State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace heapwatch::collector
 

@@ -34,6 +34,7 @@ Process::~Process() {
 void Process::ResetModules() {
   modules_.clear();
   ++generation_;
+  ++modules_generation_;
 }
 
 void Process::AddModule(const ModuleMsg& msg) {
@@ -47,6 +48,7 @@ void Process::AddModule(const ModuleMsg& msg) {
     modules_.insert(it, std::move(m));
   }
   ++generation_;
+  ++modules_generation_;
 }
 
 const ModuleInfo* Process::FindModule(uint64_t pc) const {

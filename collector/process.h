@@ -136,6 +136,8 @@ class Process {
   const ModuleInfo* FindModule(uint64_t pc) const;
   // Bumped whenever modules or stacks are added; lets caches notice change.
   uint64_t generation() const { return generation_; }
+  // Bumped whenever the module map changes (reset, a module added or moved).
+  uint64_t modules_generation() const { return modules_generation_; }
 
   const std::deque<TimelinePoint>& timeline() const { return timeline_; }
   const wire::Stats& shim_stats() const { return shim_stats_; }
@@ -173,6 +175,7 @@ class Process {
   double heap_bytes_ = 0, heap_objects_ = 0;
   double alloc_bytes_ = 0, alloc_objects_ = 0;
   uint64_t generation_ = 0;
+  uint64_t modules_generation_ = 0;
 
   std::deque<TimelinePoint> timeline_;
   wire::Stats shim_stats_{};

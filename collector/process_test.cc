@@ -13,28 +13,11 @@ namespace {
 
 using testing::StreamBuilder;
 
-// Feeds a stream into a Process, as a connection would.
-struct Feeder : FrameSink {
-  explicit Feeder(Limits l = {}) : limits(l), budget(l.max_total_stacks) {}
-  void OnHello(const HelloMsg& m) override {
-    process = std::make_unique<Process>(m.hello.pid, 0, m, limits, &budget, 0);
-  }
-  void OnModulesReset() override { process->ResetModules(); }
-  void OnModule(const ModuleMsg& m) override { process->AddModule(m); }
-  void OnStack(const StackMsg& m) override { process->AddStack(m); }
-  void OnEvents(const uint8_t* r, uint32_t n) override { process->ApplyEvents(r, n); }
-  void OnResyncBegin(const wire::ResyncMarker&) override { process->BeginResync(); }
-  void OnResyncEnd(const wire::ResyncMarker&) override { process->EndResync(); }
-  void OnStats(const wire::Stats& s) override { process->SetShimStats(s); }
-  void Feed(StreamBuilder& b) {
-    const std::string& bytes = b.bytes();
-    ASSERT_EQ(decoder.Feed({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, *this),
-              DecodeError::kNone);
-  }
-  Limits limits;
-  size_t budget;
-  FrameDecoder decoder;
-  std::unique_ptr<Process> process;
+// Feeds a stream into a Process, as a connection would; fails the test on
+// a decode error.
+struct Feeder : testing::ProcessFeeder {
+  using ProcessFeeder::ProcessFeeder;
+  void Feed(StreamBuilder& b) { ASSERT_EQ(ProcessFeeder::Feed(b), DecodeError::kNone); }
 };
 
 TEST(SampleWeightTest, MatchesPoissonInclusionProbability) {

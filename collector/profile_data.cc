@@ -30,22 +30,54 @@ std::string HexOffset(const std::string& module, uint64_t offset) {
   return (module.empty() ? std::string("[unknown]") : Basename(module)) + buf;
 }
 
-// Interns FrameInfo values so identical frames share one index.
-class FrameInterner {
+// A set of ids of distinct frames, looked up by a frame. Each slot keeps
+// its frame's hash, so growing the table never hashes strings again: at
+// millions of distinct frames the rehashes cost more than the lookups.
+// `Key` gives an id's frame, and says which fields make frames the same.
+template <typename Key>
+class FrameIdSet {
  public:
-  explicit FrameInterner(std::vector<FrameInfo>& frames)
-      : frames_(frames), index_(0, Hash{&frames}, Equal{&frames}) {}
-  uint32_t Intern(FrameInfo f) {
-    // Looked up by the frame itself (no key string built): at 100k stacks
-    // the strings and their hash nodes cost most of building the profile.
-    if (auto it = index_.find(f); it != index_.end()) return *it;
-    auto id = static_cast<uint32_t>(frames_.size());
-    frames_.push_back(std::move(f));
-    index_.insert(id);
-    return id;
+  explicit FrameIdSet(Key key) : key_(std::move(key)), set_(0, Hash{}, Equal{&key_}) {}
+  // The id of a frame the same as `f`, if there is one.
+  std::optional<uint32_t> Find(const FrameInfo& f, size_t hash) const {
+    auto it = set_.find(Probe{&f, hash});
+    return it == set_.end() ? std::nullopt : std::optional<uint32_t>(it->id);
   }
+  void Insert(uint32_t id, size_t hash) { set_.insert(Slot{hash, id}); }
+  const Key& key() const { return key_; }
 
  private:
+  struct Slot {
+    size_t hash;
+    uint32_t id;
+  };
+  struct Probe {
+    const FrameInfo* frame;
+    size_t hash;
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(const Slot& s) const { return s.hash; }
+    size_t operator()(const Probe& p) const { return p.hash; }
+  };
+  struct Equal {
+    using is_transparent = void;
+    const Key* key;
+    bool operator()(const Slot& a, const Slot& b) const { return a.id == b.id; }
+    bool operator()(const Probe& p, const Slot& s) const {
+      return p.hash == s.hash && Key::Same(*p.frame, key->Frame(s.id));
+    }
+    bool operator()(const Slot& s, const Probe& p) const { return (*this)(p, s); }
+  };
+
+  Key key_;
+  boost::unordered_flat_set<Slot, Hash, Equal> set_;
+};
+
+// Frames are the same when every field is.
+struct WholeFrame {
+  const std::vector<FrameInfo>* frames;
+  const FrameInfo& Frame(uint32_t id) const { return (*frames)[id]; }
   static size_t HashOf(const FrameInfo& f) {
     size_t h = std::hash<std::string_view>{}(f.function);
     boost::hash_combine(h, std::hash<std::string_view>{}(f.file));
@@ -58,23 +90,26 @@ class FrameInterner {
     return a.line == b.line && a.inlined == b.inlined && a.mismatch == b.mismatch &&
            a.function == b.function && a.file == b.file && a.module == b.module;
   }
-  // The set holds indexes into frames_; lookups take a FrameInfo.
-  struct Hash {
-    using is_transparent = void;
-    const std::vector<FrameInfo>* frames;
-    size_t operator()(uint32_t i) const { return HashOf((*frames)[i]); }
-    size_t operator()(const FrameInfo& f) const { return HashOf(f); }
-  };
-  struct Equal {
-    using is_transparent = void;
-    const std::vector<FrameInfo>* frames;
-    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-    bool operator()(const FrameInfo& a, uint32_t b) const { return Same(a, (*frames)[b]); }
-    bool operator()(uint32_t a, const FrameInfo& b) const { return Same((*frames)[a], b); }
-  };
+};
 
+// Interns FrameInfo values so identical frames share one index.
+class FrameInterner {
+ public:
+  explicit FrameInterner(std::vector<FrameInfo>& frames) : frames_(frames), index_(WholeFrame{&frames}) {}
+  uint32_t Intern(FrameInfo f) {
+    // Looked up by the frame itself (no key string built): at 100k stacks
+    // the strings and their hash nodes cost most of building the profile.
+    size_t hash = WholeFrame::HashOf(f);
+    if (auto id = index_.Find(f, hash)) return *id;
+    auto id = static_cast<uint32_t>(frames_.size());
+    frames_.push_back(std::move(f));
+    index_.Insert(id, hash);
+    return id;
+  }
+
+ private:
   std::vector<FrameInfo>& frames_;
-  boost::unordered_flat_set<uint32_t, Hash, Equal> index_;
+  FrameIdSet<WholeFrame> index_;
 };
 
 }  // namespace
@@ -100,6 +135,18 @@ double StatValue(const StackStats& s, SampleType type) {
     case SampleType::kInuseSpace: return s.live_bytes;
   }
   return 0;
+}
+
+size_t ProfileData::ApproxBytes() const {
+  size_t bytes = 0;
+  for (const FrameInfo& f : frames) {
+    bytes += sizeof(FrameInfo);
+    for (const std::string* s : {&f.function, &f.file, &f.module}) {
+      if (s->size() > 15) bytes += s->capacity() + 1;  // beyond the small-string buffer
+    }
+  }
+  return bytes + locations.size() * sizeof(Location) + samples.size() * sizeof(Sample) +
+         (location_frames.size() + sample_locations.size() + frame_function.size()) * sizeof(uint32_t);
 }
 
 const FrameInfo* ProfileData::BlameFrame(const Sample& s) const {
@@ -129,39 +176,161 @@ const FrameInfo* ProfileData::BlameFrame(const Sample& s) const {
   return first;
 }
 
-ProfileData BuildProfileData(const Process& process, SymbolService* symbols, double now) {
-  ProfileData data;
-  data.pid = process.pid();
-  data.exe = process.exe();
-  data.time = now;
-  data.sample_bytes = process.sample_bytes();
-  data.modules = process.modules();
-  FrameInterner interner(data.frames);
-  boost::unordered_flat_map<uint64_t, uint32_t> location_index;  // pc -> location
-  std::unordered_map<int32_t, std::vector<uint64_t>> misses;     // module -> pcs
+namespace {
 
-  // Built once per profile, not per address: what the symbolizer's cache is
-  // keyed by for each module, and where the process's files are found.
-  std::vector<symbolizer::ModuleRef> module_refs;
-  std::vector<std::string> roots;
-  if (symbols) {
-    for (const ModuleInfo& m : process.modules()) module_refs.push_back({m.path, m.build_id});
-    roots = symbols->Roots(process.pid());
+// Frames are the same flame-graph function when their function name, module
+// and inlined and mismatch flags are (a module+offset frame waiting for the
+// symbolizer and the same frame found mismatched are told apart); ids index
+// `representative` (a frame of each).
+struct SameFunction {
+  const std::vector<FrameInfo>* frames;
+  const std::vector<uint32_t>* representative;
+  const FrameInfo& Frame(uint32_t id) const { return (*frames)[(*representative)[id]]; }
+  static size_t HashOf(const FrameInfo& f) {
+    size_t h = std::hash<std::string_view>{}(f.function);
+    boost::hash_combine(h, std::hash<std::string_view>{}(f.module));
+    boost::hash_combine(h, f.inlined * 2 + f.mismatch);
+    return h;
+  }
+  static bool Same(const FrameInfo& a, const FrameInfo& b) {
+    return a.inlined == b.inlined && a.mismatch == b.mismatch && a.function == b.function &&
+           a.module == b.module;
+  }
+};
+
+// Interns flame-graph functions: frames with the same function name, module
+// and inlined flag share one id.
+class FunctionInterner {
+ public:
+  explicit FunctionInterner(const std::vector<FrameInfo>& frames)
+      : frames_(frames), index_(SameFunction{&frames, &representative_}) {}
+  uint32_t Intern(uint32_t frame) {
+    const FrameInfo& f = frames_[frame];
+    size_t hash = SameFunction::HashOf(f);
+    if (auto id = index_.Find(f, hash)) return *id;
+    auto id = static_cast<uint32_t>(representative_.size());
+    representative_.push_back(frame);
+    index_.Insert(id, hash);
+    return id;
+  }
+  uint32_t count() const { return static_cast<uint32_t>(representative_.size()); }
+
+ private:
+  const std::vector<FrameInfo>& frames_;
+  std::vector<uint32_t> representative_;  // function id -> a frame of it
+  FrameIdSet<SameFunction> index_;
+};
+
+}  // namespace
+
+void AssignFunctions(ProfileData& data) {
+  FunctionInterner functions(data.frames);
+  data.frame_function.resize(data.frames.size());
+  for (uint32_t i = 0; i < data.frames.size(); ++i) data.frame_function[i] = functions.Intern(i);
+  data.function_count = functions.count();
+}
+
+class ProfileBuilder::State {
+ public:
+  State(const Process& process, SymbolService* symbols)
+      : symbols_(symbols), modules_generation_(process.modules_generation()), interner_(data_.frames),
+        functions_(data_.frames) {
+    data_.pid = process.pid();
+    data_.exe = process.exe();
+    data_.sample_bytes = process.sample_bytes();
+    data_.modules = process.modules();
+    // Built once, not per address: what the symbolizer's cache is keyed by
+    // for each module, and where the process's files are found.
+    if (symbols_) {
+      for (const ModuleInfo& m : data_.modules) module_refs_.push_back({m.path, m.build_id});
+      roots_ = symbols_->Roots(process.pid());
+    }
   }
 
-  auto resolve = [&](uint64_t pc) -> uint32_t {
-    auto [it, inserted] = location_index.try_emplace(pc, static_cast<uint32_t>(data.locations.size()));
-    if (!inserted) return it->second;
-    ProfileData::Location loc;
-    loc.address = pc;
-    loc.first_frame = static_cast<uint32_t>(data.location_frames.size());
-    const ModuleInfo* m = process.FindModule(pc);
-    if (m) loc.module = static_cast<int32_t>(m - process.modules().data());
-    std::optional<symbolizer::Location> found;
-    if (m && symbols) {
-      found = symbols->Peek(module_refs[static_cast<size_t>(loc.module)], roots,
-                            SymbolService::LookupAddress(*m, pc));
+  bool Stale(const Process& process) const { return process.modules_generation() != modules_generation_; }
+
+  const ProfileData& Update(const Process& process, double now) {
+    data_.time = now;
+    if (symbols_ && !pending_.empty()) {
+      uint64_t completed = symbols_->completed_batches();
+      if (completed != symbols_seen_) {
+        symbols_seen_ = completed;
+        ReadPending(process, now);
+      }
+    } else if (symbols_) {
+      symbols_seen_ = symbols_->completed_batches();
     }
+    const auto& stacks = process.stacks();
+    all_samples_.reserve(stacks.size());
+    size_t new_pcs = 0;
+    for (size_t i = all_samples_.size(); i < stacks.size(); ++i) new_pcs += stacks[i].depth + 1;
+    // Room for the worst case (every pc new) up front: growing these one
+    // doubling at a time moved and page-faulted most of a million-frame
+    // build. What stays unused is address space the kernel never backs.
+    data_.sample_locations.reserve(data_.sample_locations.size() + new_pcs);
+    if (new_pcs > 4096) {
+      data_.locations.reserve(data_.locations.size() + new_pcs);
+      data_.location_frames.reserve(data_.location_frames.size() + new_pcs);
+      data_.frames.reserve(data_.frames.size() + new_pcs);
+      data_.frame_function.reserve(data_.frame_function.size() + new_pcs);
+    }
+    for (size_t i = all_samples_.size(); i < stacks.size(); ++i) AddStack(process, stacks[i]);
+    RequestMisses(process);
+
+    data_.samples.clear();
+    for (size_t i = 0; i < all_samples_.size(); ++i) {
+      const ProfileData::Sample& s = all_samples_[i];
+      const StackStats& stats = stacks[i].stats;
+      if (s.depth == 0 || (stats.alloc_objects <= 0 && stats.live_samples == 0)) continue;
+      data_.samples.push_back(s);
+      data_.samples.back().stats = stats;
+    }
+    return data_;
+  }
+
+  ProfileData Take() { return std::move(data_); }
+
+ private:
+  void AddStack(const Process& process, const Stack& st) {
+    ProfileData::Sample s;
+    s.stack_id = st.wire_id;
+    s.first_location = static_cast<uint32_t>(data_.sample_locations.size());
+    for (uint64_t pc : process.StackPcs(st)) {
+      const ModuleInfo* m = process.FindModule(pc);
+      if (m && IsHeapwatchModule(m->path)) continue;  // the shim's own frames
+      data_.sample_locations.push_back(Resolve(process, pc));
+    }
+    s.depth = static_cast<uint32_t>(data_.sample_locations.size()) - s.first_location;
+    if (st.depth == 0) {
+      // The overflow pseudo-stack: one frame that says what it is.
+      ProfileData::Location loc;
+      loc.first_frame = static_cast<uint32_t>(data_.location_frames.size());
+      PushFrame({"[stacks over limit]", "", "", 0});
+      loc.frame_count = 1;
+      data_.sample_locations.push_back(static_cast<uint32_t>(data_.locations.size()));
+      data_.locations.push_back(loc);
+      s.depth = 1;
+    }
+    // depth 0 now: every frame was the shim's; such a sample is never shown.
+    all_samples_.push_back(s);
+  }
+
+  void PushFrame(FrameInfo f) {
+    uint32_t frame = interner_.Intern(std::move(f));
+    if (frame == data_.frame_function.size()) data_.frame_function.push_back(functions_.Intern(frame));
+    data_.function_count = functions_.count();
+    data_.location_frames.push_back(frame);
+  }
+
+  // The symbolizer's answer for the location's pc, or nullopt if it has none
+  // yet (not resolved, or evicted from its cache).
+  std::optional<symbolizer::Location> Lookup(const Process& process, const ModuleInfo& m, uint64_t pc) const {
+    size_t module = static_cast<size_t>(&m - process.modules().data());
+    return symbols_->Peek(module_refs_[module], roots_, SymbolService::LookupAddress(m, pc));
+  }
+
+  // Appends the location's frames for `found` (names) or its module+offset.
+  void PushFrames(const ModuleInfo* m, uint64_t pc, const std::optional<symbolizer::Location>& found) {
     if (found && found->status == symbolizer::Status::kOk && !found->frames.empty()) {
       for (const auto& sf : found->frames) {
         FrameInfo f;
@@ -170,56 +339,107 @@ ProfileData BuildProfileData(const Process& process, SymbolService* symbols, dou
         f.line = sf.line;
         f.module = m->path;
         f.inlined = sf.inlined;
-        data.location_frames.push_back(interner.Intern(std::move(f)));
+        PushFrame(std::move(f));
       }
-    } else {
-      FrameInfo f;
-      f.module = m ? m->path : "";
-      f.function = HexOffset(f.module, m ? pc - m->load_bias : pc);
-      f.unsymbolized = true;
-      f.mismatch = found && found->status == symbolizer::Status::kBuildIdMismatch;
-      data.location_frames.push_back(interner.Intern(std::move(f)));
-      if (m && !found) misses[loc.module].push_back(pc);
-      ++data.unresolved_locations;
+      return;
     }
-    loc.frame_count = static_cast<uint32_t>(data.location_frames.size()) - loc.first_frame;
-    data.locations.push_back(loc);
-    return it->second;
-  };
+    FrameInfo f;
+    f.module = m ? m->path : "";
+    f.function = HexOffset(f.module, m ? pc - m->load_bias : pc);
+    f.unsymbolized = true;
+    f.mismatch = found && found->status == symbolizer::Status::kBuildIdMismatch;
+    PushFrame(std::move(f));
+    ++data_.unresolved_locations;
+  }
 
-  const auto& stacks = process.stacks();
-  data.samples.reserve(stacks.size());
-  for (const Stack& st : stacks) {
-    if (st.stats.alloc_objects <= 0 && st.stats.live_samples == 0) continue;
-    ProfileData::Sample s;
-    s.stack_id = st.wire_id;
-    s.stats = st.stats;
-    s.first_location = static_cast<uint32_t>(data.sample_locations.size());
-    for (uint64_t pc : process.StackPcs(st)) {
-      const ModuleInfo* m = process.FindModule(pc);
-      if (m && IsHeapwatchModule(m->path)) continue;  // the shim's own frames
-      data.sample_locations.push_back(resolve(pc));
+  uint32_t Resolve(const Process& process, uint64_t pc) {
+    auto [it, inserted] = location_index_.try_emplace(pc, static_cast<uint32_t>(data_.locations.size()));
+    if (!inserted) return it->second;
+    ProfileData::Location loc;
+    loc.address = pc;
+    loc.first_frame = static_cast<uint32_t>(data_.location_frames.size());
+    const ModuleInfo* m = process.FindModule(pc);
+    if (m) loc.module = static_cast<int32_t>(m - process.modules().data());
+    std::optional<symbolizer::Location> found;
+    if (m && symbols_) found = Lookup(process, *m, pc);
+    PushFrames(m, pc, found);
+    if (m && symbols_ && !found) {
+      pending_.push_back(it->second);
+      new_misses_[loc.module].push_back(pc);
     }
-    s.depth = static_cast<uint32_t>(data.sample_locations.size()) - s.first_location;
-    if (s.depth == 0 && st.depth != 0) continue;
-    if (st.depth == 0) {
-      // The overflow pseudo-stack: one frame that says what it is.
-      ProfileData::Location loc;
-      loc.first_frame = static_cast<uint32_t>(data.location_frames.size());
-      data.location_frames.push_back(interner.Intern({"[stacks over limit]", "", "", 0}));
-      loc.frame_count = 1;
-      data.sample_locations.push_back(static_cast<uint32_t>(data.locations.size()));
-      data.locations.push_back(loc);
-      s.depth = 1;
-    }
-    data.samples.push_back(s);
+    loc.frame_count = static_cast<uint32_t>(data_.location_frames.size()) - loc.first_frame;
+    data_.locations.push_back(loc);
+    return it->second;
   }
-  if (symbols) {
-    for (auto& [module, pcs] : misses) {
-      symbols->Request(process.modules()[static_cast<size_t>(module)], process.pid(), pcs);
+
+  // Locations that waited for the symbolizer: those it has answered now get
+  // their names (their frames are appended; the old module+offset frame stays
+  // interned but unused by them).
+  void ReadPending(const Process& process, double now) {
+    bool changed = false;
+    std::vector<uint32_t> still;
+    for (uint32_t index : pending_) {
+      ProfileData::Location& loc = data_.locations[index];
+      const ModuleInfo& m = process.modules()[static_cast<size_t>(loc.module)];
+      auto found = Lookup(process, m, loc.address);
+      if (!found) {
+        still.push_back(index);
+        continue;
+      }
+      --data_.unresolved_locations;
+      loc.first_frame = static_cast<uint32_t>(data_.location_frames.size());
+      PushFrames(&m, loc.address, found);
+      loc.frame_count = static_cast<uint32_t>(data_.location_frames.size()) - loc.first_frame;
+      changed = true;
+    }
+    pending_.swap(still);
+    if (changed) ++data_.structure_version;
+    // Asked for and still unknown (the queue shed them, or the cache evicted
+    // them): ask again, at most every few seconds.
+    if (!pending_.empty() && now - last_rerequest_ > 5) {
+      last_rerequest_ = now;
+      for (uint32_t index : pending_) {
+        const ProfileData::Location& loc = data_.locations[index];
+        new_misses_[loc.module].push_back(loc.address);
+      }
     }
   }
-  return data;
+
+  void RequestMisses(const Process& process) {
+    for (auto& [module, pcs] : new_misses_) {
+      symbols_->Request(process.modules()[static_cast<size_t>(module)], process.pid(), pcs);
+    }
+    new_misses_.clear();
+  }
+
+  SymbolService* const symbols_;
+  const uint64_t modules_generation_;
+  ProfileData data_;
+  FrameInterner interner_;
+  FunctionInterner functions_;
+  std::vector<symbolizer::ModuleRef> module_refs_;
+  std::vector<std::string> roots_;
+  boost::unordered_flat_map<uint64_t, uint32_t> location_index_;  // pc -> location
+  std::vector<ProfileData::Sample> all_samples_;  // one per stack of the process, in order
+  std::vector<uint32_t> pending_;                 // locations waiting for names
+  std::unordered_map<int32_t, std::vector<uint64_t>> new_misses_;  // module -> pcs
+  uint64_t symbols_seen_ = 0;
+  double last_rerequest_ = 0;
+};
+
+ProfileBuilder::ProfileBuilder(const Process& process, SymbolService* symbols)
+    : state_(std::make_unique<State>(process, symbols)) {}
+ProfileBuilder::~ProfileBuilder() = default;
+const ProfileData& ProfileBuilder::Update(const Process& process, double now) {
+  return state_->Update(process, now);
+}
+bool ProfileBuilder::Stale(const Process& process) const { return state_->Stale(process); }
+ProfileData ProfileBuilder::Take() { return state_->Take(); }
+
+ProfileData BuildProfileData(const Process& process, SymbolService* symbols, double now) {
+  ProfileBuilder builder(process, symbols);
+  builder.Update(process, now);
+  return builder.Take();
 }
 
 nlohmann::json SampleFramesJson(const ProfileData& data, const ProfileData::Sample& sample) {
@@ -349,6 +569,7 @@ std::optional<ProfileData> ProfileDataFromJson(const nlohmann::json& doc, std::s
     *error = std::string("malformed profile: ") + e.what();
     return std::nullopt;
   }
+  AssignFunctions(d);
   return d;
 }
 

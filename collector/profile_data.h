@@ -8,6 +8,7 @@
 #ifndef HEAPWATCH_COLLECTOR_PROFILE_DATA_H_
 #define HEAPWATCH_COLLECTOR_PROFILE_DATA_H_
 
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -59,6 +60,17 @@ struct ProfileData {
   std::vector<uint32_t> sample_locations;   // innermost first
   std::vector<Sample> samples;
   uint64_t unresolved_locations = 0;
+  // The flame graph's function of each frame: frames with the same function,
+  // module, inlined and mismatch flags share an id in [0, function_count). Filled by
+  // BuildProfileData and ProfileDataFromJson; AssignFunctions() for others.
+  std::vector<uint32_t> frame_function;
+  uint32_t function_count = 0;
+  // Bumped when locations already in the profile change their frames (names
+  // resolved since the last update); appending locations does not bump it.
+  uint64_t structure_version = 0;
+
+  // Roughly the heap bytes this profile holds (for the cache's budget).
+  size_t ApproxBytes() const;
 
   std::span<const uint32_t> LocationFrames(const Location& l) const {
     return {location_frames.data() + l.first_frame, l.frame_count};
@@ -73,6 +85,36 @@ struct ProfileData {
 
 // `symbols` may be null (no names: every frame is module+offset).
 ProfileData BuildProfileData(const Process& process, SymbolService* symbols, double now);
+
+// Fills frame_function and function_count from the frames.
+void AssignFunctions(ProfileData& data);
+
+// Keeps one process's ProfileData current between requests: each Update()
+// adds only the stacks the process gained since the last one, re-reads the
+// names of locations that were waiting for the symbolizer, and copies the
+// current figures. So a request costs what changed plus one pass over the
+// stacks' figures, not a rebuild of every location and frame.
+//
+// A builder holds the module map it started with; when the process's
+// module map changes (Stale), make a new one. Loop thread only.
+class ProfileBuilder {
+ public:
+  ProfileBuilder(const Process& process, SymbolService* symbols);
+  ~ProfileBuilder();
+  ProfileBuilder(const ProfileBuilder&) = delete;
+  ProfileBuilder& operator=(const ProfileBuilder&) = delete;
+
+  // The profile as of now. The reference stays valid until the next
+  // Update() or the builder's end.
+  const ProfileData& Update(const Process& process, double now);
+  bool Stale(const Process& process) const;
+  // Moves the profile out; the builder is finished after this.
+  ProfileData Take();
+
+ private:
+  class State;
+  std::unique_ptr<State> state_;
+};
 
 nlohmann::json ProfileDataToJson(const ProfileData& data);
 // Returns nullopt and sets *error for a document that does not fit.

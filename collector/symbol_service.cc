@@ -78,6 +78,7 @@ void SymbolService::Run() {
     ++batches_;
     lock.unlock();
     symbolizer_.SymbolizeMany(batch.module, batch.roots, batch.vaddrs);
+    completed_.fetch_add(1, std::memory_order_release);
     lock.lock();
     busy_ = false;
     if (queue_.empty()) idle_cv_.notify_all();

@@ -10,6 +10,7 @@
 #ifndef HEAPWATCH_COLLECTOR_SYMBOL_SERVICE_H_
 #define HEAPWATCH_COLLECTOR_SYMBOL_SERVICE_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -53,6 +54,8 @@ class SymbolService {
   bool WaitIdle(std::chrono::milliseconds timeout);
 
   symbolizer::Symbolizer::Stats stats() const { return symbolizer_.GetStats(); }
+  // Batches the worker has finished: when it moves, Peek may know more.
+  uint64_t completed_batches() const { return completed_.load(std::memory_order_acquire); }
   uint64_t queued_batches() const;
 
   // Return addresses point after the call; look up the call instruction.
@@ -81,6 +84,7 @@ class SymbolService {
   bool busy_ = false;
   bool stop_ = false;
   uint64_t batches_ = 0;
+  std::atomic<uint64_t> completed_{0};
   std::thread worker_;
 };
 

@@ -4,9 +4,13 @@
 #define HEAPWATCH_COLLECTOR_WIRE_TEST_UTIL_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "collector/config.h"
+#include "collector/frame_decoder.h"
+#include "collector/process.h"
 #include "heapwatch/wire.h"
 
 namespace heapwatch::collector::testing {
@@ -38,6 +42,32 @@ class StreamBuilder {
   void Frame(wire::FrameType type, const std::string& payload);
   std::string out_;
   std::vector<wire::EventRecord> pending_;
+};
+
+// Applies a stream to a Process, as an ingest connection does; the Hello
+// frame makes the process.
+struct ProcessFeeder : FrameSink {
+  explicit ProcessFeeder(Limits l = {}) : limits(l), budget(l.max_total_stacks) {}
+  void OnHello(const HelloMsg& m) override {
+    process = std::make_unique<Process>(m.hello.pid, 0, m, limits, &budget, 0);
+  }
+  void OnModulesReset() override { process->ResetModules(); }
+  void OnModule(const ModuleMsg& m) override { process->AddModule(m); }
+  void OnStack(const StackMsg& m) override { process->AddStack(m); }
+  void OnEvents(const uint8_t* r, uint32_t n) override { process->ApplyEvents(r, n); }
+  void OnResyncBegin(const wire::ResyncMarker&) override { process->BeginResync(); }
+  void OnResyncEnd(const wire::ResyncMarker&) override { process->EndResync(); }
+  void OnStats(const wire::Stats& s) override { process->SetShimStats(s); }
+  // Feeds everything `b` holds (a builder accumulates: use a new one for
+  // what comes next).
+  DecodeError Feed(StreamBuilder& b) {
+    const std::string& bytes = b.bytes();
+    return decoder.Feed({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()}, *this);
+  }
+  Limits limits;
+  size_t budget;
+  FrameDecoder decoder;
+  std::unique_ptr<Process> process;
 };
 
 }  // namespace heapwatch::collector::testing

@@ -6,6 +6,8 @@
 //                          BuildCallTree, JSON dump (and each part alone)
 //   BM_PprofEndpoint       /debug/pprof/heap's work: BuildProfileData,
 //                          EncodePprof, Gzip
+//   BM_*EndpointWarm       the same after the first request, as served: the
+//                          ProfileCache updates the profile with what changed
 //   BM_StackMemory         heap bytes the collector holds per 100k stacks
 //                          (mallinfo2 deltas; reported as counters)
 //
@@ -25,6 +27,7 @@
 #include "collector/frame_decoder.h"
 #include "collector/pprof.h"
 #include "collector/process.h"
+#include "collector/profile_cache.h"
 #include "collector/profile_data.h"
 #include "collector/wire_test_util.h"
 
@@ -183,6 +186,78 @@ std::unique_ptr<ApplySink> ProcessWithStacks(size_t stacks) {
   return sink;
 }
 
+// What a busy process sends between two refreshes of the UI: new stacks and
+// allocations and frees on the stacks it has.
+std::string Churn(size_t first_new_stack, size_t new_stacks, size_t events, size_t stacks, uint64_t seed) {
+  StreamBuilder b;
+  for (size_t i = 0; i < new_stacks; ++i) b.Stack(first_new_stack + i + 1, StackPcs(first_new_stack + i));
+  std::mt19937_64 rng(seed);
+  for (size_t n = 0; n < events; ++n) {
+    uint64_t stack = 1 + rng() % stacks;
+    if (n % 2) {
+      b.Free(0x10000000 + (stack - 1) * 64, n);  // the allocation ProcessWithStacks made
+    } else {
+      b.Alloc(0x80000000 + seed * events * 64 + n * 64, 1024, stack, n);
+    }
+  }
+  b.Flush();
+  return b.bytes();
+}
+
+// /api/v1/profile and /debug/pprof/heap as the collector serves them after
+// the first request: the ProfileCache brings the profile up to date (new
+// stacks, new figures), then the tree or the pprof file is made. Between
+// iterations (not timed) the process gets 10 new stacks and 1000 events.
+template <bool kPprof>
+void BM_WarmEndpoint(benchmark::State& state) {
+  const auto stacks = static_cast<size_t>(state.range(0));
+  hw::Limits limits;
+  limits.max_stacks_per_process = stacks * 2;
+  limits.max_total_stacks = stacks * 2;
+  ApplySink sink(limits);
+  hw::FrameDecoder decoder;
+  {
+    StreamBuilder b;
+    b.Hello(1, 524288).ModulesReset().Module(kModuleStart, kModuleEnd, 0, "/usr/bin/app", "0123456789abcdef");
+    for (size_t i = 0; i < stacks; ++i) b.Stack(i + 1, StackPcs(i));
+    for (size_t i = 0; i < stacks; ++i) {
+      b.Alloc(0x10000000 + i * 64, 1024 + (i % 7) * 4096, i + 1, i);
+      if ((i + 1) % 1000 == 0) b.Flush();
+    }
+    Feed(b.bytes(), decoder, sink);
+  }
+  hw::ProfileCache cache;
+  // The first request: a full build.
+  if constexpr (kPprof) {
+    benchmark::DoNotOptimize(cache.Pprof(sink.process(), nullptr, 0, hw::SampleType::kInuseSpace).data());
+  } else {
+    cache.Get(sink.process(), nullptr, 0);
+  }
+  size_t bytes = 0, known = stacks;
+  uint64_t seed = 1;
+  for (auto _ : state) {
+    state.PauseTiming();
+    Feed(Churn(known, 10, 1000, known, seed++), decoder, sink);
+    known += 10;
+    state.ResumeTiming();
+    std::string body;
+    if constexpr (kPprof) {
+      body = cache.Pprof(sink.process(), nullptr, 0, hw::SampleType::kInuseSpace);
+    } else {
+      body = hw::BuildCallTree(cache.Get(sink.process(), nullptr, 0), nullptr, hw::CallTreeOptions{})
+                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
+    bytes = body.size();
+    benchmark::DoNotOptimize(body.data());
+  }
+  state.counters["response_bytes"] = static_cast<double>(bytes);
+  state.counters["full_builds"] = static_cast<double>(cache.stats().builds);
+}
+void BM_ProfileEndpointWarm(benchmark::State& state) { BM_WarmEndpoint<false>(state); }
+void BM_PprofEndpointWarm(benchmark::State& state) { BM_WarmEndpoint<true>(state); }
+BENCHMARK(BM_ProfileEndpointWarm)->Arg(100000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_PprofEndpointWarm)->Arg(100000)->Unit(benchmark::kMillisecond);
+
 void BM_ProfileEndpoint(benchmark::State& state) {
   auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
   size_t bytes = 0;
@@ -205,6 +280,34 @@ void BM_BuildProfileData(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_BuildProfileData)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// The worst case: every stack has program counters of its own (2.4M distinct
+// locations and frames at 100k stacks of depth 24).
+void BM_BuildProfileDataDistinct(benchmark::State& state) {
+  const auto stacks = static_cast<size_t>(state.range(0));
+  hw::Limits limits;
+  limits.max_stacks_per_process = stacks + 1;
+  limits.max_total_stacks = stacks + 1;
+  ApplySink sink(limits);
+  StreamBuilder b;
+  b.Hello(1, 524288).ModulesReset().Module(kModuleStart, kModuleEnd, 0, "/usr/bin/app", "0123456789abcdef");
+  for (size_t i = 0; i < stacks; ++i) {
+    std::vector<uint64_t> pcs(kDepth);
+    for (uint32_t k = 0; k < kDepth; ++k) pcs[k] = kModuleStart + (i * kDepth + k) * 16;
+    b.Stack(i + 1, pcs);
+  }
+  for (size_t i = 0; i < stacks; ++i) {
+    b.Alloc(0x10000000 + i * 64, 1024, i + 1, i);
+    if ((i + 1) % 1000 == 0) b.Flush();
+  }
+  hw::FrameDecoder decoder;
+  Feed(b.bytes(), decoder, sink);
+  for (auto _ : state) {
+    hw::ProfileData data = hw::BuildProfileData(sink.process(), nullptr, 0);
+    benchmark::DoNotOptimize(data.samples.data());
+  }
+}
+BENCHMARK(BM_BuildProfileDataDistinct)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_BuildCallTree(benchmark::State& state) {
   auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));

@@ -3,7 +3,11 @@
 heapwatchd fed N distinct stacks (one live allocation each) by a fake shim,
 and heapwatchd's RSS before and after. Medians of several requests.
 
-  bench/collector/http_latency.py BUILD_DIR [STACKS] [DEPTH] [RUNS]
+  bench/collector/http_latency.py BUILD_DIR [STACKS] [DEPTH] [RUNS] [SHAPE]
+
+SHAPE is "program" (stacks share frames as a real program's do; see
+tests/e2e/test_collector_support.program_stack_pcs) or "distinct" (every
+stack has program counters of its own: the worst case).
 """
 import os
 import statistics
@@ -22,6 +26,7 @@ from test_collector_support import rss_bytes  # noqa: E402
 stacks = int(sys.argv[2]) if len(sys.argv) > 2 else 100000
 depth = int(sys.argv[3]) if len(sys.argv) > 3 else 24
 runs = int(sys.argv[4]) if len(sys.argv) > 4 else 5
+shape = sys.argv[5] if len(sys.argv) > 5 else "program"
 
 c = harness.Collector(args=["--max-stacks", str(stacks + 1), "--max-total-stacks", str(stacks + 1)])
 c.start()
@@ -29,8 +34,8 @@ try:
     idle = rss_bytes(c.proc.pid)
     client = subprocess.Popen(
         [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import test_collector_support as s; "
-         "s.flood_client(sys.argv[2], 1, int(sys.argv[3]), int(sys.argv[4]))",
-         os.path.join(HERE, "..", "..", "tests", "e2e"), c.socket_path, str(stacks), str(depth)],
+         "s.flood_client(sys.argv[2], 1, int(sys.argv[3]), int(sys.argv[4]), shape=sys.argv[5])",
+         os.path.join(HERE, "..", "..", "tests", "e2e"), c.socket_path, str(stacks), str(depth), shape],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert client.stdout.readline() == "sent\n"
     pid = os.getpid()
@@ -47,7 +52,7 @@ try:
         print(f"{path.split('?')[0]:24s} median {statistics.median(times) * 1000:7.1f} ms "
               f"(min {min(times) * 1000:.1f}, max {max(times) * 1000:.1f}; {size} bytes)")
     after = rss_bytes(c.proc.pid)
-    print(f"heapwatchd RSS: idle {idle / 2**20:.1f} MiB, fed {stacks} stacks (depth {depth}) "
+    print(f"heapwatchd RSS: idle {idle / 2**20:.1f} MiB, fed {stacks} {shape} stacks (depth {depth}) "
           f"{fed / 2**20:.1f} MiB, after the requests {after / 2**20:.1f} MiB")
     client.stdin.close()
     client.wait()

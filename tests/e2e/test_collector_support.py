@@ -179,10 +179,32 @@ class GoPprof:
 
 # --- flood client -------------------------------------------------------------
 
-def flood_client(socket_path, first_stack, stacks, depth=8, allocs_per_frame=1000):
+def program_stack_pcs(i, depth):
+    """Program counters of the i-th distinct stack of a synthetic program,
+    innermost first: a fixed outer third (main, event loop, dispatch), six
+    levels of call sites chosen by the base-8 digits of i (a call site
+    depends on its level, its digit and its caller's digit, as in a real
+    call graph), and a fixed allocator chain innermost. Distinct stacks share
+    prefixes the way a real service's do."""
+    vary = 6
+    outer = max((depth - vary) // 2, 0)
+    inner = max(depth - vary - outer, 0)
+    pcs = [0x400000 + 16 * k for k in range(outer)]
+    prev = 0
+    for level in range(vary):
+        digit = (i >> (3 * level)) & 7
+        pcs.append(0x500000 + 16 * ((level * 8 + prev) * 8 + digit))
+        prev = digit
+    pcs += [0x600000 + 16 * k for k in range(inner)]
+    return list(reversed(pcs[:depth]))
+
+
+def flood_client(socket_path, first_stack, stacks, depth=8, allocs_per_frame=1000, shape="distinct"):
     """Runs in a child process: one shim-like connection sending `stacks`
     distinct stacks and one live allocation on each, then "sent" on stdout;
-    keeps the connection open until stdin closes."""
+    keeps the connection open until stdin closes. `shape` "distinct" gives
+    every stack program counters of its own (the worst case); "program"
+    gives stacks that share frames as in a real program (program_stack_pcs)."""
     import sys
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(socket_path)
@@ -193,7 +215,8 @@ def flood_client(socket_path, first_stack, stacks, depth=8, allocs_per_frame=100
     chunk = []
     for i in range(first_stack, first_stack + stacks):
         # Distinct ids and program counters per stack (i is unique overall).
-        chunk.append(head + pcs_fmt.pack(i, depth, 0, *[(i << 8) + k for k in range(depth)]))
+        pcs = program_stack_pcs(i, depth) if shape == "program" else [(i << 8) + k for k in range(depth)]
+        chunk.append(head + pcs_fmt.pack(i, depth, 0, *pcs))
         if len(chunk) == allocs_per_frame:
             s.sendall(b"".join(chunk))
             chunk = []
