@@ -26,6 +26,7 @@ python3 - "$shim" "$workload" "$threads" "$ops" "$libdir" <<'PY'
 import os, re, shutil, socket, subprocess, sys, tempfile, threading
 
 shim, workload, threads, ops, libdir = sys.argv[1:]
+load_start = os.getloadavg()[0]
 tmp = tempfile.mkdtemp(prefix="hw-callgrind-")
 sock_path = os.path.join(tmp, "hw.sock")
 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -65,7 +66,7 @@ for name, extra, _ in configs:
     print(f"{name}: {int(m.group(1)):,} instructions", file=sys.stderr)
 
 print(f"workload: shim_alloc_workload {threads} {ops}, valgrind --tool=callgrind "
-      f"(instructions of all threads), load average before: {os.getloadavg()[0]:.1f}")
+      f"(instructions of all threads), load average at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}")
 print()
 pairs = int(threads) * int(ops)  # the workload's malloc/free pairs (plus 1/16 C++ objects)
 print(f"| configuration | instructions | vs same allocator alone | added | added per malloc/free pair |")

@@ -27,6 +27,7 @@ import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, thre
 
 shim, workload, rounds, threads, ops, libdir = sys.argv[1:]
 rounds = int(rounds)
+load_start = os.getloadavg()[0]
 tmp = tempfile.mkdtemp(prefix="hw-bench-")
 sock_path = os.path.join(tmp, "hw.sock")
 
@@ -80,7 +81,7 @@ bw, bc = statistics.median(base["wall"]), statistics.median(base["cpu"])
 je_ref = results["jemalloc, no profiling"]
 tc_ref = results["tcmalloc, no profiling"]
 print(f"workload: shim_alloc_workload {threads} {ops}, {rounds} interleaved rounds, "
-      f"load average before: {os.getloadavg()[0]:.1f}")
+      f"load average at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}")
 print()
 print("| configuration | wall s (median) | CPU s (median) | wall vs none | CPU vs none | CPU vs same allocator |")
 print("|---|---|---|---|---|---|")
