@@ -153,10 +153,14 @@ std::optional<Config> ParseConfig(int argc, const char* const* argv) {
      "unique stacks kept over all processes")
     ("max-live-samples", po::value(&config.limits.max_live_samples_per_process)->default_value(config.limits.max_live_samples_per_process),
      "live samples kept per process")
+    ("max-total-live-samples", po::value(&config.limits.max_total_live_samples)->default_value(config.limits.max_total_live_samples),
+     "live samples kept over all processes")
     ("max-history-points", po::value(&config.limits.max_history_points)->default_value(config.limits.max_history_points),
      "timeline points kept per process (older ones are thinned)")
     ("max-snapshots", po::value(&config.limits.max_snapshots)->default_value(config.limits.max_snapshots),
      "snapshots kept on disk (oldest deleted first)")
+    ("hello-timeout", po::value(&config.hello_timeout)->default_value(config.hello_timeout),
+     "seconds a new shim connection has to send its hello before it is closed")
     ("proc-root", po::value(&config.proc_root)->default_value(config.proc_root), "where procfs is mounted")
     ("log-level", po::value(&config.log_level)->default_value(config.log_level), "debug, info, warning or error");
   // clang-format on
@@ -205,8 +209,12 @@ std::optional<Config> ParseConfig(int argc, const char* const* argv) {
   if (!(config.poll_interval >= 0.05 && config.poll_interval <= 3600)) {
     throw std::runtime_error("--poll-interval must be between 0.05 and 3600 seconds");
   }
+  if (!(config.hello_timeout >= 0.1 && config.hello_timeout <= 3600)) {
+    throw std::runtime_error("--hello-timeout must be between 0.1 and 3600 seconds");
+  }
   if (config.limits.max_processes == 0 || config.limits.max_stacks_per_process == 0 ||
-      config.limits.max_live_samples_per_process == 0 || config.limits.max_history_points < 16) {
+      config.limits.max_live_samples_per_process == 0 ||
+      config.limits.max_total_live_samples == 0 || config.limits.max_history_points < 16) {
     throw std::runtime_error("--max-* limits must be positive (history at least 16)");
   }
   for (const std::string* url : {&config.alerts.alertmanager_url, &config.alerts.webhook_url}) {

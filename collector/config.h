@@ -15,6 +15,7 @@ struct Limits {
   size_t max_stacks_per_process = 100000;
   size_t max_total_stacks = 400000;
   size_t max_live_samples_per_process = 1000000;
+  size_t max_total_live_samples = 4000000;  // ~50 bytes each in the collector
   size_t max_history_points = 4096;    // per process; older points are thinned
   size_t max_snapshots = 200;          // on disk; oldest deleted first
   size_t max_connections = 512;
@@ -60,6 +61,7 @@ struct Config {
   bool allow_any_uid = false;
   std::vector<uint32_t> allow_uids;    // besides our own uid and root
   double poll_interval = 1.0;          // seconds between RSS/cgroup samples
+  double hello_timeout = 10.0;         // seconds a new connection has to say hello
   std::string proc_root = "/proc";     // for tests of the /proc readers
   std::string log_level = "info";
   Limits limits;

@@ -22,9 +22,23 @@ double NowSeconds() {
 class IngestServer::Session : public std::enable_shared_from_this<Session>, public FrameSink {
  public:
   Session(IngestServer& server, stream_protocol::socket socket, uint32_t pid, uint32_t uid)
-      : server_(server), socket_(std::move(socket)), pid_(pid), uid_(uid), alive_(server.alive_) {}
+      : server_(server), socket_(std::move(socket)), pid_(pid), uid_(uid), alive_(server.alive_),
+        hello_timer_(socket_.get_executor()) {}
 
-  void Start() { Read(); }
+  void Start() {
+    // A connection that never says hello would hold a slot (and a buffer)
+    // for ever: it gets a deadline.
+    hello_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(server_.config_.hello_timeout)));
+    hello_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || !*self->alive_ || self->closed_ || self->process_ || self->refused_) return;
+      self->server_.CountError("hello_timeout");
+      Log(LogLevel::kWarning, "closing shim connection: no hello in time",
+          {{"pid", self->pid_}, {"timeout_seconds", self->server_.config_.hello_timeout}});
+      self->Close();
+    });
+    Read();
+  }
 
  private:
   void Read() {
@@ -74,6 +88,7 @@ class IngestServer::Session : public std::enable_shared_from_this<Session>, publ
   void Close() {
     if (closed_) return;
     closed_ = true;
+    hello_timer_.cancel();
     boost::system::error_code ignored;
     socket_.close(ignored);
     --server_.stats_.connections_open;
@@ -90,6 +105,7 @@ class IngestServer::Session : public std::enable_shared_from_this<Session>, publ
       Log(LogLevel::kDebug, "hello pid differs from SO_PEERCRED",
           {{"claimed", msg.hello.pid}, {"peer", pid_}});
     }
+    hello_timer_.cancel();
     process_ = server_.table_.Attach(pid_, uid_, msg, NowSeconds());
     if (!process_) {
       server_.CountError("process_table_full");
@@ -134,6 +150,7 @@ class IngestServer::Session : public std::enable_shared_from_this<Session>, publ
   bool refused_ = false;
   bool closed_ = false;
   bool new_stacks_ = false;
+  asio::steady_timer hello_timer_;
 };
 
 IngestServer::IngestServer(asio::io_context& io, const Config& config, ProcessTable& table)

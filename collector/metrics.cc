@@ -125,7 +125,7 @@ std::string RenderMetrics(Collector& c) {
              it == in.errors.end() ? 0.0 : static_cast<double>(it->second));
   }
   for (const char* reason : {"peer_refused", "too_many_connections", "process_table_full", "read_error",
-                             "accept_error", "peer_credentials", "truncated_frame"}) {
+                             "accept_error", "peer_credentials", "truncated_frame", "hello_timeout"}) {
     auto it = in.errors.find(reason);
     w.Sample("heapwatch_ingest_errors_total", {{"reason", reason}},
              it == in.errors.end() ? 0.0 : static_cast<double>(it->second));
@@ -155,6 +155,15 @@ std::string RenderMetrics(Collector& c) {
   w.Sample("heapwatch_symbolizer_failures_total", {{"reason", "open"}}, static_cast<double>(sym.open_failures));
   w.Sample("heapwatch_symbolizer_failures_total", {{"reason", "build_id_mismatch"}},
            static_cast<double>(sym.mismatches));
+  const ProfileCache::Stats& pc = c.profile_cache().stats();
+  w.Family("heapwatch_profile_builds_total", "counter",
+           "Profile requests by how the profile was made: updated from the cache, built anew, or "
+           "built for one request (bigger than the cache's budget).");
+  w.Sample("heapwatch_profile_builds_total", {{"result", "updated"}}, static_cast<double>(pc.hits));
+  w.Sample("heapwatch_profile_builds_total", {{"result", "built"}}, static_cast<double>(pc.builds));
+  w.Sample("heapwatch_profile_builds_total", {{"result", "oversize"}}, static_cast<double>(pc.oversize));
+  w.Family("heapwatch_profile_cache_bytes", "gauge", "Estimated bytes of the profiles kept between requests.");
+  w.Sample("heapwatch_profile_cache_bytes", {}, static_cast<double>(c.profile_cache().bytes()));
   w.Family("heapwatch_snapshots_written_total", "counter", "Snapshots written to the data directory.");
   w.Sample("heapwatch_snapshots_written_total", {}, static_cast<double>(c.snapshots().written()));
   w.Family("heapwatch_snapshot_errors_total", "counter", "Snapshots that could not be written.");

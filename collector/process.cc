@@ -15,7 +15,7 @@ double SampleWeight(uint64_t size, uint64_t sample_bytes) {
 }
 
 Process::Process(uint32_t pid, uint32_t uid, const HelloMsg& hello, const Limits& limits,
-                 size_t* stack_budget, double now)
+                 size_t* stack_budget, double now, size_t* live_budget)
     : pid_(pid),
       uid_(uid),
       ppid_(hello.hello.ppid),
@@ -24,11 +24,13 @@ Process::Process(uint32_t pid, uint32_t uid, const HelloMsg& hello, const Limits
       sample_bytes_(hello.hello.sample_bytes),
       limits_(limits),
       stack_budget_(stack_budget),
+      live_budget_(live_budget),
       last_seen_(now) {}
 
 Process::~Process() {
-  // Give this process's stacks back to the shared budget.
+  // Give this process's stacks and live samples back to the shared budgets.
   *stack_budget_ += budget_taken_;
+  if (live_budget_) *live_budget_ += live_.size();
 }
 
 void Process::ResetModules() {
@@ -110,6 +112,7 @@ void Process::AddLive(uint64_t address, const LiveSample& sample) {
     RemoveLive(it);
     it = live_.try_emplace(address, sample).first;
   }
+  if (live_budget_) --*live_budget_;
   StackStats& st = stacks_[sample.stack].stats;
   double bytes = sample.weight * static_cast<double>(sample.size);
   st.live_objects += sample.weight;
@@ -130,7 +133,13 @@ void Process::RemoveLive(boost::unordered_flat_map<uint64_t, LiveSample>::iterat
   heap_objects_ -= s.weight;
   heap_bytes_ -= bytes;
   live_.erase(it);
+  if (live_budget_) ++*live_budget_;
   if (live_.empty()) heap_objects_ = heap_bytes_ = 0;
+}
+
+void Process::ClearLive() {
+  if (live_budget_) *live_budget_ += live_.size();
+  live_.clear();
 }
 
 void Process::ApplyEvents(const uint8_t* records, uint32_t count) {
@@ -165,7 +174,8 @@ void Process::ApplyEvents(const uint8_t* records, uint32_t count) {
       alloc_objects_ += sample.weight;
       alloc_bytes_ += sample.weight * static_cast<double>(e.size);
     }
-    if (live_.size() >= limits_.max_live_samples_per_process && !live_.contains(e.address)) {
+    if ((live_.size() >= limits_.max_live_samples_per_process || (live_budget_ && *live_budget_ == 0)) &&
+        !live_.contains(e.address)) {
       ++counters_.evicted_samples;
       continue;
     }
@@ -175,7 +185,7 @@ void Process::ApplyEvents(const uint8_t* records, uint32_t count) {
 
 void Process::BeginResync() {
   // The shim re-sends its whole live table next: start from nothing.
-  live_.clear();
+  ClearLive();
   for (Stack& s : stacks_) {
     s.stats.live_objects = s.stats.live_bytes = 0;
     s.stats.live_samples = 0;

@@ -81,9 +81,10 @@ struct ProcessCounters {
 
 class Process {
  public:
-  // `stack_budget` is shared by all processes (Limits::max_total_stacks).
+  // `stack_budget` is shared by all processes (Limits::max_total_stacks),
+  // and so is `live_budget` (Limits::max_total_live_samples; null: none).
   Process(uint32_t pid, uint32_t uid, const HelloMsg& hello, const Limits& limits,
-          size_t* stack_budget, double now);
+          size_t* stack_budget, double now, size_t* live_budget = nullptr);
   ~Process();
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
@@ -148,6 +149,7 @@ class Process {
   uint32_t OverflowStack();
   void AddLive(uint64_t address, const LiveSample& sample);
   void RemoveLive(boost::unordered_flat_map<uint64_t, LiveSample>::iterator it);
+  void ClearLive();
 
   const uint32_t pid_, uid_, ppid_;
   const std::string exe_;
@@ -156,6 +158,7 @@ class Process {
   const Limits limits_;
   size_t* stack_budget_;
   size_t budget_taken_ = 0;
+  size_t* live_budget_;
 
   bool exited_ = false;
   int open_connections_ = 0;

@@ -5,7 +5,7 @@
 namespace heapwatch::collector {
 
 ProcessTable::ProcessTable(const Limits& limits)
-    : limits_(limits), stack_budget_(limits.max_total_stacks) {}
+    : limits_(limits), stack_budget_(limits.max_total_stacks), live_budget_(limits.max_total_live_samples) {}
 
 Process* ProcessTable::Attach(uint32_t pid, uint32_t uid, const HelloMsg& hello, double now) {
   for (auto& p : processes_) {
@@ -21,7 +21,7 @@ Process* ProcessTable::Attach(uint32_t pid, uint32_t uid, const HelloMsg& hello,
     ++rejected_;
     return nullptr;
   }
-  processes_.push_back(std::make_unique<Process>(pid, uid, hello, limits_, &stack_budget_, now));
+  processes_.push_back(std::make_unique<Process>(pid, uid, hello, limits_, &stack_budget_, now, &live_budget_));
   processes_.back()->Attached(now);
   return processes_.back().get();
 }

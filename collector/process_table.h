@@ -33,12 +33,14 @@ class ProcessTable {
   uint64_t rejected_processes() const { return rejected_; }
   size_t total_stacks() const;
   size_t stack_budget_left() const { return stack_budget_; }
+  size_t live_budget_left() const { return live_budget_; }
 
  private:
   bool MakeRoom();
 
   Limits limits_;
   size_t stack_budget_;
+  size_t live_budget_;
   std::vector<std::unique_ptr<Process>> processes_;
   uint64_t evicted_ = 0;
   uint64_t rejected_ = 0;

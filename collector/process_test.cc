@@ -134,6 +134,43 @@ TEST(ProcessTest, SharedStackBudgetIsReturnedWhenAProcessGoes) {
   EXPECT_EQ(budget, 4u);
 }
 
+TEST(ProcessTest, SharedLiveSampleBudgetIsReturnedOnFreeResyncAndExit) {
+  Limits l;
+  size_t stacks = 10, live = 5;
+  HelloMsg hello{};
+  hello.hello.sample_bytes = 1;
+  auto apply = [](Process& p, wire::EventKind kind, uint64_t first, uint64_t n) {
+    std::vector<wire::EventRecord> r;
+    for (uint64_t a = first; a < first + n; ++a) {
+      r.push_back({static_cast<uint32_t>(kind), 1, a * 64, kind == wire::EventKind::kFree ? 0u : 100u,
+                   kind == wire::EventKind::kFree ? 0u : 1u, 1});
+    }
+    p.ApplyEvents(reinterpret_cast<const uint8_t*>(r.data()), static_cast<uint32_t>(r.size()));
+  };
+  Process a(1, 0, hello, l, &stacks, 0, &live);
+  uint64_t pc = 0x1000;
+  a.AddStack({1, reinterpret_cast<const uint8_t*>(&pc), 1});
+  {
+    Process b(2, 0, hello, l, &stacks, 0, &live);
+    b.AddStack({1, reinterpret_cast<const uint8_t*>(&pc), 1});
+    apply(a, wire::EventKind::kAlloc, 1, 3);
+    apply(b, wire::EventKind::kAlloc, 1, 4);  // room for 2 of them
+    EXPECT_EQ(b.live_samples(), 2u);
+    EXPECT_EQ(b.counters().evicted_samples, 2u);
+    EXPECT_EQ(live, 0u);
+    apply(a, wire::EventKind::kFree, 1, 1);
+    EXPECT_EQ(live, 1u);
+    apply(b, wire::EventKind::kAlloc, 10, 1);
+    EXPECT_EQ(b.live_samples(), 3u);
+    a.BeginResync();  // a's table is re-sent from nothing
+    EXPECT_EQ(live, 2u);
+  }
+  EXPECT_EQ(live, 5u);  // b is gone: its samples are free for others
+  apply(a, wire::EventKind::kAlloc, 1, 5);
+  EXPECT_EQ(a.live_samples(), 5u);
+  EXPECT_EQ(live, 0u);
+}
+
 TEST(ProcessTest, HistoryIsBoundedByThinningOldPoints) {
   Limits l;
   l.max_history_points = 16;

@@ -1,5 +1,7 @@
 #include "collector/profile_cache.h"
 
+#include <malloc.h>
+
 #include <algorithm>
 
 namespace heapwatch::collector {
@@ -11,15 +13,14 @@ ProfileCache::Entry& ProfileCache::Find(const Process& process, SymbolService* s
     });
   };
   auto it = find();
-  if (it != entries_.end() && (it->builder->Stale(process) || it->bytes > max_bytes_)) entries_.erase(it);
+  if (it != entries_.end() && (it->builder->Stale(process) || it->bytes > max_bytes_)) Erase(it);
   Fit(&process);
   it = find();
   if (it == entries_.end()) {
     if (entries_.size() >= max_entries_ && !entries_.empty()) {
       // The least recently used goes.
-      entries_.erase(std::min_element(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
-        return a.last_used < b.last_used;
-      }));
+      Erase(std::min_element(entries_.begin(), entries_.end(),
+                             [](const Entry& a, const Entry& b) { return a.last_used < b.last_used; }));
     }
     entries_.push_back({process.pid(), process.start_time_ns(), now,
                         std::make_unique<ProfileBuilder>(process, symbols), std::make_unique<PprofEncoder>()});
@@ -56,7 +57,9 @@ void ProfileCache::Fit(const Process* keep) {
   auto kept = [&](const Entry& e) {
     return keep && e.pid == keep->pid() && e.start_time_ns == keep->start_time_ns();
   };
-  std::erase_if(entries_, [&](const Entry& e) { return !kept(e) && e.bytes > max_bytes_; });
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    it = !kept(*it) && it->bytes > max_bytes_ ? Erase(it) : it + 1;
+  }
   size_t total = 0;
   for (const Entry& e : entries_) total += e.bytes;
   while (total > max_bytes_) {
@@ -66,13 +69,26 @@ void ProfileCache::Fit(const Process* keep) {
     }
     if (victim == entries_.end()) break;
     total -= victim->bytes;
-    entries_.erase(victim);
+    Erase(victim);
   }
 }
 
 void ProfileCache::Expire(double now) {
-  std::erase_if(entries_, [&](const Entry& e) { return now - e.last_used > idle_seconds_; });
+  for (auto it = entries_.begin(); it != entries_.end();) {
+    it = now - it->last_used > idle_seconds_ ? Erase(it) : it + 1;
+  }
   Fit(nullptr);
+  // Give big profiles' memory back to the system: freed, it would stay in
+  // malloc's free lists and in the collector's RSS.
+  if (dropped_bytes_ > (size_t{16} << 20)) {
+    ::malloc_trim(0);
+    dropped_bytes_ = 0;
+  }
+}
+
+std::vector<ProfileCache::Entry>::iterator ProfileCache::Erase(std::vector<Entry>::iterator it) {
+  dropped_bytes_ += it->bytes;
+  return entries_.erase(it);
 }
 
 }  // namespace heapwatch::collector

@@ -38,6 +38,11 @@ class ProfileCache {
   // Drops profiles not asked for in idle_seconds, and any over the budget.
   void Expire(double now);
   size_t size() const { return entries_.size(); }
+  size_t bytes() const {
+    size_t total = 0;
+    for (const Entry& e : entries_) total += e.bytes;
+    return total;
+  }
 
   struct Stats {
     uint64_t hits = 0;      // updated an existing profile
@@ -60,10 +65,12 @@ class ProfileCache {
   // Drops entries until the rest fit in max_bytes (oversize ones first),
   // but not `keep`'s.
   void Fit(const Process* keep);
+  std::vector<Entry>::iterator Erase(std::vector<Entry>::iterator it);
   const size_t max_entries_;
   const size_t max_bytes_;
   const double idle_seconds_;
   std::vector<Entry> entries_;
+  size_t dropped_bytes_ = 0;  // since the last malloc_trim
   Stats stats_;
 };
 

@@ -170,6 +170,25 @@ class CollectorPeerUidTest(unittest.TestCase):
                 self.assertEqual(ingest_errors(c).get("peer_refused"), 0)
 
 
+class CollectorHelloTimeoutTest(CollectorTestCase):
+    collector_args = ("--hello-timeout", "0.5")
+
+    def test_silent_connection_is_closed_and_counted_and_others_go_on(self):
+        silent = FakeShim(self.collector.socket_path)
+        self.addCleanup(silent.close)
+        # One that says hello, late but in time, and keeps its connection.
+        talker = FakeShim(self.collector.socket_path)
+        self.addCleanup(talker.close)
+        talker.send(hello(exe="/bin/talker"))
+        self.assertTrue(silent.closed_by_peer(timeout=10), "the silent connection was not closed")
+        self.assertEqual(ingest_errors(self.collector).get("hello_timeout"), 1)
+        self.assertFalse(talker.closed_by_peer(timeout=1.5), "a connection that said hello was closed")
+        talker.send(stack(1, [0x1234]) + events([(ALLOC, 0x9000, 64, 1)]))
+        wait_until(lambda: [p for p in instances(self.collector, "/bin/talker")
+                            if p["counters"]["events"] == 1 and p["connected"]],
+                   timeout=10, what="the talker's event, still connected")
+
+
 class CollectorForkTest(CollectorTestCase):
     collector_args = ("--poll-interval", "0.2")
 

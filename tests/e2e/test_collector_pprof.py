@@ -6,8 +6,10 @@ import os
 import re
 import unittest
 
+import zlib
+
 from harness import DEMO, CollectorTestCase, find_node, wait_until
-from test_collector_support import GoPprof
+from test_collector_support import ALLOC, FakeShim, GoPprof, events, hello, stack
 
 LEAK = "RememberSession"  # DWARF names: the function, without its class
 SAMPLE_TYPES = ["alloc_objects/count", "alloc_space/bytes", "inuse_objects/count", "inuse_space/bytes"]
@@ -103,6 +105,45 @@ class CollectorPprofTest(CollectorTestCase):
         status, _, snap_gz = self.collector.request(f"/api/v1/snapshots/{body['id']}/pprof")
         self.assertEqual(status, 200)
         self.check_profile(self.save("snapshot.pb.gz", snap_gz))
+
+    def test_profile_that_grows_between_requests_stays_one_valid_profile(self):
+        # The collector keeps a profile's structure compressed between
+        # requests and sends what grew as further gzip members: the real
+        # pprof must read the whole of it after every growth.
+        shim = FakeShim(self.collector.socket_path).send(hello(exe="/bin/growing"))
+        self.addCleanup(shim.close)
+        pid = os.getpid()
+        allocated = 0
+        for round_ in range(3):
+            first = 1 + round_ * 50
+            for sid in range(first, first + 50):
+                # Each round brings program counters never seen before.
+                shim.send(stack(sid, [0x7000 + sid * 16, 0x6000 + (sid % 7) * 16, 0x5000]))
+            shim.send(events([(ALLOC, 0x100000 + sid * 64, 1000 + sid, sid)
+                              for sid in range(first, first + 50)]))
+            allocated += sum(1000 + sid for sid in range(first, first + 50))
+            wait_until(lambda: any(p["pid"] == pid and p["counters"]["events"] == 50 * (round_ + 1)
+                                   for p in self.collector.get_json("/api/v1/processes")["processes"]),
+                       timeout=10, what="the round's events applied")
+            status, _, gz = self.collector.request(f"/debug/pprof/heap?pid={pid}")
+            self.assertEqual(status, 200)
+            members, rest = 0, gz
+            while rest:
+                d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                d.decompress(rest)
+                self.assertTrue(d.eof, "a whole gzip member")
+                rest = d.unused_data
+                members += 1
+            self.assertEqual(members, round_ + 2, "one member per growth plus the figures")
+            raw = self.pprof.run("-symbolize=none", "-raw", self.save(f"grow{round_}.pb.gz", gz))
+            samples = raw[raw.index("Samples:"):raw.index("Locations")]
+            rows = [l for l in samples.splitlines()[2:] if l.strip()]
+            self.assertEqual(len(rows), 50 * (round_ + 1), samples[:1000])
+            # A row: the four values, then ": " and the location ids.
+            self.assertEqual(sum(int(r.split(":")[0].split()[3]) for r in rows), allocated,
+                             "inuse_space adds up")
+            locations = raw[raw.index("Locations"):raw.index("Mappings") if "Mappings" in raw else None]
+            self.assertIn(hex(0x7000 + (first + 49) * 16), locations, "the newest stack's own pc")
 
     def test_sample_index_default_follows_type(self):
         pid = self.start_leaking_demo()
