@@ -168,22 +168,27 @@ void BM_DecodeOnly(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeOnly)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// A process holding `stacks` stacks, each with live allocations.
-std::unique_ptr<ApplySink> ProcessWithStacks(size_t stacks) {
+// A process holding `stacks` stacks (program counters from `pcs`), each
+// with live allocations, and the decoder that fed it (for more frames).
+struct FedProcess {
+  std::unique_ptr<ApplySink> sink;
+  hw::FrameDecoder decoder;
+};
+FedProcess ProcessWithStacks(size_t stacks, size_t max_stacks = 0,
+                             std::vector<uint64_t> (*pcs)(uint64_t) = [](uint64_t i) { return StackPcs(i); }) {
   hw::Limits limits;
-  limits.max_stacks_per_process = stacks + 1;
-  limits.max_total_stacks = stacks + 1;
-  auto sink = std::make_unique<ApplySink>(limits);
+  limits.max_stacks_per_process = std::max(max_stacks, stacks + 1);
+  limits.max_total_stacks = limits.max_stacks_per_process;
+  FedProcess fed{std::make_unique<ApplySink>(limits), {}};
   StreamBuilder b;
   b.Hello(1, 524288).ModulesReset().Module(kModuleStart, kModuleEnd, 0, "/usr/bin/app", "0123456789abcdef");
-  for (size_t i = 0; i < stacks; ++i) b.Stack(i + 1, StackPcs(i));
+  for (size_t i = 0; i < stacks; ++i) b.Stack(i + 1, pcs(i));
   for (size_t i = 0; i < stacks; ++i) {
     b.Alloc(0x10000000 + i * 64, 1024 + (i % 7) * 4096, i + 1, i);
     if ((i + 1) % 1000 == 0) b.Flush();
   }
-  hw::FrameDecoder decoder;
-  Feed(b.bytes(), decoder, *sink);
-  return sink;
+  Feed(b.bytes(), fed.decoder, *fed.sink);
+  return fed;
 }
 
 // What a busy process sends between two refreshes of the UI: new stacks and
@@ -211,21 +216,9 @@ std::string Churn(size_t first_new_stack, size_t new_stacks, size_t events, size
 template <bool kPprof>
 void BM_WarmEndpoint(benchmark::State& state) {
   const auto stacks = static_cast<size_t>(state.range(0));
-  hw::Limits limits;
-  limits.max_stacks_per_process = stacks * 2;
-  limits.max_total_stacks = stacks * 2;
-  ApplySink sink(limits);
-  hw::FrameDecoder decoder;
-  {
-    StreamBuilder b;
-    b.Hello(1, 524288).ModulesReset().Module(kModuleStart, kModuleEnd, 0, "/usr/bin/app", "0123456789abcdef");
-    for (size_t i = 0; i < stacks; ++i) b.Stack(i + 1, StackPcs(i));
-    for (size_t i = 0; i < stacks; ++i) {
-      b.Alloc(0x10000000 + i * 64, 1024 + (i % 7) * 4096, i + 1, i);
-      if ((i + 1) % 1000 == 0) b.Flush();
-    }
-    Feed(b.bytes(), decoder, sink);
-  }
+  FedProcess fed = ProcessWithStacks(stacks, stacks * 2);
+  ApplySink& sink = *fed.sink;
+  hw::FrameDecoder& decoder = fed.decoder;
   hw::ProfileCache cache;
   // The first request: a full build.
   if constexpr (kPprof) {
@@ -259,10 +252,10 @@ BENCHMARK(BM_ProfileEndpointWarm)->Arg(100000)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PprofEndpointWarm)->Arg(100000)->Unit(benchmark::kMillisecond);
 
 void BM_ProfileEndpoint(benchmark::State& state) {
-  auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
   size_t bytes = 0;
   for (auto _ : state) {
-    hw::ProfileData data = hw::BuildProfileData(sink->process(), nullptr, 0);
+    hw::ProfileData data = hw::BuildProfileData(fed.sink->process(), nullptr, 0);
     nlohmann::json tree = hw::BuildCallTree(data, nullptr, hw::CallTreeOptions{});
     std::string body = tree.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     bytes = body.size();
@@ -273,9 +266,9 @@ void BM_ProfileEndpoint(benchmark::State& state) {
 BENCHMARK(BM_ProfileEndpoint)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_BuildProfileData(benchmark::State& state) {
-  auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
   for (auto _ : state) {
-    hw::ProfileData data = hw::BuildProfileData(sink->process(), nullptr, 0);
+    hw::ProfileData data = hw::BuildProfileData(fed.sink->process(), nullptr, 0);
     benchmark::DoNotOptimize(data.samples.data());
   }
 }
@@ -284,34 +277,21 @@ BENCHMARK(BM_BuildProfileData)->Arg(100000)->Unit(benchmark::kMillisecond)->UseR
 // The worst case: every stack has program counters of its own (2.4M distinct
 // locations and frames at 100k stacks of depth 24).
 void BM_BuildProfileDataDistinct(benchmark::State& state) {
-  const auto stacks = static_cast<size_t>(state.range(0));
-  hw::Limits limits;
-  limits.max_stacks_per_process = stacks + 1;
-  limits.max_total_stacks = stacks + 1;
-  ApplySink sink(limits);
-  StreamBuilder b;
-  b.Hello(1, 524288).ModulesReset().Module(kModuleStart, kModuleEnd, 0, "/usr/bin/app", "0123456789abcdef");
-  for (size_t i = 0; i < stacks; ++i) {
+  FedProcess fed = ProcessWithStacks(static_cast<size_t>(state.range(0)), 0, [](uint64_t i) {
     std::vector<uint64_t> pcs(kDepth);
     for (uint32_t k = 0; k < kDepth; ++k) pcs[k] = kModuleStart + (i * kDepth + k) * 16;
-    b.Stack(i + 1, pcs);
-  }
-  for (size_t i = 0; i < stacks; ++i) {
-    b.Alloc(0x10000000 + i * 64, 1024, i + 1, i);
-    if ((i + 1) % 1000 == 0) b.Flush();
-  }
-  hw::FrameDecoder decoder;
-  Feed(b.bytes(), decoder, sink);
+    return pcs;
+  });
   for (auto _ : state) {
-    hw::ProfileData data = hw::BuildProfileData(sink.process(), nullptr, 0);
+    hw::ProfileData data = hw::BuildProfileData(fed.sink->process(), nullptr, 0);
     benchmark::DoNotOptimize(data.samples.data());
   }
 }
 BENCHMARK(BM_BuildProfileDataDistinct)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_BuildCallTree(benchmark::State& state) {
-  auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
-  hw::ProfileData data = hw::BuildProfileData(sink->process(), nullptr, 0);
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
+  hw::ProfileData data = hw::BuildProfileData(fed.sink->process(), nullptr, 0);
   size_t nodes_bytes = 0;
   for (auto _ : state) {
     nlohmann::json tree = hw::BuildCallTree(data, nullptr, hw::CallTreeOptions{});
@@ -323,8 +303,8 @@ void BM_BuildCallTree(benchmark::State& state) {
 BENCHMARK(BM_BuildCallTree)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_JsonDump(benchmark::State& state) {
-  auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
-  hw::ProfileData data = hw::BuildProfileData(sink->process(), nullptr, 0);
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
+  hw::ProfileData data = hw::BuildProfileData(fed.sink->process(), nullptr, 0);
   nlohmann::json tree = hw::BuildCallTree(data, nullptr, hw::CallTreeOptions{});
   for (auto _ : state) {
     std::string body = tree.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
@@ -334,10 +314,10 @@ void BM_JsonDump(benchmark::State& state) {
 BENCHMARK(BM_JsonDump)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_PprofEndpoint(benchmark::State& state) {
-  auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
   size_t bytes = 0;
   for (auto _ : state) {
-    hw::ProfileData data = hw::BuildProfileData(sink->process(), nullptr, 0);
+    hw::ProfileData data = hw::BuildProfileData(fed.sink->process(), nullptr, 0);
     std::string body = hw::Gzip(hw::EncodePprof(data, hw::SampleType::kInuseSpace));
     bytes = body.size();
     benchmark::DoNotOptimize(body.data());
@@ -347,8 +327,8 @@ void BM_PprofEndpoint(benchmark::State& state) {
 BENCHMARK(BM_PprofEndpoint)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_EncodePprof(benchmark::State& state) {
-  auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
-  hw::ProfileData data = hw::BuildProfileData(sink->process(), nullptr, 0);
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
+  hw::ProfileData data = hw::BuildProfileData(fed.sink->process(), nullptr, 0);
   for (auto _ : state) {
     std::string pb = hw::EncodePprof(data, hw::SampleType::kInuseSpace);
     benchmark::DoNotOptimize(pb.data());
@@ -357,8 +337,8 @@ void BM_EncodePprof(benchmark::State& state) {
 BENCHMARK(BM_EncodePprof)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_Gzip(benchmark::State& state) {
-  auto sink = ProcessWithStacks(static_cast<size_t>(state.range(0)));
-  std::string pb = hw::EncodePprof(hw::BuildProfileData(sink->process(), nullptr, 0), hw::SampleType::kInuseSpace);
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
+  std::string pb = hw::EncodePprof(hw::BuildProfileData(fed.sink->process(), nullptr, 0), hw::SampleType::kInuseSpace);
   for (auto _ : state) {
     std::string gz = hw::Gzip(pb);
     benchmark::DoNotOptimize(gz.data());
