@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string_view>
 
 namespace heapwatch::collector {
 
@@ -42,6 +43,11 @@ void Process::ResetModules() {
 void Process::AddModule(const ModuleMsg& msg) {
   ModuleInfo m{msg.module.load_bias, msg.module.start, msg.module.end, msg.module.file_offset,
                std::string(msg.build_id), std::string(msg.path)};
+  // The kernel names a mapped file that was unlinked or replaced "PATH
+  // (deleted)". The file to look at is still PATH: the symbolizer opens
+  // whatever is there now and trusts it only if its build-id matches.
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (m.path.size() > kDeleted.size() && m.path.ends_with(kDeleted)) m.path.resize(m.path.size() - kDeleted.size());
   auto it = std::lower_bound(modules_.begin(), modules_.end(), m.start,
                              [](const ModuleInfo& a, uint64_t start) { return a.start < start; });
   if (it != modules_.end() && it->start == m.start) {

@@ -9,7 +9,8 @@ import shutil
 import tempfile
 import unittest
 
-from harness import PROGRAMS, SOURCE_DIR, CollectorTestCase, find_path, wait_until, walk_tree
+from harness import (PROGRAMS, SOURCE_DIR, Collector, CollectorTestCase, find_path, wait_until,
+                     walk_tree)
 
 APP = os.path.join(PROGRAMS, "hwsym_e2e_app")
 APP_V2 = os.path.join(PROGRAMS, "hwsym_e2e_app_v2")
@@ -26,8 +27,8 @@ def marker_line(source, marker):
 
 
 class SymbolizerTest(CollectorTestCase):
-    def profile(self, pid):
-        return self.collector.get_json(f"/api/v1/profile?pid={pid}&type=inuse_space")
+    def profile(self, pid, collector=None):
+        return (collector or self.collector).get_json(f"/api/v1/profile?pid={pid}&type=inuse_space")
 
     def test_inlined_chain_and_dlopened_library_are_named(self):
         app = self.spawn([APP, "--plugin", PLUGIN, "--seconds", "60"], SAMPLE_BYTES=1)
@@ -73,16 +74,25 @@ class SymbolizerTest(CollectorTestCase):
         app_path = os.path.join(workdir, "app")
         go = os.path.join(workdir, "go")
         shutil.copy(APP, app_path)
-        app = self.spawn([app_path, "--wait-file", go, "--seconds", "60"], SAMPLE_BYTES=1)
-        self.collector.wait_for_process(app.pid, lambda p: p["connected"])
+        # A collector that comes up only after the binary is replaced: had one
+        # listened from the start, it could have opened the original file
+        # (and then named the frames rightly, from it), or not, by timing.
+        late = Collector()
+        self.addCleanup(late.cleanup)
+        app = self.spawn([app_path, "--wait-file", go, "--seconds", "60"], SAMPLE_BYTES=1,
+                         socket_path=late.socket_path)
+        wait_until(lambda: app_path in open(f"/proc/{app.pid}/maps").read(), 10,
+                   what="the app running from its file")
         # Rebuilt and installed over the running binary (rename, as package
         # managers do): the path now names a file with another build-id.
         shutil.copy(APP_V2, app_path + ".new")
         os.rename(app_path + ".new", app_path)
+        late.start()
+        late.wait_for_process(app.pid, lambda p: p["connected"])
         open(go, "w").close()
 
         def mismatched():
-            tree = self.profile(app.pid)
+            tree = self.profile(app.pid, late)
             marked = [n for n in walk_tree(tree["root"]) if n.get("mismatch")]
             return (tree, marked) if marked else None
 
