@@ -17,12 +17,15 @@ using testing::ProcessFeeder;
 using testing::StreamBuilder;
 
 constexpr uint64_t kModuleStart = 0x400000, kModuleEnd = 0x500000;
+constexpr uint64_t kShimStart = 0x700000, kShimEnd = 0x710000;
 
 // Stacks over a small pool of pcs (most in the module, some outside it), so
 // they share locations and frames as a program's do.
+// Innermost, half of them start in the shim's own library (its malloc).
 std::vector<uint64_t> RandomStack(std::mt19937_64& rng) {
   std::vector<uint64_t> pcs(1 + rng() % 10);
   for (auto& pc : pcs) pc = (rng() % 8 ? kModuleStart : 0x900000) + 16 * (rng() % 40);
+  if (rng() % 2) pcs.insert(pcs.begin(), kShimStart + 16 * (rng() % 4));
   return pcs;
 }
 
@@ -43,6 +46,7 @@ void Grow(ProcessFeeder& f, std::mt19937_64& rng, uint64_t first_id, size_t stac
 void Start(ProcessFeeder& f, uint32_t pid = 7) {
   StreamBuilder b;
   b.Hello(pid, 4096, pid).ModulesReset().Module(kModuleStart, kModuleEnd, 0, "/bin/app", "\x01\x02");
+  b.Module(kShimStart, kShimEnd, kShimStart, "/usr/lib/heapwatch/libheapwatch.so", "\x03");
   ASSERT_EQ(f.Feed(b), DecodeError::kNone);
 }
 
@@ -63,7 +67,9 @@ TEST(ProfileBuilderTest, UpdatesMatchAFreshBuildAsTheProcessGrows) {
       EXPECT_EQ(kept.samples[i].stack_id, fresh.samples[i].stack_id);
       EXPECT_EQ(kept.samples[i].stats.live_bytes, fresh.samples[i].stats.live_bytes);
       EXPECT_EQ(kept.samples[i].stats.alloc_objects, fresh.samples[i].stats.alloc_objects);
-      EXPECT_EQ(SampleFramesJson(kept, kept.samples[i]), SampleFramesJson(fresh, fresh.samples[i]));
+      auto frames = SampleFramesJson(kept, kept.samples[i]);
+      EXPECT_EQ(frames, SampleFramesJson(fresh, fresh.samples[i]));
+      for (const auto& f : frames) EXPECT_NE(f["module"], "/usr/lib/heapwatch/libheapwatch.so") << "shim frame shown";
     }
     for (auto type : {SampleType::kInuseSpace, SampleType::kAllocObjects}) {
       EXPECT_EQ(BuildCallTree(kept, nullptr, {type}).dump(), BuildCallTree(fresh, nullptr, {type}).dump());

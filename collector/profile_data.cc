@@ -296,9 +296,8 @@ class ProfileBuilder::State {
     s.stack_id = st.wire_id;
     s.first_location = static_cast<uint32_t>(data_.sample_locations.size());
     for (uint64_t pc : process.StackPcs(st)) {
-      const ModuleInfo* m = process.FindModule(pc);
-      if (m && IsHeapwatchModule(m->path)) continue;  // the shim's own frames
-      data_.sample_locations.push_back(Resolve(process, pc));
+      uint32_t loc = Resolve(process, pc);
+      if (loc != kShimFrame) data_.sample_locations.push_back(loc);
     }
     s.depth = static_cast<uint32_t>(data_.sample_locations.size()) - s.first_location;
     if (st.depth == 0) {
@@ -352,13 +351,17 @@ class ProfileBuilder::State {
     ++data_.unresolved_locations;
   }
 
+  // The location of `pc`, made on first sight; kShimFrame for the shim's
+  // own frames, which profiles leave out. Looked up once per distinct pc:
+  // stacks repeat the same pcs millions of times.
   uint32_t Resolve(const Process& process, uint64_t pc) {
     auto [it, inserted] = location_index_.try_emplace(pc, static_cast<uint32_t>(data_.locations.size()));
     if (!inserted) return it->second;
+    const ModuleInfo* m = process.FindModule(pc);
+    if (m && IsHeapwatchModule(m->path)) return it->second = kShimFrame;
     ProfileData::Location loc;
     loc.address = pc;
     loc.first_frame = static_cast<uint32_t>(data_.location_frames.size());
-    const ModuleInfo* m = process.FindModule(pc);
     if (m) loc.module = static_cast<int32_t>(m - process.modules().data());
     std::optional<symbolizer::Location> found;
     if (m && symbols_) found = Lookup(process, *m, pc);
@@ -412,6 +415,7 @@ class ProfileBuilder::State {
     new_misses_.clear();
   }
 
+  static constexpr uint32_t kShimFrame = UINT32_MAX;
   SymbolService* const symbols_;
   const uint64_t modules_generation_;
   ProfileData data_;
