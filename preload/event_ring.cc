@@ -1,37 +1,43 @@
 #include "event_ring.h"
 
+#include <string.h>
+
 #include "raw_memory.h"
 
 namespace heapwatch::preload {
 
 bool EventRing::Init(uint64_t slots) {
   if (slots < 2 || (slots & (slots - 1)) != 0) return false;
-  slots_ = static_cast<Slot*>(MapZeroed(slots * sizeof(Slot)));
+  bytes_ = slots * sizeof(Slot);
+  slots_ = static_cast<Slot*>(MapZeroed(bytes_));
   if (!slots_) return false;
   mask_ = slots - 1;
-  ResetUnsafe();
-  return true;
+  head_.store(0, std::memory_order_relaxed);
+  tail_ = 0;
+  return true;  // zero pages: every slot free for lap 0 (see the header)
 }
 
 void EventRing::ResetUnsafe() {
   if (!slots_) return;
-  for (uint64_t i = 0; i <= mask_; ++i) slots_[i].seq.store(i, std::memory_order_relaxed);
+  if (!DiscardPages(slots_, bytes_)) memset(static_cast<void*>(slots_), 0, bytes_);
   head_.store(0, std::memory_order_relaxed);
   tail_ = 0;
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
+// Slot `pos & mask_` stores seq - (pos & mask_); the arithmetic below is the
+// classic scheme's on the restored seq.
 bool EventRing::Push(const wire::EventRecord& ev) {
   if (!slots_) return false;
   uint64_t pos = head_.load(std::memory_order_relaxed);
   for (;;) {
     Slot& s = slots_[pos & mask_];
-    uint64_t seq = s.seq.load(std::memory_order_acquire);
+    uint64_t seq = s.seq.load(std::memory_order_acquire) + (pos & mask_);
     int64_t diff = static_cast<int64_t>(seq - pos);
     if (diff == 0) {
       if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
         s.ev = ev;
-        s.seq.store(pos + 1, std::memory_order_release);
+        s.seq.store(pos + 1 - (pos & mask_), std::memory_order_release);
         return true;
       }
     } else if (diff < 0) {
@@ -44,10 +50,11 @@ bool EventRing::Push(const wire::EventRecord& ev) {
 
 bool EventRing::Pop(wire::EventRecord* ev) {
   if (!slots_) return false;
-  Slot& s = slots_[tail_ & mask_];
-  if (s.seq.load(std::memory_order_acquire) != tail_ + 1) return false;
+  const uint64_t index = tail_ & mask_;
+  Slot& s = slots_[index];
+  if (s.seq.load(std::memory_order_acquire) + index != tail_ + 1) return false;
   *ev = s.ev;
-  s.seq.store(tail_ + mask_ + 1, std::memory_order_release);
+  s.seq.store(tail_ + mask_ + 1 - index, std::memory_order_release);
   ++tail_;
   return true;
 }

@@ -5,7 +5,13 @@
 //
 // Each slot carries a sequence number (the classic bounded-queue scheme):
 // slot i is free for the producer that claimed position p when seq == p, and
-// holds an event for the consumer at position p when seq == p + 1. Positions
+// holds an event for the consumer at position p when seq == p + 1. A slot
+// stores its sequence minus its own index (`seq - i`, the same for every
+// position that maps to it), so the initial state (seq == i) is all zeros:
+// the zero pages mmap returns. Init writes nothing and a slot's page is
+// touched only when the ring first reaches it (the default ring is 512 KiB,
+// 16 MiB at HEAPWATCH_SAMPLE_BYTES=1: writing it cost every process, also a
+// short-lived one that never samples, ~128 and ~4,100 page faults). Positions
 // are claimed with one CAS, so the ring order is a total order consistent with
 // each thread's program order: an event pushed after another (in real time,
 // on any threads) has a later position. The sender's resync argument relies on
@@ -38,16 +44,19 @@ class EventRing {
 
   // Re-initialises positions and sequences. Only when no other thread can
   // touch the ring: in the child after fork, where a producer of the parent
-  // may have died between claim and publish.
+  // may have died between claim and publish. Gives the pages back
+  // (MADV_DONTNEED) rather than rewriting them, which after fork would copy
+  // every page the parent had touched.
   void ResetUnsafe();
 
  private:
   struct alignas(64) Slot {
-    std::atomic<uint64_t> seq;
+    std::atomic<uint64_t> seq;  // sequence minus the slot's index (0 = free, lap 0)
     wire::EventRecord ev;
   };
   Slot* slots_ = nullptr;
   uint64_t mask_ = 0;
+  size_t bytes_ = 0;
   alignas(64) std::atomic<uint64_t> head_{0};  // next position to claim
   alignas(64) uint64_t tail_ = 0;              // next position to consume
 };

@@ -50,6 +50,29 @@ TEST(EventRingTest, ResetForgetsAbandonedClaims) {
   for (int i = 0; i < 4; ++i) EXPECT_TRUE(r.Push(Ev(1, i)));
 }
 
+TEST(EventRingTest, ResetAfterManyLapsStartsAFreshRing) {
+  // Slots store their sequence relative to their index, and a reset gives
+  // the pages back: after it the ring must hold exactly `slots` again.
+  EventRing r;
+  ASSERT_TRUE(r.Init(8));
+  wire::EventRecord ev;
+  for (uint64_t i = 0; i < 8 * 5 + 3; ++i) {
+    ASSERT_TRUE(r.Push(Ev(1, i)));
+    ASSERT_TRUE(r.Pop(&ev));
+  }
+  ASSERT_TRUE(r.Push(Ev(1, 100)));  // claimed and published, never consumed
+  r.ResetUnsafe();
+  EXPECT_FALSE(r.Pop(&ev));
+  for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(r.Push(Ev(2, i)));
+  EXPECT_FALSE(r.Push(Ev(2, 8)));
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE(r.Pop(&ev));
+    EXPECT_EQ(ev.tid, 2u);
+    EXPECT_EQ(ev.address, i);
+  }
+  EXPECT_FALSE(r.Pop(&ev));
+}
+
 TEST(EventRingTest, ManyProducersOneConsumerLoseAndReorderNothing) {
   EventRing r;
   ASSERT_TRUE(r.Init(1024));

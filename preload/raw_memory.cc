@@ -15,4 +15,8 @@ void Unmap(void* p, size_t bytes) {
   if (p) munmap(p, bytes);
 }
 
+bool DiscardPages(void* p, size_t bytes) {
+  return p && madvise(p, bytes, MADV_DONTNEED) == 0;
+}
+
 }  // namespace heapwatch::preload

@@ -11,6 +11,9 @@ namespace heapwatch::preload {
 // Returns nullptr on failure. Never uses the heap; safe inside malloc.
 void* MapZeroed(size_t bytes);
 void Unmap(void* p, size_t bytes);
+// Makes memory from MapZeroed read as zeros again and gives its pages back
+// (MADV_DONTNEED; nothing is copied, also after fork). False on failure.
+bool DiscardPages(void* p, size_t bytes);
 
 }  // namespace heapwatch::preload
 

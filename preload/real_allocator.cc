@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <link.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -101,6 +102,33 @@ void* EmulatedPvalloc(size_t n) {
   return EmulatedMemalign(page, rounded);
 }
 
+// Which loaded object holds `addr`: its program headers' address, unique per
+// object, or nullptr. Compares addresses with the PT_LOAD segments only;
+// dladdr would also search the object's symbol table for the nearest symbol,
+// ~75k instructions a call in libc, over half of a short process's start-up
+// with the shim (callgrind, /bin/true).
+const void* ObjectOf(const void* addr) {
+  struct Query {
+    uintptr_t addr;
+    const void* object;
+  } q{reinterpret_cast<uintptr_t>(addr), nullptr};
+  if (!addr) return nullptr;
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        auto* q = static_cast<Query*>(arg);
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type == PT_LOAD && q->addr - (info->dlpi_addr + ph.p_vaddr) < ph.p_memsz) {
+            q->object = info->dlpi_phdr;
+            return 1;
+          }
+        }
+        return 0;
+      },
+      &q);
+  return q.object;
+}
+
 template <typename Fn>
 Fn Lookup(const char* name, Fn fallback) {
   void* f = dlsym(RTLD_NEXT, name);
@@ -156,12 +184,8 @@ bool ResolveRealAllocator() {
   r.pvalloc = Lookup<void* (*)(size_t)>("pvalloc", nullptr);
   r.malloc_usable_size = Lookup<size_t (*)(void*)>("malloc_usable_size", nullptr);
 
-  Dl_info home{};
-  bool have_home = dladdr(reinterpret_cast<void*>(r.malloc), &home) != 0;
-  auto same_object = [&](void* f) {
-    Dl_info info{};
-    return f && have_home && dladdr(f, &info) != 0 && info.dli_fbase == home.dli_fbase;
-  };
+  const void* home = ObjectOf(reinterpret_cast<void*>(r.malloc));
+  auto same_object = [&](void* f) { return home && ObjectOf(f) == home; };
   if (r.posix_memalign && same_object(reinterpret_cast<void*>(r.posix_memalign))) {
     g_real.posix_memalign = r.posix_memalign;  // the emulations below use it
     if (!same_object(reinterpret_cast<void*>(r.memalign))) r.memalign = EmulatedMemalign;
