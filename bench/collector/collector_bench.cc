@@ -265,6 +265,33 @@ void BM_ProfileEndpoint(benchmark::State& state) {
 }
 BENCHMARK(BM_ProfileEndpoint)->Arg(10000)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The first /api/v1/profile of a program-shaped process (as
+// tests/e2e/test_collector_support.program_stack_pcs: fixed outer and
+// allocator frames, six levels of call sites chosen by i's base-8 digits).
+std::vector<uint64_t> ProgramPcs(uint64_t i) {
+  std::vector<uint64_t> pcs;
+  for (uint64_t k = 0; k < 9; ++k) pcs.push_back(kModuleStart + 16 * k);
+  uint64_t prev = 0;
+  for (uint64_t level = 0; level < 6; ++level) {
+    uint64_t digit = (i >> (3 * level)) & 7;
+    pcs.push_back(kModuleStart + 0x100000 + 16 * ((level * 8 + prev) * 8 + digit));
+    prev = digit;
+  }
+  for (uint64_t k = 0; k < 9; ++k) pcs.push_back(kModuleStart + 0x200000 + 16 * k);
+  return {pcs.rbegin(), pcs.rend()};  // innermost first
+}
+
+void BM_ProfileEndpointProgramCold(benchmark::State& state) {
+  auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)), 0, ProgramPcs);
+  for (auto _ : state) {
+    hw::ProfileCache cache;
+    std::string body = hw::BuildCallTree(cache.Get(fed.sink->process(), nullptr, 0), nullptr, hw::CallTreeOptions{})
+                           .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    benchmark::DoNotOptimize(body.data());
+  }
+}
+BENCHMARK(BM_ProfileEndpointProgramCold)->Arg(100000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 void BM_BuildProfileData(benchmark::State& state) {
   auto fed = ProcessWithStacks(static_cast<size_t>(state.range(0)));
   for (auto _ : state) {
