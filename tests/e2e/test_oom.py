@@ -82,7 +82,9 @@ class OomTest(CollectorTestCase):
         self.assertGreater(top["share_of_growth"], 0.5)
         self.assertGreater(top["growth_bytes_per_sec"], 1 << 20)
         self.assertGreater(top["oldest_age_sec"], top["median_age_sec"])
-        self.assertEqual(snap["alert"]["id"], first["id"])
+        # Rules that fire in the same poll share one snapshot, which names the
+        # alert that took it: one of those.
+        self.assertIn(snap["alert"]["id"], [a["id"] for a in fired if a["snapshot"] == first["snapshot"]])
         self.assertIsNotNone(snap["timeline"]["prediction"])
 
         # On disk, complete, and readable by a new collector on the same data dir.
