@@ -22,22 +22,14 @@ for f in "$shim" "$workload"; do
 done
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
 
-python3 - "$shim" "$workload" "$threads" "$ops" "$libdir" <<'PY'
+PYTHONPATH="$here" python3 - "$shim" "$workload" "$threads" "$ops" "$libdir" <<'PY'
 import os, re, shutil, socket, subprocess, sys, tempfile, threading
+from sink import start_discarding_sink
 
 shim, workload, threads, ops, libdir = sys.argv[1:]
 load_start = os.getloadavg()[0]
-tmp = tempfile.mkdtemp(prefix="hw-callgrind-")
-sock_path = os.path.join(tmp, "hw.sock")
-listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-listener.bind(sock_path)
-listener.listen(16)
-def sink():
-    while True:
-        c, _ = listener.accept()
-        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(1 << 20), b"")],
-                         daemon=True).start()
-threading.Thread(target=sink, daemon=True).start()
+sock_path = start_discarding_sink("hw-callgrind-")
+tmp = os.path.dirname(sock_path)
 
 je, tc = f"{libdir}/libjemalloc.so.2", f"{libdir}/libtcmalloc.so"
 hw = {"HEAPWATCH_SOCKET": sock_path}

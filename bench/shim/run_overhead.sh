@@ -22,25 +22,16 @@ for f in "$shim" "$workload" "$fastpath"; do
   [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
 done
 
-python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" <<'PY'
+PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" <<'PY'
 import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+from sink import start_discarding_sink
 
 shim, workload, rounds, threads, ops, libdir = sys.argv[1:]
 rounds = int(rounds)
 load_start = os.getloadavg()[0]
-tmp = tempfile.mkdtemp(prefix="hw-bench-")
-sock_path = os.path.join(tmp, "hw.sock")
-
 # A stand-in collector that reads and discards, so the shim really sends.
-listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-listener.bind(sock_path)
-listener.listen(16)
-def sink():
-    while True:
-        c, _ = listener.accept()
-        threading.Thread(target=lambda c=c: [None for _ in iter(lambda: c.recv(1 << 20), b"")],
-                         daemon=True).start()
-threading.Thread(target=sink, daemon=True).start()
+sock_path = start_discarding_sink("hw-bench-")
+tmp = os.path.dirname(sock_path)
 
 je, tc = f"{libdir}/libjemalloc.so.2", f"{libdir}/libtcmalloc.so"
 cmd = [workload, threads, ops]
