@@ -3,12 +3,11 @@ collector sees it, before and after the collector is killed and restarted
 (no phantom leak after the resync), seen through /api/v1/processes and
 /api/v1/profile."""
 import signal
-import subprocess
 import time
 import unittest
 
-from harness import CollectorTestCase, find_node, shim_env, wait_until
-from test_shim_support import program
+from harness import CollectorTestCase, find_node, wait_until
+from test_shim_support import start_interactive
 
 MARKER_BYTES = 64 * 200003        # shim_churn's 64 live marker blocks
 NOISE_SLACK = 1536 << 10          # its 256 small blocks (< 3 KB each) plus estimate noise
@@ -16,13 +15,7 @@ NOISE_SLACK = 1536 << 10          # its 256 small blocks (< 3 KB each) plus esti
 
 class ShimCollectorTest(CollectorTestCase):
     def start_churn(self):
-        proc = subprocess.Popen([program("shim_churn")],
-                                env=shim_env(self.collector, SAMPLE_BYTES=4096),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        self._children.append(proc)
-        self.assertEqual(proc.stdout.readline(), "ready\n")
-        return proc
+        return start_interactive(self, "shim_churn", SAMPLE_BYTES=4096)
 
     @staticmethod
     def command(proc, c):

@@ -4,11 +4,10 @@ module and name the plugin's function. Then the plugin is freed and closed,
 another is loaded (often at the same address), and the collector must see
 the map change again: the first plugin gone, the second one named."""
 import os
-import subprocess
 import unittest
 
-from harness import CollectorTestCase, find_path, shim_env, wait_until, walk_tree
-from test_shim_support import program
+from harness import CollectorTestCase, find_path, wait_until, walk_tree
+from test_shim_support import program, start_interactive
 
 ALPHA = program("libshim_plugin_alpha.so")
 BETA = program("libshim_plugin_beta.so")
@@ -17,13 +16,7 @@ BLOCKS, BLOCK_BYTES = 32, 65536
 
 class ModuleMapTest(CollectorTestCase):
     def start(self):
-        proc = subprocess.Popen([program("shim_dlopen")],
-                                env=shim_env(self.collector, SAMPLE_BYTES=1),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        self._children.append(proc)
-        self.assertEqual(proc.stdout.readline(), "ready\n")
-        return proc
+        return start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1)
 
     def command(self, proc, line):
         proc.stdin.write(line + "\n")

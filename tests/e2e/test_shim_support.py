@@ -37,6 +37,19 @@ def program(name):
     return os.path.join(PROGRAMS, name)
 
 
+def start_interactive(case, name, **shim):
+    """Starts test program `name` under the shim, talking to case.collector
+    (keyword args become HEAPWATCH_* variables), with pipes for its commands;
+    returns it once it has said "ready". case reaps it."""
+    import harness
+    proc = subprocess.Popen([program(name)], env=harness.shim_env(case.collector, **shim),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    case._children.append(proc)
+    case.assertEqual(proc.stdout.readline(), "ready\n")
+    return proc
+
+
 def real_python():
     """The interpreter binary itself (not a pyenv shim script)."""
     return os.path.realpath(sys.executable)
