@@ -39,8 +39,13 @@ class ThinPathTest(CollectorTestCase):
         # An exited process keeps its profile and names. The demo frees its
         # sessions on a clean exit, so the leak is gone from the live heap but
         # stays the biggest allocator.
+        # (Not the whole live heap: stdio's 4096-byte stdout buffer, allocated
+        # by the demo's last printf and never freed, is sampled now and then,
+        # and one sample of it is as big as one of the leak's.)
         inuse = self.collector.get_json(f"/api/v1/profile?pid={demo.pid}")
-        self.assertLess(inuse["total"], 0.2 * tree["total"])
+        still = find_path(inuse["root"], "RememberSession")
+        self.assertTrue(still is None or still[0]["value"] == 0, still and still[0])
+        self.assertLess(inuse["total"], tree["total"])
         alloc = self.collector.get_json(f"/api/v1/profile?pid={demo.pid}&type=alloc_space")
         allocated, _ = find_path(alloc["root"], "RememberSession")
         # Nothing the leak allocated was freed before the exit, so what it
