@@ -95,30 +95,27 @@ class Builder {
   // profile's own ids serve as they are; a second (the diff's base) is
   // matched to them by name, one lookup per function.
   std::vector<uint32_t> FunctionIds(const ProfileData& data) {
-    ProfileData assigned;
-    const ProfileData* with = &data;
-    if (data.frame_function.size() != data.frames.size()) {
-      assigned.frames = data.frames;
-      AssignFunctions(assigned);
-      with = &assigned;
+    // A profile made by hand (tests) may not carry its ids: work them out.
+    uint32_t count = data.function_count;
+    std::vector<uint32_t> ids = data.frame_function.size() == data.frames.size()
+                                    ? data.frame_function
+                                    : FunctionIdsOf(data.frames, &count);
+    if (functions_.empty()) {
+      functions_.assign(count, nullptr);
+      for (size_t i = 0; i < data.frames.size(); ++i) {
+        if (!functions_[ids[i]]) functions_[ids[i]] = &data.frames[i];
+      }
+      return ids;
     }
     std::vector<uint32_t> out(data.frames.size());
-    if (functions_.empty()) {
-      functions_.assign(with->function_count, nullptr);
-      for (size_t i = 0; i < data.frames.size(); ++i) {
-        out[i] = with->frame_function[i];
-        if (!functions_[out[i]]) functions_[out[i]] = &data.frames[i];
-      }
-      return out;
-    }
     if (function_index_.empty()) {
       for (size_t i = 0; i < functions_.size(); ++i) {
         if (functions_[i]) function_index_.try_emplace(NameKey(*functions_[i]), static_cast<uint32_t>(i));
       }
     }
-    std::vector<uint32_t> tree_id(with->function_count, UINT32_MAX);
+    std::vector<uint32_t> tree_id(count, UINT32_MAX);
     for (size_t i = 0; i < data.frames.size(); ++i) {
-      uint32_t& id = tree_id[with->frame_function[i]];
+      uint32_t& id = tree_id[ids[i]];
       if (id == UINT32_MAX) {
         auto [it, inserted] = function_index_.try_emplace(NameKey(data.frames[i]),
                                                           static_cast<uint32_t>(functions_.size()));

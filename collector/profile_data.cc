@@ -44,7 +44,6 @@ class FrameIdSet {
     return it == set_.end() ? std::nullopt : std::optional<uint32_t>(it->id);
   }
   void Insert(uint32_t id, size_t hash) { set_.insert(Slot{hash, id}); }
-  const Key& key() const { return key_; }
 
  private:
   struct Slot {
@@ -198,8 +197,7 @@ struct SameFunction {
   }
 };
 
-// Interns flame-graph functions: frames with the same function name, module
-// and inlined flag share one id.
+// Interns flame-graph functions: frames that are SameFunction share one id.
 class FunctionInterner {
  public:
   explicit FunctionInterner(const std::vector<FrameInfo>& frames)
@@ -223,12 +221,15 @@ class FunctionInterner {
 
 }  // namespace
 
-void AssignFunctions(ProfileData& data) {
-  FunctionInterner functions(data.frames);
-  data.frame_function.resize(data.frames.size());
-  for (uint32_t i = 0; i < data.frames.size(); ++i) data.frame_function[i] = functions.Intern(i);
-  data.function_count = functions.count();
+std::vector<uint32_t> FunctionIdsOf(const std::vector<FrameInfo>& frames, uint32_t* count) {
+  FunctionInterner functions(frames);
+  std::vector<uint32_t> ids(frames.size());
+  for (uint32_t i = 0; i < frames.size(); ++i) ids[i] = functions.Intern(i);
+  *count = functions.count();
+  return ids;
 }
+
+void AssignFunctions(ProfileData& data) { data.frame_function = FunctionIdsOf(data.frames, &data.function_count); }
 
 class ProfileBuilder::State {
  public:
@@ -251,14 +252,10 @@ class ProfileBuilder::State {
 
   const ProfileData& Update(const Process& process, double now) {
     data_.time = now;
-    if (symbols_ && !pending_.empty()) {
+    if (symbols_) {
       uint64_t completed = symbols_->completed_batches();
-      if (completed != symbols_seen_) {
-        symbols_seen_ = completed;
-        ReadPending(process, now);
-      }
-    } else if (symbols_) {
-      symbols_seen_ = symbols_->completed_batches();
+      if (completed != symbols_seen_ && !pending_.empty()) ReadPending(now);
+      symbols_seen_ = completed;
     }
     const auto& stacks = process.stacks();
     all_samples_.reserve(stacks.size());
@@ -316,16 +313,18 @@ class ProfileBuilder::State {
 
   void PushFrame(FrameInfo f) {
     uint32_t frame = interner_.Intern(std::move(f));
-    if (frame == data_.frame_function.size()) data_.frame_function.push_back(functions_.Intern(frame));
-    data_.function_count = functions_.count();
+    if (frame == data_.frame_function.size()) {
+      data_.frame_function.push_back(functions_.Intern(frame));
+      data_.function_count = functions_.count();
+    }
     data_.location_frames.push_back(frame);
   }
 
   // The symbolizer's answer for the location's pc, or nullopt if it has none
   // yet (not resolved, or evicted from its cache).
-  std::optional<symbolizer::Location> Lookup(const Process& process, const ModuleInfo& m, uint64_t pc) const {
-    size_t module = static_cast<size_t>(&m - process.modules().data());
-    return symbols_->Peek(module_refs_[module], roots_, SymbolService::LookupAddress(m, pc));
+  std::optional<symbolizer::Location> Lookup(int32_t module, uint64_t pc) const {
+    const ModuleInfo& m = data_.modules[static_cast<size_t>(module)];
+    return symbols_->Peek(module_refs_[static_cast<size_t>(module)], roots_, SymbolService::LookupAddress(m, pc));
   }
 
   // Appends the location's frames for `found` (names) or its module+offset.
@@ -364,7 +363,7 @@ class ProfileBuilder::State {
     loc.first_frame = static_cast<uint32_t>(data_.location_frames.size());
     if (m) loc.module = static_cast<int32_t>(m - process.modules().data());
     std::optional<symbolizer::Location> found;
-    if (m && symbols_) found = Lookup(process, *m, pc);
+    if (m && symbols_) found = Lookup(loc.module, pc);
     PushFrames(m, pc, found);
     if (m && symbols_ && !found) {
       pending_.push_back(it->second);
@@ -378,13 +377,13 @@ class ProfileBuilder::State {
   // Locations that waited for the symbolizer: those it has answered now get
   // their names (their frames are appended; the old module+offset frame stays
   // interned but unused by them).
-  void ReadPending(const Process& process, double now) {
+  void ReadPending(double now) {
     bool changed = false;
     std::vector<uint32_t> still;
     for (uint32_t index : pending_) {
       ProfileData::Location& loc = data_.locations[index];
-      const ModuleInfo& m = process.modules()[static_cast<size_t>(loc.module)];
-      auto found = Lookup(process, m, loc.address);
+      const ModuleInfo& m = data_.modules[static_cast<size_t>(loc.module)];
+      auto found = Lookup(loc.module, loc.address);
       if (!found) {
         still.push_back(index);
         continue;
@@ -410,7 +409,7 @@ class ProfileBuilder::State {
 
   void RequestMisses(const Process& process) {
     for (auto& [module, pcs] : new_misses_) {
-      symbols_->Request(process.modules()[static_cast<size_t>(module)], process.pid(), pcs);
+      symbols_->Request(data_.modules[static_cast<size_t>(module)], process.pid(), pcs);
     }
     new_misses_.clear();
   }

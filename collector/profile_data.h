@@ -86,6 +86,9 @@ struct ProfileData {
 // `symbols` may be null (no names: every frame is module+offset).
 ProfileData BuildProfileData(const Process& process, SymbolService* symbols, double now);
 
+// The flame-graph function id of each of `frames` (see frame_function);
+// *count gets how many distinct ones there are.
+std::vector<uint32_t> FunctionIdsOf(const std::vector<FrameInfo>& frames, uint32_t* count);
 // Fills frame_function and function_count from the frames.
 void AssignFunctions(ProfileData& data);
 
