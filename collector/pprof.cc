@@ -102,13 +102,7 @@ class ProfileWriter {
       mapping.Uint(3, m.end);
       mapping.Uint(4, m.file_offset);
       mapping.Int(5, strings_.Index(m.path));
-      std::string hex;
-      for (unsigned char c : m.build_id) {
-        static const char kHex[] = "0123456789abcdef";
-        hex += kHex[c >> 4];
-        hex += kHex[c & 15];
-      }
-      mapping.Int(6, strings_.Index(hex));
+      mapping.Int(6, strings_.Index(BuildIdHex(m.build_id)));
       mapping.Bool(7, true);
       mapping.Bool(8, true);
       mapping.Bool(9, true);

@@ -136,6 +136,17 @@ double StatValue(const StackStats& s, SampleType type) {
   return 0;
 }
 
+std::string BuildIdHex(std::string_view build_id) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(build_id.size() * 2);
+  for (unsigned char c : build_id) {
+    hex += kHex[c >> 4];
+    hex += kHex[c & 15];
+  }
+  return hex;
+}
+
 size_t ProfileData::ApproxBytes() const {
   size_t bytes = 0;
   for (const FrameInfo& f : frames) {
@@ -464,13 +475,7 @@ nlohmann::json ProfileDataToJson(const ProfileData& d) {
   using nlohmann::json;
   json modules = json::array();
   for (const auto& m : d.modules) {
-    std::string hex;
-    for (unsigned char c : m.build_id) {
-      char b[3];
-      std::snprintf(b, sizeof(b), "%02x", c);
-      hex += b;
-    }
-    modules.push_back({{"path", m.path}, {"build_id", hex}, {"load_bias", m.load_bias},
+    modules.push_back({{"path", m.path}, {"build_id", BuildIdHex(m.build_id)}, {"load_bias", m.load_bias},
                        {"start", m.start}, {"end", m.end}, {"file_offset", m.file_offset}});
   }
   json frames = json::array();

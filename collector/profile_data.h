@@ -83,6 +83,9 @@ struct ProfileData {
   const FrameInfo* BlameFrame(const Sample& s) const;
 };
 
+// A raw build-id as lowercase hex, as `file` and pprof show it.
+std::string BuildIdHex(std::string_view build_id);
+
 // `symbols` may be null (no names: every frame is module+offset).
 ProfileData BuildProfileData(const Process& process, SymbolService* symbols, double now);
 
