@@ -6,8 +6,9 @@
 heapwatch_e2e_test(NAME ui TIMEOUT 900 LABELS ui slow RUN_SERIAL)
 set_tests_properties(e2e_ui PROPERTIES SKIP_REGULAR_EXPRESSION "OK \\(skipped=")
 
-# The UI's pure modules (layout, search, formatting): node's test runner, no
-# browser, fast; part of the ordinary suite when node is installed.
+# The UI's pure modules (the flame graph's layout, finding and colours; the
+# formatters): node's test runner, no browser, fast; part of the ordinary
+# suite when node is installed.
 find_program(HEAPWATCH_NODE node)
 if(HEAPWATCH_NODE)
   add_test(NAME ui_unit COMMAND ${HEAPWATCH_NODE} --test ${CMAKE_SOURCE_DIR}/tests/ui/unit_test.mjs)

@@ -1,9 +1,13 @@
-// Unit tests of the UI's pure modules (no browser): the flame graph layout,
-// the search matcher and the formatters. Run: node --test tests/ui/
+// Unit tests of the UI's pure modules (no browser): the flame graph's layout,
+// finding (search, paths, stacks, arrow keys) and colours, and the formatters.
+// Run: node --test tests/ui/
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { layoutTree } from '../../ui/flame_layout.js';
-import { makeMatcher } from '../../ui/flame.js';
+import {
+  makeMatcher, searchFrames, pathTo, resolvePath, traceStack, arrowTarget,
+} from '../../ui/flame_find.js';
+import { colorCodes, frameFill } from '../../ui/flame_colors.js';
 import {
   formatBytes, formatCount, formatDuration, formatPercent, shortLocation,
 } from '../../ui/format.js';
@@ -67,6 +71,108 @@ test('search: substring is case-insensitive; /regex/ is a regex; a bad regex fal
   assert.ok(!re('xSessionStore::RememberSession'));
   const bad = makeMatcher('/(/');
   assert.ok(bad('a/(/b'));
+});
+
+// all(10) -> a(5) -> [x(2), y(3) -> x(1)] ; b(4) -> x(4) ; self of all: 1.
+const findTree = () => layoutTree(node('all', 10, [
+  node('a', 5, [node('x', 2), node('y', 3, [node('x', 1)])]),
+  node('b', 4, [node('x', 4)]),
+]), byValue);
+const lower = (l) => l.nodes.map((n) => n.name.toLowerCase());
+const names = (l, ids) => ids.map((i) => l.nodes[i].name);
+
+test('find: search counts every match but a stack\'s value once, of the whole and of the zoomed', () => {
+  const l = findTree();  // pre-order: all a x y x b x
+  const { matches, result } = searchFrames(l, makeMatcher('x'), lower(l), 0);
+  assert.deepEqual([...matches], [0, 0, 1, 0, 1, 0, 1]);
+  assert.deepEqual(result, { count: 3, value: 2 + 1 + 4, share: 0.7, zoomShare: 0.7 });
+  const inA = searchFrames(l, makeMatcher('/^[ay]$/'), lower(l), 1).result;
+  assert.equal(inA.count, 2);
+  assert.equal(inA.value, 5, 'y under a is not added again');
+  assert.equal(inA.zoomShare, 1);
+  assert.equal(searchFrames(l, makeMatcher('all'), lower(l), 0).result.count, 0, 'the root never matches');
+});
+
+test('find: zoom paths go from names to nodes and back; unknown names stop the walk', () => {
+  const l = findTree();
+  const yx = resolvePath(l, ['a', 'y', 'x']);
+  assert.deepEqual(yx, { node: 4, resolved: 3 });
+  assert.deepEqual(pathTo(l, yx.node), ['a', 'y', 'x']);
+  assert.deepEqual(pathTo(l, 0), []);
+  assert.deepEqual(resolvePath(l, ['b', 'nope', 'x']), { node: 5, resolved: 1 });
+  assert.deepEqual(resolvePath(l, ['x']), { node: 0, resolved: 0 }, 'x is not a child of the root');
+  assert.deepEqual(resolvePath(layoutTree(null, byValue), ['a']), { node: 0, resolved: 0 });
+});
+
+test('find: a stack is traced through missing and extra frames to its function', () => {
+  const l = findTree();
+  // The caller's stack lacks "a": y is found below the root's child, and
+  // outlined with the frame in between.
+  const t = traceStack(l, ['y', 'x'], 'x');
+  assert.equal(t.node, 4);
+  assert.deepEqual([...t.onPath], [0, 1, 0, 1, 1, 0, 0]);
+  assert.equal(traceStack(l, ['x'], 'x').node, 6, 'of several below, the widest (x under b)');
+  const deep = traceStack(l, ['a', 'gone', 'y', 'x'], 'y');
+  assert.equal(deep.node, 3, 'zooms to fn, not to the deepest frame');
+  assert.deepEqual([...deep.onPath], [0, 1, 0, 1, 1, 0, 0]);
+  assert.equal(traceStack(l, ['a', 'y'], 'nowhere').node, 3, 'fn missing: the deepest resolved');
+  assert.equal(traceStack(l, ['gone'], 'gone'), null);
+  assert.equal(traceStack(layoutTree(null, byValue), ['a'], 'a'), null);
+});
+
+test('find: arrow keys go to the caller, the widest callee, and visible row neighbours', () => {
+  const l = findTree();  // row 2: x(2) y(3) x(4 under b) at indices 2, 3, 6
+  const all = () => true;
+  assert.equal(arrowTarget(l, 3, 'ArrowUp', all), 1);
+  assert.equal(arrowTarget(l, 0, 'ArrowUp', all), -1);
+  assert.equal(arrowTarget(l, 1, 'ArrowDown', all), 3, 'y (3) is wider than x (2)');
+  assert.equal(arrowTarget(l, 2, 'ArrowDown', all), -1);
+  assert.equal(arrowTarget(l, 3, 'ArrowRight', all), 6, 'across the parent boundary');
+  assert.equal(arrowTarget(l, 6, 'ArrowRight', all), -1);
+  assert.equal(arrowTarget(l, 6, 'ArrowLeft', (j) => j !== 3), 2, 'invisible frames are skipped');
+  assert.equal(arrowTarget(l, 0, 'Home', all), -1);
+  assert.equal(arrowTarget(layoutTree(null, byValue), 0, 'ArrowLeft', all), -1);
+});
+
+test('colours: by name, stable; inlined cool; root, unsymbolized and mismatched grey', () => {
+  const nodes = [
+    { name: 'all' }, { name: 'f' }, { name: 'f' }, { name: 'f', inlined: true },
+    { name: 'g', unsymbolized: true }, { name: 'h', mismatch: true },
+  ];
+  const c = colorCodes(nodes, false);
+  assert.equal(c[1], c[2], 'same name, same colour');
+  const gray = frameFill(c[0], false);
+  assert.deepEqual([c[4], c[5]].map((k) => frameFill(k, false)), [gray, gray]);
+  assert.notEqual(frameFill(c[1], false), gray);
+  assert.notEqual(frameFill(c[3], false), frameFill(c[1], false), 'inlined differs');
+  assert.match(frameFill(c[1], false), /^hsl\((\d|[1-4]\d|50),/, 'warm hue');
+  assert.match(frameFill(c[3], false), /^hsl\(1[6-9]\d,/, 'cool hue');
+  assert.deepEqual([...colorCodes(nodes, false)], [...c], 'the same on a second run');
+});
+
+test('colours: diff is red for growth, blue for shrinkage, neutral for none, deeper with size', () => {
+  const nodes = [{ delta: 1000 }, { delta: 100 }, { delta: 1 }, { delta: -100 }, { delta: 0 }, {}];
+  const c = colorCodes(nodes, true);
+  const fill = Array.from(c, (k) => frameFill(k, true));
+  const hue = (s) => +/^hsl\((\d+),/.exec(s)[1];
+  const light = (s) => +/(\d+(\.\d+)?)%\)$/.exec(s)[1];
+  assert.equal(c[1], 16, 'the largest change below the root: the deepest red');
+  assert.equal(c[2], 2, 'square-root scale: 1% of the largest is still visible');
+  assert.equal(hue(fill[1]), 4);
+  assert.equal(hue(fill[3]), 215);
+  assert.ok(light(fill[1]) < light(fill[2]), 'bigger growth is darker');
+  assert.equal(fill[4], fill[5]);
+  assert.equal(fill[4], 'hsl(0, 0%, 86%)');
+  assert.equal(c[0], 16, 'the root is capped, not scaled past the palette');
+});
+
+test('colours: a search overrides every colour', () => {
+  const match = frameFill(0, false, true);
+  const faded = frameFill(0, false, false);
+  assert.notEqual(match, faded);
+  assert.equal(frameFill(5, true, true), match);
+  assert.equal(frameFill(255, false, false), faded);
+  assert.notEqual(frameFill(0, false), match);
 });
 
 test('formatters', () => {
