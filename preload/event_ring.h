@@ -36,6 +36,7 @@ class EventRing {
   // `slots` a power of two >= 2.
   bool Init(uint64_t slots);
   bool initialized() const { return slots_ != nullptr; }
+  uint64_t capacity() const { return slots_ ? mask_ + 1 : 0; }
 
   // Any thread. False when full (or not initialised).
   bool Push(const wire::EventRecord& ev);
