@@ -27,6 +27,8 @@ using heapwatch::preload::t_thread;
 
 namespace {
 
+// False for most pointers: certainly not a live sample and not a block of
+// the bootstrap arena (the table pins those, see recorder.cc).
 inline bool MaybeSampled(void* p) {
   return g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
 }
@@ -54,6 +56,7 @@ void* ReallocFromArena(void* p, size_t size) {
 }
 
 HW_NOINLINE void* ReallocSlow(void* p, size_t size) {
+  if (InArena(p)) return ReallocFromArena(p, size);
   heapwatch::preload::LiveTable::Entry old;
   bool was_sampled = RecordFree(p, &old);
   bool sample = ShouldRecord(size);
@@ -79,7 +82,7 @@ HW_EXPORT void* malloc(size_t size) {
 }
 
 HW_EXPORT void free(void* p) {
-  if (__builtin_expect(!MaybeSampled(p) && !InArena(p), 1)) return g_real.free(p);
+  if (__builtin_expect(!MaybeSampled(p), 1)) return g_real.free(p);
   FreeSlow(p);
 }
 
@@ -94,7 +97,6 @@ HW_EXPORT void* calloc(size_t n, size_t m) {
 
 HW_EXPORT void* realloc(void* p, size_t size) {
   if (!p) return malloc(size);
-  if (InArena(p)) return ReallocFromArena(p, size);
   heapwatch::preload::ThreadState& t = t_thread;
   if (__builtin_expect(!MaybeSampled(p) && size < t.sampler.bytes_left, 1)) {
     t.sampler.bytes_left -= size;

@@ -4,25 +4,41 @@
 
 namespace heapwatch::preload {
 
-LiveTable::FilterCount LiveTable::kNoFilter[2] = {};
+LiveTable::FilterCount LiveTable::kAllMaybe[2] = {1, 1};
 
-bool LiveTable::Init(uint64_t slots) {
-  if (slots < 64 || (slots & (slots - 1)) != 0) return false;
-  auto* table = static_cast<Slot*>(MapZeroed(slots * sizeof(Slot)));
-  auto* filter =
-      static_cast<FilterCount*>(MapZeroed((slots >> kGroupShift) * sizeof(FilterCount)));
+bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count) {
+  if (slots < 64 || (slots & (slots - 1)) != 0 || slots_ || pinned_count > kMaxPinned) {
+    return false;
+  }
+  // Entries land at random slots, so a process that samples for a while
+  // touches every page of its table. The default table (64 Ki slots) is one
+  // huge page: one fault instead of 512, which cost ~6 ms of a process's CPU
+  // (~12 us a fault, on the development VM). Bigger tables serve heavy
+  // sampling (R < 64 KiB), where a short process touches few of their pages.
+  const size_t table_bytes = slots * sizeof(Slot);
+  const size_t filter_bytes = (slots >> kGroupShift) * sizeof(FilterCount);
+  auto* table = static_cast<Slot*>(table_bytes == kHugePageBytes ? MapZeroedHuge(table_bytes)
+                                                                 : MapZeroed(table_bytes));
+  auto* filter = static_cast<FilterCount*>(MapZeroed(filter_bytes));
   if (!table || !filter) {
-    Unmap(table, slots * sizeof(Slot));
-    Unmap(filter, (slots >> kGroupShift) * sizeof(FilterCount));
+    Unmap(table, table_bytes);
+    Unmap(filter, filter_bytes);
     return false;
   }
   uint32_t log2 = 0;
   while ((1ull << log2) < slots) ++log2;
   mask_ = slots - 1;
   shift_ = 64 - log2;
-  filter_shift_ = shift_ + kGroupShift;
   slots_ = table;
-  filter_ = filter;
+  const uint32_t filter_shift = shift_ + kGroupShift;
+  // Counters 0 and 1 for readers still on the old shift (see the header).
+  filter[0].fetch_add(1, std::memory_order_relaxed);
+  filter[1].fetch_add(1, std::memory_order_relaxed);
+  for (size_t i = 0; i < pinned_count; ++i) {
+    filter[Hash(pinned[i]) >> filter_shift].fetch_add(1, std::memory_order_relaxed);
+  }
+  filter_.store(filter, std::memory_order_relaxed);
+  filter_shift_.store(filter_shift, std::memory_order_release);
   return true;
 }
 
@@ -40,7 +56,7 @@ bool LiveTable::Insert(const Entry& e) {
         s.time_ns.store(e.time_ns, std::memory_order_relaxed);
         // Count before publishing, so a concurrent Remove that finds the key
         // never decrements a counter below zero.
-        filter_[home >> kGroupShift].fetch_add(1, std::memory_order_relaxed);
+        filter_.load(std::memory_order_relaxed)[home >> kGroupShift].fetch_add(1, std::memory_order_relaxed);
         size_.fetch_add(1, std::memory_order_relaxed);
         s.key.store(e.address, std::memory_order_release);
         return true;
@@ -63,7 +79,7 @@ bool LiveTable::Remove(uint64_t address, Entry* out) {
     if (!s.key.compare_exchange_strong(key, kTombstone, std::memory_order_acq_rel)) {
       return false;  // a racing Remove of the same address (a double free) won
     }
-    filter_[home >> kGroupShift].fetch_sub(1, std::memory_order_relaxed);
+    filter_.load(std::memory_order_relaxed)[home >> kGroupShift].fetch_sub(1, std::memory_order_relaxed);
     size_.fetch_sub(1, std::memory_order_relaxed);
     if (out) *out = e;
     return true;

@@ -22,6 +22,19 @@
 // filter's size is cache footprint: 8 KiB at the default 64 Ki slots (with
 // 32-bit counters, 32 KiB missed L1 on ~80% of frees in
 // bench/shim/shim_alloc_workload under cachegrind).
+//
+// Pinned addresses: Init can count addresses that are never entries, so that
+// MaybeContains stays true for them for the table's life. The shim pins the
+// blocks of its bootstrap arena (real_allocator.h), which free() must never
+// pass to the allocator: free()'s one filter read then covers them too, and
+// its fast path needs no second check.
+//
+// Before Init the filter is two counters that read non-zero: every free()
+// takes the slow path, which knows the arena. Init publishes the new filter
+// before the new shift (release), and a reader reads the shift (acquire)
+// before the filter, so a reader sees either the old shift with either
+// filter, or the new shift with the new filter. The old shift indexes
+// counters 0 and 1, which Init therefore pins as well.
 #ifndef HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 #define HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 
@@ -36,6 +49,7 @@ class LiveTable {
  public:
   static constexpr uint32_t kMaxProbes = 64;
   static constexpr uint32_t kGroupShift = 3;  // 8 home slots per filter counter
+  static constexpr size_t kMaxPinned = 32;
 
   struct Entry {
     uint64_t address;
@@ -44,8 +58,11 @@ class LiveTable {
     uint64_t time_ns;
   };
 
-  // `slots` must be a power of two >= 64. False if the memory is unavailable.
-  bool Init(uint64_t slots);
+  // `slots` must be a power of two >= 64. The `pinned` addresses (at most
+  // kMaxPinned; null if none) read as maybe-present from now on (see the top
+  // of the file). Once only, before any Insert. False on bad arguments or
+  // without memory; the table then stays as it was.
+  bool Init(uint64_t slots, const uint64_t* pinned = nullptr, size_t pinned_count = 0);
   bool initialized() const { return slots_ != nullptr; }
 
   // False when no free slot lies within kMaxProbes of the home slot.
@@ -54,7 +71,9 @@ class LiveTable {
   bool Remove(uint64_t address, Entry* out);
   // False means "certainly not present". Cheap: one hash, one load.
   bool MaybeContains(uint64_t address) const {
-    return filter_[Hash(address) >> filter_shift_].load(std::memory_order_relaxed) != 0;
+    uint32_t shift = filter_shift_.load(std::memory_order_acquire);
+    return filter_.load(std::memory_order_relaxed)[Hash(address) >> shift].load(
+               std::memory_order_relaxed) != 0;
   }
   uint64_t Size() const { return size_.load(std::memory_order_relaxed); }
   uint64_t capacity() const { return mask_ + 1; }
@@ -76,15 +95,16 @@ class LiveTable {
   static uint64_t Hash(uint64_t address) { return address * 0x9e3779b97f4a7c15ull; }
   uint64_t Home(uint64_t address) const { return Hash(address) >> shift_; }
 
-  // Until Init, the filter points at one zero counter and every lookup misses.
+  // Until Init, the filter is two counters of 1: every lookup says "maybe".
   using FilterCount = std::atomic<uint8_t>;
-  static_assert((1u << kGroupShift) + kMaxProbes - 1 <= 255, "a group's count fits a byte");
-  static FilterCount kNoFilter[2];
+  static_assert((1u << kGroupShift) + kMaxProbes - 1 + kMaxPinned + 2 <= 255,
+                "a group's count fits a byte");
+  static FilterCount kAllMaybe[2];
   Slot* slots_ = nullptr;
-  FilterCount* filter_ = kNoFilter;
+  std::atomic<FilterCount*> filter_{kAllMaybe};
   uint64_t mask_ = 0;
-  uint32_t shift_ = 63;         // 64 - log2(slots); 63 keeps Home() in [0,1] before Init
-  uint32_t filter_shift_ = 63;  // shift_ + kGroupShift once initialised
+  uint32_t shift_ = 63;  // 64 - log2(slots); 63 keeps Home() in [0,1] before Init
+  std::atomic<uint32_t> filter_shift_{63};  // shift_ + kGroupShift once initialised
   std::atomic<uint64_t> size_{0};
 };
 
@@ -118,7 +138,7 @@ void LiveTable::ForEach(Fn&& fn) const {
   // window starting before kWindow reaches past it.
   uint64_t next = 0, first_begin = slots;
   for (uint64_t g = 0; g < (slots >> kGroupShift); ++g) {
-    if (filter_[g].load(std::memory_order_acquire) == 0) continue;
+    if (filter_.load(std::memory_order_relaxed)[g].load(std::memory_order_acquire) == 0) continue;
     uint64_t begin = g << kGroupShift;
     uint64_t end = begin + kWindow;
     if (first_begin == slots) first_begin = begin;

@@ -38,12 +38,50 @@ TEST(LiveTableTest, InsertFindRemove) {
 
 TEST(LiveTableTest, UninitialisedTableIsEmptyAndSafe) {
   LiveTable t;
-  EXPECT_FALSE(t.MaybeContains(0x1000));
+  // "Maybe" for every address: until the bootstrap arena's blocks are pinned,
+  // free() must take its slow path, which checks the arena.
+  for (uint64_t a = 16; a < 16 * 1000; a += 16) ASSERT_TRUE(t.MaybeContains(a));
   EXPECT_FALSE(t.Insert({0x1000, 1, 1, 1}));
   EXPECT_FALSE(t.Remove(0x1000, nullptr));
   int n = 0;
   t.ForEach([&](const LiveTable::Entry&) { ++n; });
   EXPECT_EQ(n, 0);
+}
+
+TEST(LiveTableTest, PinnedAddressesStayMaybeAndOthersMostlyDoNot) {
+  // Addresses like the bootstrap arena's: a few blocks close together.
+  std::vector<uint64_t> pinned;
+  for (uint64_t i = 0; i < LiveTable::kMaxPinned; ++i) pinned.push_back(0x7f0000001000 + 48 * i);
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1 << 16, pinned.data(), pinned.size()));
+  for (uint64_t a : pinned) EXPECT_TRUE(t.MaybeContains(a));
+  // Entries come and go around them; the pins stay.
+  for (uint64_t a : pinned) {
+    ASSERT_TRUE(t.Insert({a, 8, 1, 1}));
+    ASSERT_TRUE(t.Remove(a, nullptr));
+    EXPECT_TRUE(t.MaybeContains(a));
+  }
+  EXPECT_EQ(t.Size(), 0u);
+  int n = 0;
+  t.ForEach([&](const LiveTable::Entry&) { ++n; });
+  EXPECT_EQ(n, 0) << "pins are not entries";
+  // Other pointers: at most the pins' groups and counters 0 and 1 say maybe,
+  // i.e. (32 + 2) of 8192 counters; allow twice that.
+  uint64_t maybe = 0, total = 0;
+  for (uint64_t a = 0x555500000000; a < 0x555500000000 + (16u << 20); a += 16, ++total) {
+    maybe += t.MaybeContains(a);
+  }
+  EXPECT_LT(static_cast<double>(maybe) / static_cast<double>(total), 2.0 * 34 / 8192);
+}
+
+TEST(LiveTableTest, InitRejectsTooManyPinsAndASecondInit) {
+  std::vector<uint64_t> pinned(LiveTable::kMaxPinned + 1, 0x1000);
+  LiveTable t;
+  EXPECT_FALSE(t.Init(1024, pinned.data(), pinned.size()));
+  EXPECT_FALSE(t.initialized());
+  ASSERT_TRUE(t.Init(1024, pinned.data(), LiveTable::kMaxPinned));
+  EXPECT_FALSE(t.Init(1024)) << "a second Init would drop the live entries and pins";
+  EXPECT_TRUE(t.MaybeContains(0x1000));
 }
 
 TEST(LiveTableTest, ProbesAreBounded) {

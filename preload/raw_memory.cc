@@ -1,5 +1,6 @@
 #include "raw_memory.h"
 
+#include <stdint.h>
 #include <sys/mman.h>
 
 namespace heapwatch::preload {
@@ -9,6 +10,20 @@ void* MapZeroed(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
+}
+
+void* MapZeroedHuge(size_t bytes) {
+  constexpr size_t kHuge = kHugePageBytes;
+  if (bytes == 0 || bytes % kHuge != 0) return nullptr;
+  auto* raw = static_cast<char*>(MapZeroed(bytes + kHuge));
+  if (!raw) return nullptr;
+  auto* aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
+  // Trim the unaligned head and the tail, so that Unmap(p, bytes) frees it all.
+  if (aligned > raw) munmap(raw, static_cast<size_t>(aligned - raw));
+  size_t tail = static_cast<size_t>(raw + bytes + kHuge - (aligned + bytes));
+  if (tail > 0) munmap(aligned + bytes, tail);
+  madvise(aligned, bytes, MADV_HUGEPAGE);
+  return aligned;
 }
 
 void Unmap(void* p, size_t bytes) {

@@ -11,6 +11,13 @@ namespace heapwatch::preload {
 // Returns nullptr on failure. Never uses the heap; safe inside malloc.
 void* MapZeroed(size_t bytes);
 void Unmap(void* p, size_t bytes);
+// Like MapZeroed, for memory that will be touched all over at random: aligned
+// to 2 MiB and advised as transparent huge pages (MADV_HUGEPAGE), so that each
+// 2 MiB costs one page fault instead of 512 (~12 us each on the development
+// VM) and one TLB entry. Where huge pages are off the advice is ignored.
+// `bytes` must be a multiple of kHugePageBytes. Free with Unmap.
+inline constexpr size_t kHugePageBytes = size_t{2} << 20;
+void* MapZeroedHuge(size_t bytes);
 // Makes memory from MapZeroed read as zeros again and gives its pages back
 // (MADV_DONTNEED; nothing is copied, also after fork). False on failure.
 bool DiscardPages(void* p, size_t bytes);

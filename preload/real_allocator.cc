@@ -3,7 +3,9 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -25,6 +27,11 @@ namespace {
 
 constexpr size_t kArenaHeader = 16;
 std::atomic<size_t> g_arena_used{0};
+std::atomic<size_t> g_arena_block_count{0};
+// Block addresses by claim order: 0 = claimed, not yet written; kNoBlock =
+// the claim failed (arena full).
+std::atomic<uintptr_t> g_arena_blocks[kMaxArenaBlocks];
+constexpr uintptr_t kNoBlock = 1;
 enum : int { kUnresolved = 0, kResolving = 1, kResolved = 2 };
 std::atomic<int> g_resolve_state{kUnresolved};
 
@@ -144,19 +151,43 @@ RealAllocator g_real = {BootMalloc,       BootFree,         BootCalloc,   BootRe
 void* ArenaAlloc(size_t size, size_t alignment) {
   if (alignment < 16) alignment = 16;
   if ((alignment & (alignment - 1)) != 0 || size > kArenaBytes) return nullptr;
+  size_t index = g_arena_block_count.fetch_add(1, std::memory_order_relaxed);
+  if (index >= kMaxArenaBlocks) {
+    g_arena_block_count.store(kMaxArenaBlocks, std::memory_order_relaxed);
+    errno = ENOMEM;
+    return nullptr;
+  }
   size_t used = g_arena_used.load(std::memory_order_relaxed);
   for (;;) {
     size_t start = (used + kArenaHeader + alignment - 1) & ~(alignment - 1);
     size_t end = start + size;
     if (end > kArenaBytes) {
+      g_arena_blocks[index].store(kNoBlock, std::memory_order_release);
       errno = ENOMEM;
       return nullptr;
     }
     if (g_arena_used.compare_exchange_weak(used, end, std::memory_order_relaxed)) {
       memcpy(g_arena + start - sizeof(size_t), &size, sizeof(size));
+      g_arena_blocks[index].store(reinterpret_cast<uintptr_t>(g_arena + start),
+                                  std::memory_order_release);
       return g_arena + start;
     }
   }
+}
+
+size_t ArenaBlocks(uint64_t* out) {
+  size_t claimed = g_arena_block_count.load(std::memory_order_acquire), n = 0;
+  if (claimed > kMaxArenaBlocks) claimed = kMaxArenaBlocks;
+  for (size_t i = 0; i < claimed; ++i) {
+    // A thread that claimed an index is a few instructions from writing it.
+    uintptr_t block = g_arena_blocks[i].load(std::memory_order_acquire);
+    for (int spins = 0; block == 0 && spins < 100000; ++spins) {
+      sched_yield();
+      block = g_arena_blocks[i].load(std::memory_order_acquire);
+    }
+    if (block > kNoBlock) out[n++] = block;
+  }
+  return n;
 }
 
 size_t ArenaBlockSize(const void* p) {
@@ -206,6 +237,16 @@ bool ResolveRealAllocator() {
   g_real = r;
   g_resolve_state.store(kResolved, std::memory_order_release);
   return true;
+}
+
+bool WaitForRealAllocator() {
+  for (int i = 0; i < 1000; ++i) {
+    if (ResolveRealAllocator()) return true;
+    // Another thread is resolving (dlsym is bounded work): let it finish.
+    timespec ts{0, 1000000};
+    nanosleep(&ts, nullptr);
+  }
+  return false;
 }
 
 bool g_allocator_owns_new = false;

@@ -23,27 +23,40 @@ struct RealAllocator {
 };
 
 // Starts as bootstrap functions that resolve everything and then forward.
-extern RealAllocator g_real;
+// Hidden: the interposed functions jump through it directly (default
+// visibility cost a GOT load, relaxed to an extra lea, on every call).
+extern RealAllocator g_real __attribute__((visibility("hidden")));
 
 // True once the real functions are resolved. Until then (and re-entrantly
 // while resolving) allocations come from the arena.
 bool ResolveRealAllocator();
+// Resolves, or waits (up to ~1 s) for the thread that is resolving to finish.
+// False if resolution never finished.
+bool WaitForRealAllocator();
 
 // True if the allocator's malloc and C++ operator new live in the same object
 // (tcmalloc, jemalloc): its operator new does not call malloc, so the shim's
 // operator new must record. False with libstdc++'s operator new, which calls
 // malloc (recorded there).
-extern bool g_allocator_owns_new;
+extern bool g_allocator_owns_new __attribute__((visibility("hidden")));
 inline bool AllocatorOwnsOperatorNew() { return g_allocator_owns_new; }
 
 // Bootstrap arena: a static bump allocator; its blocks are never reused.
+// It serves at most kMaxArenaBlocks blocks (then ENOMEM), all of them while
+// the real functions are being resolved: once ResolveRealAllocator has
+// returned true, the arena never changes, and ArenaBlocks lists all of it
+// (the live table pins them, so free() recognises them by its filter alone).
 inline constexpr size_t kArenaBytes = 256 << 10;
-extern char g_arena[kArenaBytes];
+inline constexpr size_t kMaxArenaBlocks = 32;
+extern char g_arena[kArenaBytes] __attribute__((visibility("hidden")));
 inline bool InArena(const void* p) {
   return reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_arena) < kArenaBytes;
 }
 void* ArenaAlloc(size_t size, size_t alignment);
 size_t ArenaBlockSize(const void* p);
+// Writes the addresses of the arena's blocks (at most kMaxArenaBlocks) and
+// returns their number. Complete only once the allocator is resolved.
+size_t ArenaBlocks(uint64_t* out);
 
 }  // namespace heapwatch::preload
 

@@ -8,6 +8,7 @@
 
 #include <heapwatch/wire.h>
 
+#include "real_allocator.h"
 #include "sender.h"
 #include "unwinder.h"
 
@@ -68,11 +69,18 @@ void StartRecorder(bool other_allocator_first) {
   Config& c = g_shim.config;
   ParseConfig([](const char* name) -> const char* { return getenv(name); }, &c);
   auto off = [] { g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release); };
-  if (c.disabled || other_allocator_first) return off();
+  // The table's filter is also free()'s only check for the bootstrap arena's
+  // blocks, so it is set up in every state, pass-through included, once the
+  // arena is complete. Until then (or without it) every free() takes the slow
+  // path, which checks the arena itself.
+  if (!WaitForRealAllocator()) return off();
+  uint64_t arena_blocks[kMaxArenaBlocks];
+  size_t arena_count = ArenaBlocks(arena_blocks);
+  bool have_table = g_shim.table.Init(c.table_slots, arena_blocks, arena_count);
+  if (c.disabled || other_allocator_first || !have_table) return off();
 
   uint64_t depot_buckets = c.table_slots < (1u << 20) ? c.table_slots : (1u << 20);
-  if (!g_shim.table.Init(c.table_slots) || !g_shim.depot.Init(depot_buckets, depot_buckets * 32) ||
-      !g_shim.ring.Init(c.ring_slots)) {
+  if (!g_shim.depot.Init(depot_buckets, depot_buckets * 32) || !g_shim.ring.Init(c.ring_slots)) {
     return off();
   }
   uintptr_t lo, hi;

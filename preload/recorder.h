@@ -64,7 +64,7 @@ struct Shim {
   uint32_t pid = 0;
   uint64_t start_time_ns = 0;  // CLOCK_REALTIME at start (or fork) of this process
 };
-extern Shim g_shim;
+extern Shim g_shim __attribute__((visibility("hidden")));  // hidden: direct access from free()
 
 // Sets up tables and the sender from the environment. Called once from the
 // shim's constructor; `other_allocator_first` makes it a pass-through.
