@@ -58,6 +58,12 @@ bool LiveTable::Insert(const Entry& e) {
         // never decrements a counter below zero.
         filter_.load(std::memory_order_relaxed)[home >> kGroupShift].fetch_add(1, std::memory_order_relaxed);
         size_.fetch_add(1, std::memory_order_relaxed);
+        // Also before publishing: a Remove of this address (which the
+        // application can only make after this allocation returned) must
+        // probe this far.
+        uint32_t seen = max_probe_.load(std::memory_order_relaxed);
+        while (i > seen && !max_probe_.compare_exchange_weak(seen, i, std::memory_order_relaxed)) {
+        }
         s.key.store(e.address, std::memory_order_release);
         return true;
       }
@@ -69,7 +75,8 @@ bool LiveTable::Insert(const Entry& e) {
 bool LiveTable::Remove(uint64_t address, Entry* out) {
   if (!slots_ || address <= kBusy || !MaybeContains(address)) return false;
   const uint64_t home = Home(address);
-  for (uint32_t i = 0; i < kMaxProbes; ++i) {
+  const uint32_t probes = max_probe_.load(std::memory_order_relaxed) + 1;
+  for (uint32_t i = 0; i < probes; ++i) {
     Slot& s = slots_[(home + i) & mask_];
     uint64_t key = s.key.load(std::memory_order_acquire);
     if (key == kEmpty) return false;

@@ -77,6 +77,8 @@ class LiveTable {
   }
   uint64_t Size() const { return size_.load(std::memory_order_relaxed); }
   uint64_t capacity() const { return mask_ + 1; }
+  // How far past its home slot any entry has ever been placed (tests, stats).
+  uint32_t max_probe() const { return max_probe_.load(std::memory_order_relaxed); }
 
   // Calls fn(const Entry&) once for every entry present throughout the scan.
   // An entry inserted or removed during the scan may or may not be seen.
@@ -106,6 +108,13 @@ class LiveTable {
   uint32_t shift_ = 63;  // 64 - log2(slots); 63 keeps Home() in [0,1] before Init
   std::atomic<uint32_t> filter_shift_{63};  // shift_ + kGroupShift once initialised
   std::atomic<uint64_t> size_{0};
+  // The largest probe index any Insert has used. Removes probe no further:
+  // tombstones never turn back into empty slots, so in a long-running
+  // process a lookup that misses (a filter false positive) would otherwise
+  // walk all kMaxProbes slots once the table is full of tombstones. With a
+  // sparse table (~1 live sample per 512 KiB of heap) entries sit at or next
+  // to their home slot.
+  std::atomic<uint32_t> max_probe_{0};
 };
 
 template <typename Fn>

@@ -84,6 +84,31 @@ TEST(LiveTableTest, InitRejectsTooManyPinsAndASecondInit) {
   EXPECT_TRUE(t.MaybeContains(0x1000));
 }
 
+TEST(LiveTableTest, LongChurnKeepsLookupsShortAndFindsEverything) {
+  // A long-running process: ~100 live samples, a million come and go. Every
+  // slot ends up a tombstone, yet entries stay next to their home slot and
+  // lookups that miss stop there.
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1 << 16));
+  std::vector<uint64_t> live(100, 0);
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 1000000; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    uint64_t& slot = live[x % live.size()];
+    if (slot) {
+      ASSERT_TRUE(t.Remove(slot, nullptr)) << "iteration " << i;
+    }
+    slot = (x >> 8) << 4;
+    if (slot <= 2) slot = 16;
+    ASSERT_TRUE(t.Insert({slot, 1, 1, 1})) << "iteration " << i;
+  }
+  EXPECT_LT(t.max_probe(), 8u);
+  for (uint64_t a : live) EXPECT_TRUE(t.Remove(a, nullptr));
+  EXPECT_EQ(t.Size(), 0u);
+}
+
 TEST(LiveTableTest, ProbesAreBounded) {
   const uint64_t slots = 4096;
   LiveTable t;
