@@ -1,14 +1,16 @@
 // heapwatch-demo: a toy request-serving service with realistic allocation
 // patterns, so heapwatch has something worth looking at.
 //
-//   heapwatch-demo [--threads N] [--seconds S] [--rps R] [--leak-bytes B]
-//                  [--cache-entries N] [--sawtooth-bytes B]
+//   heapwatch-demo [--threads N] [--seconds S] [--requests N] [--rps R]
+//                  [--leak-bytes B] [--cache-entries N] [--sawtooth-bytes B]
 //
 // Every request allocates and frees a parsed body and a response (churn), puts
 // an entry into a bounded LRU-ish cache (which plateaus), and, when
 // --leak-bytes is non-zero, remembers B bytes per request in a session table
 // that is never pruned (the leak). --sawtooth-bytes grows a batch buffer that is
-// flushed every few seconds. Runs until SIGTERM/SIGINT or --seconds elapse.
+// flushed every few seconds. Runs until SIGTERM/SIGINT, --seconds elapse or
+// --requests have been served (split over the threads). --rps 0 serves as fast
+// as it can: with --requests, a fixed amount of work (bench/shim/run_programs.sh).
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -31,8 +33,9 @@ std::atomic<bool> g_stop{false};
 
 struct Options {
   int threads = 4;
-  double seconds = 0;  // 0: until signalled
-  int rps = 2000;      // requests per second, all threads together
+  double seconds = 0;    // 0: until signalled
+  uint64_t requests = 0;  // 0: no limit
+  int rps = 2000;         // requests per second, all threads together; 0: unpaced
   size_t leak_bytes = 0;
   size_t cache_entries = 2000;
   size_t sawtooth_bytes = 0;
@@ -113,18 +116,25 @@ __attribute__((noinline)) std::string RenderResponse(const std::vector<std::stri
 void Serve(int worker, const Options& opt, SessionStore& sessions, ResponseCache& cache,
            BatchWriter& batches) {
   using Clock = std::chrono::steady_clock;
-  const auto period = std::chrono::nanoseconds(1'000'000'000LL * opt.threads / opt.rps);
+  const auto period =
+      std::chrono::nanoseconds(opt.rps > 0 ? 1'000'000'000LL * opt.threads / opt.rps : 0);
+  // This worker's share of --requests: the first `requests % threads` serve one more.
+  const uint64_t share = opt.requests / static_cast<uint64_t>(opt.threads) +
+                         (static_cast<uint64_t>(worker) < opt.requests % static_cast<uint64_t>(opt.threads));
   auto next = Clock::now();
   uint64_t id = static_cast<uint64_t>(worker) << 40;
-  while (!g_stop.load(std::memory_order_relaxed)) {
+  for (uint64_t served = 0; !g_stop.load(std::memory_order_relaxed); ++served) {
+    if (opt.requests > 0 && served == share) break;
     ++id;
     auto fields = ParseRequest(id);
     std::string response = RenderResponse(fields);
     cache.Put(id % (opt.cache_entries * 4), response.substr(0, 256));
     if (opt.leak_bytes) sessions.RememberSession(id, opt.leak_bytes);
     if (opt.sawtooth_bytes) batches.Append(opt.sawtooth_bytes);
-    next += period;
-    std::this_thread::sleep_until(next);
+    if (opt.rps > 0) {
+      next += period;
+      std::this_thread::sleep_until(next);
+    }
   }
 }
 
@@ -146,13 +156,14 @@ int main(int argc, char** argv) {
     double v = 0;
     if (ParseFlag(argc, argv, i, "--threads", v)) opt.threads = std::max(1, static_cast<int>(v));
     else if (ParseFlag(argc, argv, i, "--seconds", v)) opt.seconds = v;
-    else if (ParseFlag(argc, argv, i, "--rps", v)) opt.rps = std::max(1, static_cast<int>(v));
+    else if (ParseFlag(argc, argv, i, "--requests", v)) opt.requests = static_cast<uint64_t>(std::max(0.0, v));
+    else if (ParseFlag(argc, argv, i, "--rps", v)) opt.rps = std::max(0, static_cast<int>(v));
     else if (ParseFlag(argc, argv, i, "--leak-bytes", v)) opt.leak_bytes = static_cast<size_t>(v);
     else if (ParseFlag(argc, argv, i, "--cache-entries", v)) opt.cache_entries = static_cast<size_t>(v);
     else if (ParseFlag(argc, argv, i, "--sawtooth-bytes", v)) opt.sawtooth_bytes = static_cast<size_t>(v);
     else {
       std::fprintf(stderr,
-                   "usage: heapwatch-demo [--threads N] [--seconds S] [--rps R] "
+                   "usage: heapwatch-demo [--threads N] [--seconds S] [--requests N] [--rps R] "
                    "[--leak-bytes B] [--cache-entries N] [--sawtooth-bytes B]\n");
       return 2;
     }
@@ -169,14 +180,22 @@ int main(int argc, char** argv) {
                          std::ref(batches));
   }
   auto start = std::chrono::steady_clock::now();
-  while (!g_stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::atomic<bool> all_served{false};
+  std::thread joiner([&] {
+    for (auto& t : workers) t.join();
+    all_served.store(true);
+  });
+  bool time_up = false;
+  while (!g_stop.load() && !all_served.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(opt.requests > 0 ? 1 : 50));
     if (opt.seconds > 0 &&
         std::chrono::steady_clock::now() - start > std::chrono::duration<double>(opt.seconds)) {
+      time_up = true;
       g_stop.store(true);
     }
   }
-  for (auto& t : workers) t.join();
-  std::printf("heapwatch-demo: served until %s\n", opt.seconds > 0 ? "time was up" : "signalled");
+  joiner.join();
+  std::printf("heapwatch-demo: served until %s\n",
+              time_up ? "time was up" : g_stop.load() ? "signalled" : "all requests were served");
   return 0;
 }

@@ -37,6 +37,8 @@ configs = [  # (name, environment, reference configuration)
     ("no profiler (glibc malloc)", {}, None),
     ("heapwatch, R = 512 KiB (glibc)", {"LD_PRELOAD": shim, **hw}, "no profiler (glibc malloc)"),
     ("jemalloc, no profiling", {"LD_PRELOAD": je}, None),
+    ("jemalloc prof:true,lg_prof_sample:19", {"LD_PRELOAD": je,
+     "MALLOC_CONF": "prof:true,lg_prof_sample:19"}, "jemalloc, no profiling"),
     ("heapwatch, R = 512 KiB (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}", **hw},
      "jemalloc, no profiling"),
     ("tcmalloc, no profiling", {"LD_PRELOAD": tc}, None),

@@ -2,9 +2,10 @@
 # Overhead of heap profilers on real programs, not a malloc loop:
 #   g++   `g++ -std=c++20 -O2 -c collector/process.cc` (the driver, cc1plus and
 #         as: three processes, LD_PRELOAD is inherited by each);
-#   python `python3` churning dicts, lists, strings and bytes (~1 s).
-# The demo service is not run: it stops after --seconds, not after a number
-# of requests, so its work is not fixed (and under callgrind it would do less).
+#   python `python3` churning dicts, lists, strings and bytes (~1 s);
+#   demo  `heapwatch-demo --threads 2 --requests 200000 --rps 0 ...`: the demo
+#         service (parse, render, cache, leak 64 B a request) serving a fixed
+#         number of requests as fast as it can on two threads (~0.6 s of CPU).
 #
 # Each program runs under: no profiler; heapwatch (glibc); jemalloc; jemalloc
 # with its profiler at heapwatch's rate (prof:true,lg_prof_sample:19);
@@ -25,7 +26,7 @@
 #   bench/shim/run_programs.sh [BUILD_DIR] [ROUNDS] [MODE]
 # BUILD_DIR defaults to build-shim; ROUNDS to 5; MODE is all, cpu or
 # callgrind. JOBS (default 2) callgrind runs at once (counts do not depend on
-# it); PROGRAMS="g++ python" (the default) picks programs by a word of their
+# it); PROGRAMS="g++ python demo" (the default) picks programs by a word of their
 # name; COMPARE_SHIM=path/to/another/libheapwatch.so adds heapwatch (glibc)
 # with that library, e.g. an older build. heapwatch sends to a socket that
 # reads and discards; the last column lists the executables that said hello.
@@ -78,11 +79,18 @@ with open(churn, "w") as f:
 def gxx_argv(out):
     return ["g++", "-std=c++20", "-O2", f"-I{repo}", f"-I{repo}/wire/include", "-c",
             f"{repo}/collector/process.cc", "-o", out]
+demo = os.path.join(os.path.dirname(os.path.dirname(shim)), "demo", "heapwatch-demo")
 programs = [  # (name, argv builder taking a scratch directory)
     ("g++ -O2 -c collector/process.cc", lambda d: gxx_argv(os.path.join(d, "process.o"))),
     ("python3 dict/list/str churn", lambda d: ["python3", churn]),
+    ("heapwatch-demo, 200k requests on 2 threads",
+     lambda d: [demo, "--threads", "2", "--requests", "200000", "--rps", "0",
+                "--leak-bytes", "64", "--cache-entries", "20000"]),
 ]
-programs = [p for p in programs if any(w in p[0] for w in os.environ.get("PROGRAMS", "g++ python").split())]
+programs = [p for p in programs
+            if any(w in p[0] for w in os.environ.get("PROGRAMS", "g++ python demo").split())]
+if any("demo" in p[0] for p in programs) and not os.access(demo, os.X_OK):
+    sys.exit(f"missing {demo} (build the demo: cmake --build BUILD_DIR --target heapwatch_demo)")
 
 class Sink:
     """A stand-in collector that reads and discards; notes each hello's exe."""
