@@ -6,6 +6,8 @@
 #
 #   bench/shim/run_overhead.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
 # BUILD_DIR defaults to build-shim; it must contain the shim and bench/shim.
+# COMPARE_SHIM=path/to/another/libheapwatch.so adds heapwatch (glibc and over
+# jemalloc) with that library, e.g. an older build, to the same rounds.
 # Instruction counts of the same workload, which the machine's load does not
 # move: bench/shim/run_callgrind.sh.
 set -euo pipefail
@@ -22,11 +24,11 @@ for f in "$shim" "$workload" "$fastpath"; do
   [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
 done
 
-PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" <<'PY'
+PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" "${COMPARE_SHIM:-}" <<'PY'
 import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from sink import start_discarding_sink
 
-shim, workload, rounds, threads, ops, libdir = sys.argv[1:]
+shim, workload, rounds, threads, ops, libdir, compare_shim = sys.argv[1:]
 rounds = int(rounds)
 load_start = os.getloadavg()[0]
 # A stand-in collector that reads and discards, so the shim really sends.
@@ -50,6 +52,11 @@ configs = [
         "HEAPPROFILE": os.path.join(tmp, "tc.heap"), "TCMALLOC_SAMPLE_PARAMETER": "524288"}, cmd),
     ("heaptrack", {}, ["heaptrack", "-o", os.path.join(tmp, "ht")] + cmd),
 ]
+if compare_shim:
+    configs[2:2] = [(f"heapwatch (glibc), {compare_shim}",
+                     {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": sock_path}, cmd)]
+    configs.insert(6, (f"heapwatch over jemalloc, {compare_shim}",
+                       {"LD_PRELOAD": f"{compare_shim}:{je}", "HEAPWATCH_SOCKET": sock_path}, cmd))
 results = {name: {"wall": [], "cpu": []} for name, _, _ in configs}
 for r in range(rounds):
     for name, extra, argv in configs:
@@ -74,18 +81,22 @@ tc_ref = results["tcmalloc, no profiling"]
 print(f"workload: shim_alloc_workload {threads} {ops}, {rounds} interleaved rounds, "
       f"load average at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f}")
 print()
-print("| configuration | wall s (median) | CPU s (median) | wall vs none | CPU vs none | CPU vs same allocator |")
-print("|---|---|---|---|---|---|")
+print("| configuration | wall s (median) | CPU s (median) | wall vs none | CPU vs none | CPU vs same allocator | per-round CPU ratio: median [quartiles] |")
+print("|---|---|---|---|---|---|---|")
 for name, extra, _ in configs:
     w, c = statistics.median(results[name]["wall"]), statistics.median(results[name]["cpu"])
-    ref = None
-    if "jemalloc" in name or "over jemalloc" in name:
-        ref = statistics.median(je_ref["cpu"])
+    if "jemalloc" in name:
+        ref = je_ref["cpu"]
     elif "tcmalloc" in name:
-        ref = statistics.median(tc_ref["cpu"])
+        ref = tc_ref["cpu"]
     else:
-        ref = bc
-    print(f"| {name} | {w:.3f} | {c:.3f} | {w / bw:.3f}x | {c / bc:.3f}x | {c / ref:.3f}x |")
+        ref = base["cpu"]
+    # Each round's ratio to the same allocator alone in that round: load that
+    # drifts over the run moves both sides of a ratio alike.
+    ratios = sorted(x / y for x, y in zip(results[name]["cpu"], ref))
+    q1, q3 = ratios[(len(ratios) - 1) // 4], ratios[(3 * (len(ratios) - 1) + 3) // 4]
+    print(f"| {name} | {w:.3f} | {c:.3f} | {w / bw:.3f}x | {c / bc:.3f}x | "
+          f"{c / statistics.median(ref):.3f}x | {statistics.median(ratios):.3f}x [{q1:.2f}-{q3:.2f}] |")
 shutil.rmtree(tmp, ignore_errors=True)
 PY
 
