@@ -21,7 +21,20 @@
 //   kStats                                   periodically, cumulative counters
 //
 // Stacks are identified by a 64-bit id the shim chooses (a hash of the program
-// counters); the collector treats an id as opaque within one process.
+// counters), unique within one process.
+//
+// Unload epochs. An address range can hold different objects over a
+// process's life (one dlclose'd, another dlopen'ed in its place), so the
+// same pcs can mean different code. The shim counts unloads (the counter
+// moves on every dlclose) and says which count a stack and a module map
+// belong to: each kModule carries the count when its map was read
+// (Module::epoch), and a stack id's top kStackEpochBits bits are the count's
+// low bits when the stack was captured. The collector names a stack's pcs
+// after the maps of its epoch. Shims that predate this send Module::epoch 0;
+// their stack ids are opaque, and the collector names a stack after the map
+// current when it arrives. Unloads made inside glibc without dlclose (its own
+// NSS or iconv modules, in practice never unloaded before exit) do not move
+// the count.
 #ifndef HEAPWATCH_WIRE_H_
 #define HEAPWATCH_WIRE_H_
 
@@ -80,9 +93,14 @@ struct Module {
   uint64_t file_offset;  // p_offset of the first executable PT_LOAD
   uint16_t build_id_len;
   uint16_t path_len;
-  uint32_t reserved;
+  // kEpochStamped | the low 31 bits of the unload epoch when this map was
+  // read (the same in every kModule of one map); 0 from older shims.
+  uint32_t epoch;
 };
 static_assert(sizeof(Module) == 40);
+inline constexpr uint32_t kEpochStamped = 0x80000000u;
+// A stack id's top bits: the unload epoch's low bits (stamped shims only).
+inline constexpr uint32_t kStackEpochBits = 12;
 
 // Payload of kStack, followed by `depth` uint64_t program counters, innermost
 // first. The innermost frame is the allocation site's caller of malloc; return
