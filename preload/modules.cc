@@ -5,11 +5,15 @@
 #include <string.h>
 
 namespace heapwatch::preload {
+
+constinit std::atomic<uint64_t> g_unload_epoch{0};
+
 namespace {
 
 struct WriteContext {
   FrameWriter* out;
   const char* exe_path;
+  uint32_t epoch;  // Module::epoch for every module of this map
   uint32_t written;
   bool first;  // dl_iterate_phdr visits the main program first
 };
@@ -53,6 +57,7 @@ int WriteOne(dl_phdr_info* info, size_t, void* arg) {
 
   wire::Module m{};
   m.load_bias = info->dlpi_addr;
+  m.epoch = ctx->epoch;
   bool have_exec = false;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
@@ -93,12 +98,19 @@ int ReadGeneration(dl_phdr_info* info, size_t size, void* arg) {
 uint64_t ModulesGeneration() {
   uint64_t gen = 0;
   dl_iterate_phdr(ReadGeneration, &gen);
-  return gen;
+  return gen ^ (UnloadEpoch() * 0x9e3779b97f4a7c15ull);
 }
 
 uint32_t WriteModules(FrameWriter* out, const char* exe_path) {
   if (!out->Append(wire::FrameType::kModulesReset, nullptr, 0)) return 0;
-  WriteContext ctx{out, exe_path, 0, true};
+  // The epoch is read before the objects: a dlclose that begins while they
+  // are visited moves it after this read, so an object it unmaps is listed
+  // under the epoch before (its last), never under the one in which another
+  // object may take its place. The sender's ModulesGeneration() read the
+  // epoch before this one: if it moved in between, the next round sends
+  // another map.
+  uint32_t epoch = wire::kEpochStamped | static_cast<uint32_t>(UnloadEpoch() & (wire::kEpochStamped - 1));
+  WriteContext ctx{out, exe_path, epoch, 0, true};
   dl_iterate_phdr(WriteOne, &ctx);
   return ctx.written;
 }

@@ -8,6 +8,7 @@
 
 #include <heapwatch/wire.h>
 
+#include "modules.h"
 #include "real_allocator.h"
 #include "sender.h"
 #include "unwinder.h"
@@ -116,7 +117,7 @@ void RecordAlloc(void* p, size_t size) {
     g_shim.counters.unwind_failures.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  uint64_t stack_id = HashStack(pcs, depth);
+  uint64_t stack_id = StackId(pcs, depth, UnloadEpoch());
   if (!g_shim.depot.Intern(stack_id, pcs, depth)) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;

@@ -1,5 +1,7 @@
 #include "stack_depot.h"
 
+#include <heapwatch/wire.h>
+
 #include "raw_memory.h"
 
 namespace heapwatch::preload {
@@ -14,6 +16,15 @@ uint64_t HashStack(const uint64_t* pcs, uint32_t depth) {
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
   return h ? h : 1;
+}
+
+uint64_t StackId(const uint64_t* pcs, uint32_t depth, uint64_t epoch) {
+  constexpr uint32_t kHashBits = 64 - wire::kStackEpochBits;
+  uint64_t h = HashStack(pcs, depth) ^ (epoch * 0x9e3779b97f4a7c15ull);
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 31;
+  h &= (uint64_t{1} << kHashBits) - 1;
+  return (epoch << kHashBits) | (h ? h : 1);
 }
 
 bool StackDepot::Init(uint64_t buckets, uint64_t pc_capacity) {

@@ -19,8 +19,14 @@
 
 namespace heapwatch::preload {
 
-// Stack id: a non-zero 64-bit hash of the pcs (0 means "no stack" on the wire).
+// A non-zero 64-bit hash of the pcs.
 uint64_t HashStack(const uint64_t* pcs, uint32_t depth);
+
+// The stack id of pcs captured in unload epoch `epoch` (modules.h): non-zero
+// (0 means "no stack" on the wire), the epoch's low wire::kStackEpochBits
+// bits on top and a hash of the pcs and the whole epoch below, so equal pcs
+// captured on either side of an unload have different ids.
+uint64_t StackId(const uint64_t* pcs, uint32_t depth, uint64_t epoch);
 
 class StackDepot {
  public:

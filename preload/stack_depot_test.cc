@@ -4,6 +4,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <heapwatch/wire.h>
 
 namespace heapwatch::preload {
 namespace {
@@ -14,6 +15,23 @@ TEST(StackDepotTest, HashIsNonZeroAndOrderSensitive) {
   EXPECT_NE(HashStack(a, 3), HashStack(b, 3));
   EXPECT_NE(HashStack(a, 3), HashStack(a, 2));
   EXPECT_EQ(HashStack(a, 3), HashStack(a, 3));
+}
+
+TEST(StackDepotTest, StackIdsDifferAcrossUnloadEpochsAndCarryTheEpochOnTop) {
+  uint64_t a[] = {0x7f0000001000, 0x401000};
+  constexpr uint32_t kShift = 64 - wire::kStackEpochBits;
+  EXPECT_EQ(StackId(a, 2, 0), StackId(a, 2, 0));
+  EXPECT_NE(StackId(a, 2, 0), StackId(a, 2, 2));
+  EXPECT_NE(StackId(a, 2, 0), StackId(a, 1, 0));
+  EXPECT_EQ(StackId(a, 2, 0) >> kShift, 0u);
+  EXPECT_EQ(StackId(a, 2, 5) >> kShift, 5u);
+  // Only the low bits fit on top; the hash below tells wrapped epochs apart.
+  const uint64_t span = uint64_t{1} << wire::kStackEpochBits;
+  EXPECT_EQ(StackId(a, 2, span + 5) >> kShift, 5u);
+  EXPECT_NE(StackId(a, 2, span + 5), StackId(a, 2, 5));
+  for (uint64_t epoch = 0; epoch < 3 * span; epoch += span) {
+    EXPECT_NE(StackId(a, 2, epoch) & ((uint64_t{1} << kShift) - 1), 0u);  // never 0, even at epoch 0
+  }
 }
 
 TEST(StackDepotTest, InternAndFind) {
