@@ -333,7 +333,7 @@ json ProcessJson(const Process& p, Collector& c) {
           {"limit_bytes", OptionalNumber(c.LimitFor(p))},
           {"stacks", p.stacks().size()},
           {"live_samples", p.live_samples()},
-          {"modules", p.modules().size()},
+          {"modules", p.module_history().loaded()},
           {"counters",
            {{"sampled_allocs", s.sampled_allocs},
             {"sampled_frees", s.sampled_frees},
@@ -350,7 +350,8 @@ json ProcessJson(const Process& p, Collector& c) {
             {"unknown_stacks", k.unknown_stacks},
             {"evicted_stacks", k.evicted_stacks},
             {"evicted_samples", k.evicted_samples},
-            {"history_thinned", k.history_thinned}}}};
+            {"history_thinned", k.history_thinned},
+            {"dropped_modules", p.module_history().dropped()}}}};
 }
 
 json TimelineJson(const Process& p, Collector& c) {

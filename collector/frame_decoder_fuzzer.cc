@@ -77,6 +77,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (live != sink.process->live_samples()) std::abort();
     if (sink.process->stacks().size() > sink.limits.max_stacks_per_process + 1) std::abort();
     if (sink.process->live_samples() > sink.limits.max_live_samples_per_process) std::abort();
+    // Modules: the loaded ones, those the last map dropped and the retired ones kept.
+    const ModuleHistory& modules = sink.process->module_history();
+    if (modules.loaded() > ModuleHistory::kMaxLoaded ||
+        modules.all().size() > 2 * ModuleHistory::kMaxLoaded + ModuleHistory::kDefaultMaxRetired) {
+      std::abort();
+    }
   }
   return 0;
 }

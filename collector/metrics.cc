@@ -131,11 +131,12 @@ std::string RenderMetrics(Collector& c) {
              it == in.errors.end() ? 0.0 : static_cast<double>(it->second));
   }
 
-  uint64_t evicted_stacks = 0, evicted_samples = 0, thinned = 0;
+  uint64_t evicted_stacks = 0, evicted_samples = 0, thinned = 0, dropped_modules = 0;
   for (const auto& p : c.processes().processes()) {
     evicted_stacks += p->counters().evicted_stacks;
     evicted_samples += p->counters().evicted_samples;
     thinned += p->counters().history_thinned;
+    dropped_modules += p->module_history().dropped();
   }
   w.Family("heapwatch_evictions_total", "counter", "Entries refused or dropped to keep tables bounded.");
   w.Sample("heapwatch_evictions_total", {{"table", "processes"}},
@@ -143,6 +144,7 @@ std::string RenderMetrics(Collector& c) {
   w.Sample("heapwatch_evictions_total", {{"table", "stacks"}}, static_cast<double>(evicted_stacks));
   w.Sample("heapwatch_evictions_total", {{"table", "live_samples"}}, static_cast<double>(evicted_samples));
   w.Sample("heapwatch_evictions_total", {{"table", "history"}}, static_cast<double>(thinned));
+  w.Sample("heapwatch_evictions_total", {{"table", "modules"}}, static_cast<double>(dropped_modules));
   auto sym = c.symbols().stats();
   w.Sample("heapwatch_evictions_total", {{"table", "symbols"}},
            static_cast<double>(sym.address_evictions + sym.module_evictions));

@@ -35,7 +35,7 @@ Process::~Process() {
 }
 
 void Process::ResetModules() {
-  modules_.clear();
+  modules_.BeginMap();
   ++generation_;
   ++modules_generation_;
 }
@@ -48,23 +48,9 @@ void Process::AddModule(const ModuleMsg& msg) {
   // whatever is there now and trusts it only if its build-id matches.
   constexpr std::string_view kDeleted = " (deleted)";
   if (m.path.size() > kDeleted.size() && m.path.ends_with(kDeleted)) m.path.resize(m.path.size() - kDeleted.size());
-  auto it = std::lower_bound(modules_.begin(), modules_.end(), m.start,
-                             [](const ModuleInfo& a, uint64_t start) { return a.start < start; });
-  if (it != modules_.end() && it->start == m.start) {
-    *it = std::move(m);
-  } else {
-    modules_.insert(it, std::move(m));
-  }
+  if (!modules_.Add(std::move(m), msg.module.epoch)) return;
   ++generation_;
   ++modules_generation_;
-}
-
-const ModuleInfo* Process::FindModule(uint64_t pc) const {
-  auto it = std::upper_bound(modules_.begin(), modules_.end(), pc,
-                             [](uint64_t v, const ModuleInfo& m) { return v < m.start; });
-  if (it == modules_.begin()) return nullptr;
-  --it;
-  return pc < it->end ? &*it : nullptr;
 }
 
 void Process::AddStack(const StackMsg& msg) {
@@ -91,6 +77,7 @@ void Process::AddStack(const StackMsg& msg) {
   s.wire_id = msg.stack_id;
   s.first_pc = static_cast<uint32_t>(stack_pcs_.size());
   s.depth = msg.depth;
+  s.epoch = modules_.StackEpoch(msg.stack_id);
   for (uint32_t i = 0; i < msg.depth; ++i) stack_pcs_.push_back(msg.pc(i));
   stack_index_.emplace(msg.stack_id, static_cast<uint32_t>(stacks_.size()));
   stacks_.push_back(s);

@@ -22,20 +22,12 @@
 
 #include "collector/config.h"
 #include "collector/frame_decoder.h"
+#include "collector/module_history.h"
 
 namespace heapwatch::collector {
 
 // Objects one sample of `size` bytes stands for, at mean sampling interval R.
 double SampleWeight(uint64_t size, uint64_t sample_bytes);
-
-struct ModuleInfo {
-  uint64_t load_bias = 0;
-  uint64_t start = 0;
-  uint64_t end = 0;
-  uint64_t file_offset = 0;  // of the first executable segment
-  std::string build_id;  // raw bytes
-  std::string path;
-};
 
 // Estimated totals for one stack (unbiased; see the header comment).
 struct StackStats {
@@ -50,6 +42,7 @@ struct Stack {
   uint64_t wire_id = 0;
   uint32_t first_pc = 0;  // index into Process::stack_pcs()
   uint32_t depth = 0;     // 0 for the overflow stack
+  uint64_t epoch = 0;     // the unload epoch it was captured in: names its pcs (FindModule)
   StackStats stats;
 };
 
@@ -132,9 +125,12 @@ class Process {
   std::span<const uint64_t> StackPcs(const Stack& s) const {
     return {stack_pcs_.data() + s.first_pc, s.depth};
   }
-  const std::vector<ModuleInfo>& modules() const { return modules_; }
-  // The module holding `pc`, or nullptr.
-  const ModuleInfo* FindModule(uint64_t pc) const;
+  // Every module the process has had mapped, loaded now or not (see
+  // ModuleHistory), sorted by start.
+  const std::vector<ModuleInfo>& modules() const { return modules_.all(); }
+  const ModuleHistory& module_history() const { return modules_; }
+  // The module that held `pc` for a stack of `epoch` (Stack::epoch), or nullptr.
+  const ModuleInfo* FindModule(uint64_t pc, uint64_t epoch) const { return modules_.Find(pc, epoch); }
   // Bumped whenever modules or stacks are added; lets caches notice change.
   uint64_t generation() const { return generation_; }
   // Bumped whenever the module map changes (reset, a module added or moved).
@@ -166,7 +162,7 @@ class Process {
   double exited_at_ = 0;
   bool resyncing_ = false;
 
-  std::vector<ModuleInfo> modules_;  // sorted by start
+  ModuleHistory modules_;
   std::vector<Stack> stacks_;
   std::vector<uint64_t> stack_pcs_;
   boost::unordered_flat_map<uint64_t, uint32_t> stack_index_;  // wire id -> index

@@ -66,14 +66,14 @@ TEST(ProcessTest, TracksLiveAndCumulativeByStack) {
   EXPECT_DOUBLE_EQ(p.stacks()[1].stats.live_bytes, 25);
   EXPECT_DOUBLE_EQ(p.stacks()[1].stats.alloc_bytes, 75);
   EXPECT_EQ(p.live_samples(), 2u);
-  EXPECT_EQ(p.FindModule(0x1100)->path, "/bin/a");
-  EXPECT_EQ(p.FindModule(0x2000), nullptr);
+  EXPECT_EQ(p.FindModule(0x1100, p.stacks()[0].epoch)->path, "/bin/a");
+  EXPECT_EQ(p.FindModule(0x2000, p.stacks()[0].epoch), nullptr);
   // A module whose file was replaced since it was mapped is looked for at
   // its path (the build-id tells whether what is there now is it).
   StreamBuilder more;
   more.Module(0x3000, 0x4000, 0x3000, "/usr/lib/libold.so (deleted)");
   f.Feed(more);
-  EXPECT_EQ(p.FindModule(0x3100)->path, "/usr/lib/libold.so");
+  EXPECT_EQ(p.FindModule(0x3100, p.stacks()[0].epoch)->path, "/usr/lib/libold.so");
 }
 
 TEST(ProcessTest, ResyncReplacesTheLiveViewWithoutDoubleCountingAllocations) {

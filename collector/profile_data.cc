@@ -304,7 +304,7 @@ class ProfileBuilder::State {
     s.stack_id = st.wire_id;
     s.first_location = static_cast<uint32_t>(data_.sample_locations.size());
     for (uint64_t pc : process.StackPcs(st)) {
-      uint32_t loc = Resolve(process, pc);
+      uint32_t loc = Resolve(process, pc, st.epoch);
       if (loc != kShimFrame) data_.sample_locations.push_back(loc);
     }
     s.depth = static_cast<uint32_t>(data_.sample_locations.size()) - s.first_location;
@@ -361,28 +361,37 @@ class ProfileBuilder::State {
     ++data_.unresolved_locations;
   }
 
-  // The location of `pc`, made on first sight; kShimFrame for the shim's
-  // own frames, which profiles leave out. Looked up once per distinct pc:
-  // stacks repeat the same pcs millions of times.
-  uint32_t Resolve(const Process& process, uint64_t pc) {
-    auto [it, inserted] = location_index_.try_emplace(pc, static_cast<uint32_t>(data_.locations.size()));
-    if (!inserted) return it->second;
-    const ModuleInfo* m = process.FindModule(pc);
-    if (m && IsHeapwatchModule(m->path)) return it->second = kShimFrame;
+  // The location of `pc` in a stack of `epoch`, made on first sight;
+  // kShimFrame for the shim's own frames, which profiles leave out. Looked
+  // up once per distinct pc (stacks repeat the same pcs millions of times),
+  // and again only for a stack of an epoch in which another module held the
+  // pc (ModuleHistory: a range reused after an unload).
+  uint32_t Resolve(const Process& process, uint64_t pc, uint64_t epoch) {
+    auto [it, inserted] = location_index_.try_emplace(pc);
+    KnownPc& known = it->second;
+    if (!inserted && known.epochs.Contains(epoch)) return known.location;
+    const ModuleInfo* m = process.module_history().Find(pc, epoch, &known.epochs);
+    if (m && IsHeapwatchModule(m->path)) return known.location = kShimFrame;
+    int32_t module = m ? static_cast<int32_t>(m - process.modules().data()) : -1;
+    // Back in the same module as before (the epochs between had none).
+    if (!inserted && known.location != kShimFrame && data_.locations[known.location].module == module) {
+      return known.location;
+    }
+    known.location = static_cast<uint32_t>(data_.locations.size());
     ProfileData::Location loc;
     loc.address = pc;
     loc.first_frame = static_cast<uint32_t>(data_.location_frames.size());
-    if (m) loc.module = static_cast<int32_t>(m - process.modules().data());
+    loc.module = module;
     std::optional<symbolizer::Location> found;
     if (m && symbols_) found = Lookup(loc.module, pc);
     PushFrames(m, pc, found);
     if (m && symbols_ && !found) {
-      pending_.push_back(it->second);
+      pending_.push_back(known.location);
       new_misses_[loc.module].push_back(pc);
     }
     loc.frame_count = static_cast<uint32_t>(data_.location_frames.size()) - loc.first_frame;
     data_.locations.push_back(loc);
-    return it->second;
+    return known.location;
   }
 
   // Locations that waited for the symbolizer: those it has answered now get
@@ -433,7 +442,12 @@ class ProfileBuilder::State {
   FunctionInterner functions_;
   std::vector<symbolizer::ModuleRef> module_refs_;
   std::vector<std::string> roots_;
-  boost::unordered_flat_map<uint64_t, uint32_t> location_index_;  // pc -> location
+  // A pc's location, and the epochs its module (or none) holds it for.
+  struct KnownPc {
+    uint32_t location = 0;
+    ModuleHistory::EpochRange epochs;
+  };
+  boost::unordered_flat_map<uint64_t, KnownPc> location_index_;  // pc -> location
   std::vector<ProfileData::Sample> all_samples_;  // one per stack of the process, in order
   std::vector<uint32_t> pending_;                 // locations waiting for names
   std::unordered_map<int32_t, std::vector<uint64_t>> new_misses_;  // module -> pcs

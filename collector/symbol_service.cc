@@ -29,7 +29,9 @@ void SymbolService::Prefetch(const Process& process) {
   std::unordered_map<const ModuleInfo*, std::vector<uint64_t>> by_module;
   for (size_t i = done; i < stacks.size(); ++i) {
     for (uint64_t pc : process.StackPcs(stacks[i])) {
-      if (const ModuleInfo* m = process.FindModule(pc)) by_module[m].push_back(LookupAddress(*m, pc));
+      if (const ModuleInfo* m = process.FindModule(pc, stacks[i].epoch)) {
+        by_module[m].push_back(LookupAddress(*m, pc));
+      }
     }
   }
   done = stacks.size();

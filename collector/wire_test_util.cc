@@ -41,10 +41,11 @@ StreamBuilder& StreamBuilder::ModulesReset() {
 }
 
 StreamBuilder& StreamBuilder::Module(uint64_t start, uint64_t end, uint64_t load_bias,
-                                     const std::string& path, const std::string& build_id) {
+                                     const std::string& path, const std::string& build_id,
+                                     uint32_t epoch) {
   Flush();
   wire::Module m{load_bias, start, end, 0, static_cast<uint16_t>(build_id.size()),
-                 static_cast<uint16_t>(path.size()), 0};
+                 static_cast<uint16_t>(path.size()), epoch};
   Frame(wire::FrameType::kModule, Bytes(m) + build_id + path);
   return *this;
 }

@@ -20,8 +20,9 @@ class StreamBuilder {
   StreamBuilder& Hello(uint32_t pid, uint64_t sample_bytes = 524288, uint64_t start_ns = 1,
                        const std::string& exe = "/bin/test");
   StreamBuilder& ModulesReset();
+  // `epoch`: Module::epoch as sent (0: an unstamped map, as from older shims).
   StreamBuilder& Module(uint64_t start, uint64_t end, uint64_t load_bias, const std::string& path,
-                        const std::string& build_id = "");
+                        const std::string& build_id = "", uint32_t epoch = 0);
   StreamBuilder& Stack(uint64_t id, const std::vector<uint64_t>& pcs);
   StreamBuilder& Alloc(uint64_t address, uint64_t size, uint64_t stack_id, uint64_t time_ns = 1);
   StreamBuilder& Free(uint64_t address, uint64_t time_ns = 2);
