@@ -15,6 +15,10 @@
 
 #define HW_CXX_EXPORT __attribute__((visibility("default")))
 
+extern "C" void* heapwatch_own_malloc(size_t) __attribute__((visibility("hidden")));
+extern "C" void heapwatch_own_free(void*) __attribute__((visibility("hidden")));
+
+using heapwatch::preload::g_libstdcxx_new_delete;
 using heapwatch::preload::RecordAlloc;
 using heapwatch::preload::RecordFree;
 using heapwatch::preload::ShouldRecord;
@@ -133,7 +137,23 @@ __attribute__((noinline)) void* NewSlow(Fn throwing, Fn nothrow, size_t n) {
   return f ? f(n) : FallbackNew(n);
 }
 
-inline void* PlainNew(Fn throwing, Fn nothrow, size_t n) {
+// libstdc++'s new is malloc(n ? n : 1), then the new-handler and bad_alloc if
+// that fails (real_allocator.h): the first part here, without the round trip
+// through libstdc++ back into the shim's malloc; a failure goes to libstdc++.
+inline void* LibstdcxxMalloc(size_t n) { return heapwatch_own_malloc(n + (n == 0)); }
+
+// Out of line and tail-called, so that PlainNew's other paths stay leaves;
+// the operator's indices are template arguments, so only n is live across
+// the call.
+template <Fn throwing, Fn nothrow>
+__attribute__((noinline)) void* LibstdcxxNew(size_t n) {
+  if (void* p = LibstdcxxMalloc(n)) return p;
+  return NewSlow(throwing, nothrow, n);
+}
+
+template <Fn throwing, Fn nothrow>
+inline void* PlainNew(size_t n) {
+  if (__builtin_expect(g_libstdcxx_new_delete, 1)) return LibstdcxxNew<throwing, nothrow>(n);
   auto f = reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed));
   if (__builtin_expect(f != nullptr, 1)) {
     if (!Owns()) return f(n);
@@ -148,10 +168,13 @@ inline void* PlainNew(Fn throwing, Fn nothrow, size_t n) {
 
 }  // namespace
 
-HW_CXX_EXPORT void* operator new(size_t n) { return PlainNew(kNew, kNewNothrow, n); }
-HW_CXX_EXPORT void* operator new[](size_t n) { return PlainNew(kNewArr, kNewArrNothrow, n); }
+HW_CXX_EXPORT void* operator new(size_t n) { return PlainNew<kNew, kNewNothrow>(n); }
+HW_CXX_EXPORT void* operator new[](size_t n) { return PlainNew<kNewArr, kNewArrNothrow>(n); }
 
 HW_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t& tag) noexcept {
+  if (g_libstdcxx_new_delete) {
+    if (void* p = LibstdcxxMalloc(n)) return p;
+  }
   bool sample = Owns() && ShouldRecord(n);
   auto f = Next<NewNothrowFn>(kNewNothrow);
   void* p = f ? f(n, tag) : FallbackNew(n);
@@ -159,6 +182,9 @@ HW_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t& tag) noexcept {
   return p;
 }
 HW_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t& tag) noexcept {
+  if (g_libstdcxx_new_delete) {
+    if (void* p = LibstdcxxMalloc(n)) return p;
+  }
   bool sample = Owns() && ShouldRecord(n);
   auto f = Next<NewNothrowFn>(kNewArrNothrow);
   void* p = f ? f(n, tag) : FallbackNew(n);
@@ -196,28 +222,33 @@ HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::noth
 
 // Deletes: record (if the allocator owns new/delete) before the real delete,
 // for the same reason as free. Without a next definition, free() is right:
-// the fallbacks above allocate with malloc/aligned_alloc.
+// the fallbacks above allocate with malloc/aligned_alloc. Over libstdc++ the
+// unaligned ones are free() (real_allocator.h), the shim's own.
 #define HW_UNPAREN(...) __VA_ARGS__
-#define HW_DELETE(Name, Index, Params, Args)                                  \
+#define HW_DELETE(Name, Index, Params, Args, IsFreeInLibstdcxx)               \
   HW_CXX_EXPORT void Name Params noexcept {                                   \
+    if (IsFreeInLibstdcxx && __builtin_expect(g_libstdcxx_new_delete, 1)) {  \
+      return heapwatch_own_free(p);                                           \
+    }                                                                         \
     using F = void(*) Params;                                                 \
     auto f = reinterpret_cast<F>(g_next[Index].load(std::memory_order_relaxed)); \
     if (__builtin_expect(f != nullptr && !MaybeSampledDelete(p), 1)) return f Args; \
     DeleteSlow<F>(Index, HW_UNPAREN Args);                                    \
   }
 
-HW_DELETE(operator delete, kDel, (void* p), (p))
-HW_DELETE(operator delete, kDelSized, (void* p, size_t n), (p, n))
-HW_DELETE(operator delete, kDelNothrow, (void* p, const std::nothrow_t& t), (p, t))
-HW_DELETE(operator delete, kDelAligned, (void* p, std::align_val_t a), (p, a))
-HW_DELETE(operator delete, kDelSizedAligned, (void* p, size_t n, std::align_val_t a), (p, n, a))
+HW_DELETE(operator delete, kDel, (void* p), (p), true)
+HW_DELETE(operator delete, kDelSized, (void* p, size_t n), (p, n), true)
+HW_DELETE(operator delete, kDelNothrow, (void* p, const std::nothrow_t& t), (p, t), true)
+HW_DELETE(operator delete, kDelAligned, (void* p, std::align_val_t a), (p, a), false)
+HW_DELETE(operator delete, kDelSizedAligned, (void* p, size_t n, std::align_val_t a), (p, n, a),
+          false)
 HW_DELETE(operator delete, kDelAlignedNothrow,
-          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t))
-HW_DELETE(operator delete[], kDelArr, (void* p), (p))
-HW_DELETE(operator delete[], kDelArrSized, (void* p, size_t n), (p, n))
-HW_DELETE(operator delete[], kDelArrNothrow, (void* p, const std::nothrow_t& t), (p, t))
-HW_DELETE(operator delete[], kDelArrAligned, (void* p, std::align_val_t a), (p, a))
+          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t), false)
+HW_DELETE(operator delete[], kDelArr, (void* p), (p), true)
+HW_DELETE(operator delete[], kDelArrSized, (void* p, size_t n), (p, n), true)
+HW_DELETE(operator delete[], kDelArrNothrow, (void* p, const std::nothrow_t& t), (p, t), true)
+HW_DELETE(operator delete[], kDelArrAligned, (void* p, std::align_val_t a), (p, a), false)
 HW_DELETE(operator delete[], kDelArrSizedAligned, (void* p, size_t n, std::align_val_t a),
-          (p, n, a))
+          (p, n, a), false)
 HW_DELETE(operator delete[], kDelArrAlignedNothrow,
-          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t))
+          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t), false)

@@ -156,8 +156,10 @@ HW_EXPORT size_t malloc_usable_size(void* p) {
   return g_real.malloc_usable_size(p);
 }
 
-// Our own malloc, not whatever the dynamic linker binds the name to.
+// Our own malloc and free, not whatever the dynamic linker binds the names to
+// (the start-up check below; C++ new and delete over libstdc++).
 extern "C" void* heapwatch_own_malloc(size_t) __attribute__((alias("malloc"), visibility("hidden"), copy(malloc)));
+extern "C" void heapwatch_own_free(void*) __attribute__((alias("free"), visibility("hidden"), copy(free)));
 
 namespace {
 

@@ -114,11 +114,13 @@ void* EmulatedPvalloc(size_t n) {
 // dladdr would also search the object's symbol table for the nearest symbol,
 // ~75k instructions a call in libc, over half of a short process's start-up
 // with the shim (callgrind, /bin/true).
-const void* ObjectOf(const void* addr) {
+const void* ObjectOf(const void* addr, const char** name = nullptr) {
   struct Query {
     uintptr_t addr;
     const void* object;
-  } q{reinterpret_cast<uintptr_t>(addr), nullptr};
+    const char* name;
+  } q{reinterpret_cast<uintptr_t>(addr), nullptr, nullptr};
+  if (name) *name = nullptr;
   if (!addr) return nullptr;
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* arg) {
@@ -127,13 +129,23 @@ const void* ObjectOf(const void* addr) {
           const ElfW(Phdr)& ph = info->dlpi_phdr[i];
           if (ph.p_type == PT_LOAD && q->addr - (info->dlpi_addr + ph.p_vaddr) < ph.p_memsz) {
             q->object = info->dlpi_phdr;
+            q->name = info->dlpi_name;
             return 1;
           }
         }
         return 0;
       },
       &q);
+  if (name) *name = q.name;
   return q.object;
+}
+
+// True if `f` lies in libstdc++ (its file name starts "libstdc++.so").
+bool InLibstdcxx(void* f) {
+  const char* name = nullptr;
+  if (!ObjectOf(f, &name) || !name) return false;
+  const char* base = strrchr(name, '/');
+  return strncmp(base ? base + 1 : name, "libstdc++.so", 12) == 0;
 }
 
 template <typename Fn>
@@ -224,7 +236,10 @@ bool ResolveRealAllocator() {
     if (!same_object(reinterpret_cast<void*>(r.valloc))) r.valloc = EmulatedValloc;
     if (!same_object(reinterpret_cast<void*>(r.pvalloc))) r.pvalloc = EmulatedPvalloc;
   }
-  g_allocator_owns_new = same_object(dlsym(RTLD_NEXT, "_Znwm"));
+  void* next_new = dlsym(RTLD_NEXT, "_Znwm");
+  g_allocator_owns_new = same_object(next_new);
+  g_libstdcxx_new_delete = !g_allocator_owns_new && InLibstdcxx(next_new) &&
+                           InLibstdcxx(dlsym(RTLD_NEXT, "_ZdlPv"));
   // libc provides all of these; should one be missing anyway, build it on
   // posix_memalign rather than leave a null pointer behind.
   if (!r.posix_memalign) r.posix_memalign = BootPosixMemalign;
@@ -250,5 +265,6 @@ bool WaitForRealAllocator() {
 }
 
 bool g_allocator_owns_new = false;
+bool g_libstdcxx_new_delete = false;
 
 }  // namespace heapwatch::preload

@@ -41,6 +41,14 @@ bool WaitForRealAllocator();
 extern bool g_allocator_owns_new __attribute__((visibility("hidden")));
 inline bool AllocatorOwnsOperatorNew() { return g_allocator_owns_new; }
 
+// True if the next operator new and delete are libstdc++'s (glibc malloc
+// underneath): its new is malloc(n ? n : 1) and, only if that fails, the
+// new-handler loop and bad_alloc; its delete is free(). The shim's plain
+// new and delete then call its own malloc and free directly instead of
+// passing through libstdc++'s, which would call them back (~11 instructions
+// a new/delete pair).
+extern bool g_libstdcxx_new_delete __attribute__((visibility("hidden")));
+
 // Bootstrap arena: a static bump allocator; its blocks are never reused.
 // It serves at most kMaxArenaBlocks blocks (then ENOMEM), all of them while
 // the real functions are being resolved: once ResolveRealAllocator has

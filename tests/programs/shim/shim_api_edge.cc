@@ -187,6 +187,21 @@ void Cxx() {
     caught = true;
   }
   Check(caught, "new of a huge size throws bad_alloc");
+  // The new-handler runs before bad_alloc (the shim leaves failures to the
+  // next operator new): this one uninstalls itself, so the second try throws.
+  static int handler_calls = 0;
+  std::set_new_handler([] {
+    ++handler_calls;
+    std::set_new_handler(nullptr);
+  });
+  caught = false;
+  try {
+    void* t = operator new[](SIZE_MAX / 2);
+    operator delete[](t);
+  } catch (const std::bad_alloc&) {
+    caught = true;
+  }
+  Check(caught && handler_calls == 1, "new[] runs the new-handler once, then throws bad_alloc");
   int depth = 0;
   try {
     std::vector<std::string> v(10, "abc");
