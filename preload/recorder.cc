@@ -60,6 +60,12 @@ uint64_t RealtimeNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+uint64_t EventTimeNs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 uint32_t CurrentTid() {
   ThreadState& t = t_thread;
   if (t.tid == 0) t.tid = static_cast<uint32_t>(syscall(SYS_gettid));
@@ -122,7 +128,7 @@ void RecordAlloc(void* p, size_t size) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  uint64_t now = RealtimeNs();
+  uint64_t now = EventTimeNs();
   auto address = reinterpret_cast<uintptr_t>(p);
   if (!g_shim.table.Insert({address, size, stack_id, now})) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
@@ -139,7 +145,7 @@ bool RecordFree(void* p, LiveTable::Entry* removed) {
   if (!g_shim.table.Remove(address, &e)) return false;
   g_shim.counters.sampled_frees.fetch_add(1, std::memory_order_relaxed);
   PushOrDrop({static_cast<uint32_t>(wire::EventKind::kFree), CurrentTid(), address, 0, 0,
-              RealtimeNs()});
+              EventTimeNs()});
   if (removed) *removed = e;
   return true;
 }

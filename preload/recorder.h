@@ -98,6 +98,11 @@ bool RecordFree(void* p, LiveTable::Entry* removed = nullptr);
 void RestoreLive(const LiveTable::Entry& e);
 
 uint64_t RealtimeNs();
+// Events' times: CLOCK_REALTIME_COARSE (the last tick, a few ms behind). The
+// collector needs an allocation's age in seconds, not nanoseconds, and the
+// coarse clock never reads the clock source: no rdtsc, and no syscall where
+// the vDSO cannot read it (some VMs' clock sources).
+uint64_t EventTimeNs();
 uint32_t CurrentTid();
 
 }  // namespace heapwatch::preload
