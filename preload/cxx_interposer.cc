@@ -113,9 +113,10 @@ __attribute__((noinline)) void* OwnedAlignedNew(size_t n, std::align_val_t a) {
   return p;
 }
 
-inline bool MaybeSampledDelete(void* p) {
-  return Owns() && heapwatch::preload::g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
+inline bool MaybeSampled(void* p) {
+  return heapwatch::preload::g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
 }
+inline bool MaybeSampledDelete(void* p) { return Owns() && MaybeSampled(p); }
 
 // Everything but the common case of a delete, out of line, so that the
 // common case (unsampled, next delete resolved) is a leaf that tail-calls
@@ -153,16 +154,20 @@ __attribute__((noinline)) void* LibstdcxxNew(size_t n) {
 
 template <Fn throwing, Fn nothrow>
 inline void* PlainNew(size_t n) {
-  if (__builtin_expect(g_libstdcxx_new_delete, 1)) return LibstdcxxNew<throwing, nothrow>(n);
+  // The allocator's own new first: checking for libstdc++ first cost this
+  // path two instructions (and delete's the same), 1.5% of the demo service's
+  // instructions over jemalloc.
   auto f = reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed));
-  if (__builtin_expect(f != nullptr, 1)) {
-    if (!Owns()) return f(n);
+  if (Owns()) {
     heapwatch::preload::ThreadState& t = heapwatch::preload::t_thread;
-    if (__builtin_expect(n < t.sampler.bytes_left, 1)) {
+    if (__builtin_expect(f != nullptr && n < t.sampler.bytes_left, 1)) {
       t.sampler.bytes_left -= n;
       return f(n);
     }
+    return NewSlow(throwing, nothrow, n);
   }
+  if (__builtin_expect(g_libstdcxx_new_delete, 1)) return LibstdcxxNew<throwing, nothrow>(n);
+  if (__builtin_expect(f != nullptr, 1)) return f(n);
   return NewSlow(throwing, nothrow, n);
 }
 
@@ -227,12 +232,15 @@ HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::noth
 #define HW_UNPAREN(...) __VA_ARGS__
 #define HW_DELETE(Name, Index, Params, Args, IsFreeInLibstdcxx)               \
   HW_CXX_EXPORT void Name Params noexcept {                                   \
-    if (IsFreeInLibstdcxx && __builtin_expect(g_libstdcxx_new_delete, 1)) {  \
-      return heapwatch_own_free(p);                                           \
-    }                                                                         \
     using F = void(*) Params;                                                 \
     auto f = reinterpret_cast<F>(g_next[Index].load(std::memory_order_relaxed)); \
-    if (__builtin_expect(f != nullptr && !MaybeSampledDelete(p), 1)) return f Args; \
+    if (Owns()) {                                                             \
+      if (__builtin_expect(f != nullptr && !MaybeSampled(p), 1)) return f Args; \
+    } else if (IsFreeInLibstdcxx && __builtin_expect(g_libstdcxx_new_delete, 1)) { \
+      return heapwatch_own_free(p);                                           \
+    } else if (__builtin_expect(f != nullptr, 1)) {                           \
+      return f Args;                                                          \
+    }                                                                         \
     DeleteSlow<F>(Index, HW_UNPAREN Args);                                    \
   }
 
