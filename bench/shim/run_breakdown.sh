@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Where the shim's CPU goes on shim_alloc_workload (over glibc): each
+# configuration adds one thing to the one before it, run in interleaved
+# rounds (alternating order), reported as medians of per-round ratios to no
+# profiler in the same round, with the median minor-fault count:
+#   an idle preloaded thread   what any second thread costs glibc malloc
+#   HEAPWATCH_DISABLE=1        the shim loaded, pass-through
+#   nothing sampled            fast paths and the sender (R = 10^12 bytes)
+#   sampling, no collector     samples recorded, nothing sent
+#   sampling and sending       to a socket that reads and discards
+#
+#   bench/shim/run_breakdown.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build-shim}
+rounds=${2:-11}
+threads=${3:-2}
+ops=${4:-400000}
+shim=$build/preload/libheapwatch.so
+workload=$build/bench/shim/shim_alloc_workload
+for f in "$shim" "$workload"; do
+  [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
+done
+tmp=$(mktemp -d /tmp/hw-breakdown.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+printf '%s\n' '#include <pthread.h>' '#include <unistd.h>' \
+  'static void* run(void* a) { for (;;) pause(); return a; }' \
+  '__attribute__((constructor)) static void start(void) {' \
+  '  pthread_t t; pthread_create(&t, 0, run, 0); pthread_detach(t); }' > "$tmp/idle.c"
+cc -O2 -shared -fPIC -o "$tmp/libidle.so" "$tmp/idle.c" -lpthread
+
+PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$tmp/libidle.so" <<'PY'
+import os, resource, statistics, subprocess, sys
+from sink import start_discarding_sink
+
+shim, workload, rounds, threads, ops, idle = sys.argv[1:]
+rounds = int(rounds)
+sock = start_discarding_sink("hw-breakdown-")
+configs = [
+    ("no profiler (glibc malloc)", {}),
+    ("an idle preloaded thread (no shim)", {"LD_PRELOAD": idle}),
+    ("shim loaded, HEAPWATCH_DISABLE=1", {"LD_PRELOAD": shim, "HEAPWATCH_DISABLE": "1"}),
+    ("shim on, nothing sampled (R = 10^12)", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock,
+                                              "HEAPWATCH_SAMPLE_BYTES": "1000000000000"}),
+    ("sampling at R = 512 KiB, no collector", {"LD_PRELOAD": shim,
+                                               "HEAPWATCH_SOCKET": "/nonexistent"}),
+    ("sampling and sending", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock}),
+]
+results = {name: [] for name, _ in configs}
+for r in range(rounds):
+    for name, extra in (configs if r % 2 == 0 else configs[::-1]):
+        env = dict(os.environ)
+        env.update(extra)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([workload, threads, ops], env=env, stdout=subprocess.DEVNULL, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        results[name].append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
+                              after.ru_minflt - before.ru_minflt))
+print(f"workload: shim_alloc_workload {threads} {ops}, {rounds} interleaved rounds, "
+      f"load average at end {os.getloadavg()[0]:.1f}")
+print()
+print("| configuration | CPU s (median) | CPU vs no profiler: median of per-round ratios [quartiles] | minor faults (median) |")
+print("|---|---|---|---|")
+ref = [cpu for cpu, _ in results[configs[0][0]]]
+for name, _ in configs:
+    cpu = [c for c, _ in results[name]]
+    ratios = sorted(c / r for c, r in zip(cpu, ref))
+    q1, q3 = ratios[(len(ratios) - 1) // 4], ratios[(3 * (len(ratios) - 1) + 3) // 4]
+    print(f"| {name} | {statistics.median(cpu):.3f} | {statistics.median(ratios):.3f}x [{q1:.2f}-{q3:.2f}] | "
+          f"{statistics.median(f for _, f in results[name]):.0f} |")
+PY
