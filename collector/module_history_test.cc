@@ -81,15 +81,9 @@ TEST(ModuleHistoryTest, TheRangeSaysForWhichEpochsTheAnswerHolds) {
 }
 
 TEST(ModuleHistoryTest, StacksGetTheEpochTheirIdCarries) {
-  ModuleHistory h;
-  h.BeginMap();
-  h.Add(Mod(0x1000, 0x2000, "/bin/app"), Stamp(0));
-  h.Add(Mod(0x7000, 0x8000, "/lib/plugin_a"), Stamp(0));
   // The shim sends its map before the stacks it has queued: a stack of
   // plugin_a captured before the dlclose arrives after the map without it.
-  h.BeginMap();
-  h.Add(Mod(0x1000, 0x2000, "/bin/app"), Stamp(2));
-  h.Add(Mod(0x7000, 0x8000, "/lib/plugin_b"), Stamp(2));
+  ModuleHistory h = ReusedAddress();
   uint64_t old_stack = h.StackEpoch(IdAt(0));
   EXPECT_EQ(old_stack, 0u);
   EXPECT_STREQ(PathAt(h, 0x7100, old_stack), "/lib/plugin_a");
