@@ -152,29 +152,95 @@ __attribute__((noinline)) void* LibstdcxxNew(size_t n) {
   return NewSlow(throwing, nothrow, n);
 }
 
+// The hot operators (plain new and new[], the unaligned deletes) jump
+// through an entry that starts as a chooser and, once the allocator is
+// resolved, becomes the path for it: the allocator's own operator with the
+// sampling check or the free-path filter (jemalloc, tcmalloc), the shim's
+// malloc or free (libstdc++), or the next operator as it is. One indirect
+// jump instead of testing the allocator on every call. Which allocator is
+// underneath never changes after resolution, so an entry is written once.
 template <Fn throwing, Fn nothrow>
-inline void* PlainNew(size_t n) {
-  // The allocator's own new first: checking for libstdc++ first cost this
-  // path two instructions (and delete's the same), 1.5% of the demo service's
-  // instructions over jemalloc.
+void* OwnedNew(size_t n) {
   auto f = reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed));
-  if (Owns()) {
-    heapwatch::preload::ThreadState& t = heapwatch::preload::t_thread;
-    if (__builtin_expect(f != nullptr && n < t.sampler.bytes_left, 1)) {
-      t.sampler.bytes_left -= n;
-      return f(n);
-    }
-    return NewSlow(throwing, nothrow, n);
+  heapwatch::preload::ThreadState& t = heapwatch::preload::t_thread;
+  if (__builtin_expect(n < t.sampler.bytes_left, 1)) {
+    t.sampler.bytes_left -= n;
+    return f(n);
   }
-  if (__builtin_expect(g_libstdcxx_new_delete, 1)) return LibstdcxxNew<throwing, nothrow>(n);
-  if (__builtin_expect(f != nullptr, 1)) return f(n);
   return NewSlow(throwing, nothrow, n);
+}
+
+template <Fn throwing>
+void* ForwardNew(size_t n) {
+  return reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed))(n);
+}
+
+template <Fn throwing, Fn nothrow>
+void* ChooseNew(size_t n);
+
+template <Fn throwing, Fn nothrow>
+struct NewEntry {
+  static constinit inline std::atomic<NewFn> fn{ChooseNew<throwing, nothrow>};
+};
+
+template <Fn throwing, Fn nothrow>
+void* ChooseNew(size_t n) {
+  if (heapwatch::preload::ResolveRealAllocator() && Next<NewFn>(throwing)) {
+    NewFn path = Owns()                   ? OwnedNew<throwing, nothrow>
+                 : g_libstdcxx_new_delete ? LibstdcxxNew<throwing, nothrow>
+                                          : ForwardNew<throwing>;
+    NewEntry<throwing, nothrow>::fn.store(path, std::memory_order_relaxed);
+    return path(n);
+  }
+  return NewSlow(throwing, nothrow, n);  // resolving, or no operator new to call
+}
+
+template <Fn index, typename... Rest>
+void OwnedDelete(void* p, Rest... rest) {
+  auto f = reinterpret_cast<void (*)(void*, Rest...)>(g_next[index].load(std::memory_order_relaxed));
+  if (__builtin_expect(!MaybeSampled(p), 1)) return f(p, rest...);
+  DeleteSlow<void (*)(void*, Rest...)>(index, p, rest...);
+}
+
+template <Fn index, typename... Rest>
+void ForwardDelete(void* p, Rest... rest) {
+  reinterpret_cast<void (*)(void*, Rest...)>(g_next[index].load(std::memory_order_relaxed))(p, rest...);
+}
+
+template <typename... Rest>
+void FreeDelete(void* p, Rest...) {
+  heapwatch_own_free(p);
+}
+
+template <Fn index, typename... Rest>
+void ChooseDelete(void* p, Rest... rest);
+
+template <Fn index, typename... Rest>
+struct DeleteEntry {
+  static constinit inline std::atomic<void (*)(void*, Rest...)> fn{ChooseDelete<index, Rest...>};
+};
+
+template <Fn index, typename... Rest>
+void ChooseDelete(void* p, Rest... rest) {
+  using F = void (*)(void*, Rest...);
+  if (heapwatch::preload::ResolveRealAllocator() && Next<F>(index)) {
+    F path = Owns()                   ? OwnedDelete<index, Rest...>
+             : g_libstdcxx_new_delete ? FreeDelete<Rest...>
+                                      : ForwardDelete<index, Rest...>;
+    DeleteEntry<index, Rest...>::fn.store(path, std::memory_order_relaxed);
+    return path(p, rest...);
+  }
+  DeleteSlow<F>(index, p, rest...);
 }
 
 }  // namespace
 
-HW_CXX_EXPORT void* operator new(size_t n) { return PlainNew<kNew, kNewNothrow>(n); }
-HW_CXX_EXPORT void* operator new[](size_t n) { return PlainNew<kNewArr, kNewArrNothrow>(n); }
+HW_CXX_EXPORT void* operator new(size_t n) {
+  return NewEntry<kNew, kNewNothrow>::fn.load(std::memory_order_relaxed)(n);
+}
+HW_CXX_EXPORT void* operator new[](size_t n) {
+  return NewEntry<kNewArr, kNewArrNothrow>::fn.load(std::memory_order_relaxed)(n);
+}
 
 HW_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t& tag) noexcept {
   if (g_libstdcxx_new_delete) {
@@ -227,36 +293,38 @@ HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::noth
 
 // Deletes: record (if the allocator owns new/delete) before the real delete,
 // for the same reason as free. Without a next definition, free() is right:
-// the fallbacks above allocate with malloc/aligned_alloc. Over libstdc++ the
-// unaligned ones are free() (real_allocator.h), the shim's own.
+// the fallbacks above allocate with malloc/aligned_alloc. The unaligned ones
+// go through their entries (above); over libstdc++ they are free(), the
+// shim's own (real_allocator.h).
+#define HW_DELETE_ENTRY(Name, Index, Params, Args, ...)                       \
+  HW_CXX_EXPORT void Name Params noexcept {                                   \
+    return DeleteEntry<Index __VA_OPT__(, ) __VA_ARGS__>::fn.load(std::memory_order_relaxed) Args; \
+  }
+
+HW_DELETE_ENTRY(operator delete, kDel, (void* p), (p))
+HW_DELETE_ENTRY(operator delete, kDelSized, (void* p, size_t n), (p, n), size_t)
+HW_DELETE_ENTRY(operator delete, kDelNothrow, (void* p, const std::nothrow_t& t), (p, t),
+                const std::nothrow_t&)
+HW_DELETE_ENTRY(operator delete[], kDelArr, (void* p), (p))
+HW_DELETE_ENTRY(operator delete[], kDelArrSized, (void* p, size_t n), (p, n), size_t)
+HW_DELETE_ENTRY(operator delete[], kDelArrNothrow, (void* p, const std::nothrow_t& t), (p, t),
+                const std::nothrow_t&)
+
 #define HW_UNPAREN(...) __VA_ARGS__
-#define HW_DELETE(Name, Index, Params, Args, IsFreeInLibstdcxx)               \
+#define HW_DELETE(Name, Index, Params, Args)                                  \
   HW_CXX_EXPORT void Name Params noexcept {                                   \
     using F = void(*) Params;                                                 \
     auto f = reinterpret_cast<F>(g_next[Index].load(std::memory_order_relaxed)); \
-    if (Owns()) {                                                             \
-      if (__builtin_expect(f != nullptr && !MaybeSampled(p), 1)) return f Args; \
-    } else if (IsFreeInLibstdcxx && __builtin_expect(g_libstdcxx_new_delete, 1)) { \
-      return heapwatch_own_free(p);                                           \
-    } else if (__builtin_expect(f != nullptr, 1)) {                           \
-      return f Args;                                                          \
-    }                                                                         \
+    if (__builtin_expect(f != nullptr && !MaybeSampledDelete(p), 1)) return f Args; \
     DeleteSlow<F>(Index, HW_UNPAREN Args);                                    \
   }
 
-HW_DELETE(operator delete, kDel, (void* p), (p), true)
-HW_DELETE(operator delete, kDelSized, (void* p, size_t n), (p, n), true)
-HW_DELETE(operator delete, kDelNothrow, (void* p, const std::nothrow_t& t), (p, t), true)
-HW_DELETE(operator delete, kDelAligned, (void* p, std::align_val_t a), (p, a), false)
-HW_DELETE(operator delete, kDelSizedAligned, (void* p, size_t n, std::align_val_t a), (p, n, a),
-          false)
+HW_DELETE(operator delete, kDelAligned, (void* p, std::align_val_t a), (p, a))
+HW_DELETE(operator delete, kDelSizedAligned, (void* p, size_t n, std::align_val_t a), (p, n, a))
 HW_DELETE(operator delete, kDelAlignedNothrow,
-          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t), false)
-HW_DELETE(operator delete[], kDelArr, (void* p), (p), true)
-HW_DELETE(operator delete[], kDelArrSized, (void* p, size_t n), (p, n), true)
-HW_DELETE(operator delete[], kDelArrNothrow, (void* p, const std::nothrow_t& t), (p, t), true)
-HW_DELETE(operator delete[], kDelArrAligned, (void* p, std::align_val_t a), (p, a), false)
+          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t))
+HW_DELETE(operator delete[], kDelArrAligned, (void* p, std::align_val_t a), (p, a))
 HW_DELETE(operator delete[], kDelArrSizedAligned, (void* p, size_t n, std::align_val_t a),
-          (p, n, a), false)
+          (p, n, a))
 HW_DELETE(operator delete[], kDelArrAlignedNothrow,
-          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t), false)
+          (void* p, std::align_val_t a, const std::nothrow_t& t), (p, a, t))
