@@ -13,6 +13,7 @@
 // as it can: with --requests, a fixed amount of work (bench/shim/run_programs.sh).
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -179,21 +180,27 @@ int main(int argc, char** argv) {
     workers.emplace_back(Serve, w, std::cref(opt), std::ref(sessions), std::ref(cache),
                          std::ref(batches));
   }
-  auto start = std::chrono::steady_clock::now();
-  std::atomic<bool> all_served{false};
+  // Waits, without polling, for the workers to end (all requests served, or
+  // stopped by a signal) or for --seconds to pass.
+  std::mutex mu;
+  std::condition_variable done_cv;
+  bool done = false;
   std::thread joiner([&] {
     for (auto& t : workers) t.join();
-    all_served.store(true);
+    std::lock_guard<std::mutex> lock(mu);
+    done = true;
+    done_cv.notify_one();
   });
   bool time_up = false;
-  while (!g_stop.load() && !all_served.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(opt.requests > 0 ? 1 : 50));
-    if (opt.seconds > 0 &&
-        std::chrono::steady_clock::now() - start > std::chrono::duration<double>(opt.seconds)) {
-      time_up = true;
-      g_stop.store(true);
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (opt.seconds > 0) {
+      time_up = !done_cv.wait_for(lock, std::chrono::duration<double>(opt.seconds), [&] { return done; });
+    } else {
+      done_cv.wait(lock, [&] { return done; });
     }
   }
+  if (time_up) g_stop.store(true);
   joiner.join();
   std::printf("heapwatch-demo: served until %s\n",
               time_up ? "time was up" : g_stop.load() ? "signalled" : "all requests were served");
