@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <utility>
 
 #include "heapwatch/wire.h"
 
@@ -60,24 +61,21 @@ TEST(ModuleHistoryTest, AStackIsNamedAfterTheMappingOfItsEpoch) {
   EXPECT_EQ(h.epoch(), 2u);
 }
 
-TEST(ModuleHistoryTest, TheRangeSaysForWhichEpochsTheAnswerHolds) {
-  ModuleHistory h = ReusedAddress();
+// The epochs for which Find's answer for `pc` at `epoch` holds, as a pair.
+std::pair<uint64_t, uint64_t> RangeAt(const ModuleHistory& h, uint64_t pc, uint64_t epoch) {
   ModuleHistory::EpochRange r;
-  h.Find(0x7100, 0, &r);
-  EXPECT_EQ(r.first, 0u);
-  EXPECT_EQ(r.last, 0u);
-  h.Find(0x7100, 1, &r);
-  EXPECT_EQ(r.first, 1u);
-  EXPECT_EQ(r.last, 1u);
-  h.Find(0x7100, 2, &r);
-  EXPECT_EQ(r.first, 2u);
-  EXPECT_EQ(r.last, 2u);
-  h.Find(0x1100, 1, &r);
-  EXPECT_EQ(r.first, 0u);
-  EXPECT_EQ(r.last, 2u);
-  h.Find(0x9000, 7, &r);  // no module ever
-  EXPECT_EQ(r.first, 0u);
-  EXPECT_EQ(r.last, UINT64_MAX);
+  h.Find(pc, epoch, &r);
+  return {r.first, r.last};
+}
+
+TEST(ModuleHistoryTest, TheRangeSaysForWhichEpochsTheAnswerHolds) {
+  using Range = std::pair<uint64_t, uint64_t>;
+  ModuleHistory h = ReusedAddress();
+  EXPECT_EQ(RangeAt(h, 0x7100, 0), Range(0, 0));
+  EXPECT_EQ(RangeAt(h, 0x7100, 1), Range(1, 1));
+  EXPECT_EQ(RangeAt(h, 0x7100, 2), Range(2, 2));
+  EXPECT_EQ(RangeAt(h, 0x1100, 1), Range(0, 2));
+  EXPECT_EQ(RangeAt(h, 0x9000, 7), Range(0, UINT64_MAX));  // no module ever
 }
 
 TEST(ModuleHistoryTest, StacksGetTheEpochTheirIdCarries) {
