@@ -113,9 +113,7 @@ __attribute__((noinline)) void* OwnedAlignedNew(size_t n, std::align_val_t a) {
   return p;
 }
 
-inline bool MaybeSampled(void* p) {
-  return heapwatch::preload::g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
-}
+using heapwatch::preload::MaybeSampled;
 inline bool MaybeSampledDelete(void* p) { return Owns() && MaybeSampled(p); }
 
 // Everything but the common case of a delete, out of line, so that the

@@ -19,6 +19,7 @@
 using heapwatch::preload::g_real;
 using heapwatch::preload::g_shim;
 using heapwatch::preload::InArena;
+using heapwatch::preload::MaybeSampled;
 using heapwatch::preload::RecordAlloc;
 using heapwatch::preload::RecordFree;
 using heapwatch::preload::SampleSlowPath;
@@ -26,12 +27,6 @@ using heapwatch::preload::ShouldRecord;
 using heapwatch::preload::t_thread;
 
 namespace {
-
-// False for most pointers: certainly not a live sample and not a block of
-// the bootstrap arena (the table pins those, see recorder.cc).
-inline bool MaybeSampled(void* p) {
-  return g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
-}
 
 HW_NOINLINE void* MallocSlow(size_t size) {
   if (!SampleSlowPath(size)) return g_real.malloc(size);

@@ -56,7 +56,7 @@ bool LiveTable::Insert(const Entry& e) {
         s.time_ns.store(e.time_ns, std::memory_order_relaxed);
         // Count before publishing, so a concurrent Remove that finds the key
         // never decrements a counter below zero.
-        filter_.load(std::memory_order_relaxed)[home >> kGroupShift].fetch_add(1, std::memory_order_relaxed);
+        Counter(home >> kGroupShift).fetch_add(1, std::memory_order_relaxed);
         size_.fetch_add(1, std::memory_order_relaxed);
         // Also before publishing: a Remove of this address (which the
         // application can only make after this allocation returned) must
@@ -86,7 +86,7 @@ bool LiveTable::Remove(uint64_t address, Entry* out) {
     if (!s.key.compare_exchange_strong(key, kTombstone, std::memory_order_acq_rel)) {
       return false;  // a racing Remove of the same address (a double free) won
     }
-    filter_.load(std::memory_order_relaxed)[home >> kGroupShift].fetch_sub(1, std::memory_order_relaxed);
+    Counter(home >> kGroupShift).fetch_sub(1, std::memory_order_relaxed);
     size_.fetch_sub(1, std::memory_order_relaxed);
     if (out) *out = e;
     return true;

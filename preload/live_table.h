@@ -102,6 +102,8 @@ class LiveTable {
   static_assert((1u << kGroupShift) + kMaxProbes - 1 + kMaxPinned + 2 <= 255,
                 "a group's count fits a byte");
   static FilterCount kAllMaybe[2];
+  // The filter counter of a group of home slots.
+  FilterCount& Counter(uint64_t group) const { return filter_.load(std::memory_order_relaxed)[group]; }
   Slot* slots_ = nullptr;
   std::atomic<FilterCount*> filter_{kAllMaybe};
   uint64_t mask_ = 0;
@@ -147,7 +149,7 @@ void LiveTable::ForEach(Fn&& fn) const {
   // window starting before kWindow reaches past it.
   uint64_t next = 0, first_begin = slots;
   for (uint64_t g = 0; g < (slots >> kGroupShift); ++g) {
-    if (filter_.load(std::memory_order_relaxed)[g].load(std::memory_order_acquire) == 0) continue;
+    if (Counter(g).load(std::memory_order_acquire) == 0) continue;
     uint64_t begin = g << kGroupShift;
     uint64_t end = begin + kWindow;
     if (first_begin == slots) first_begin = begin;

@@ -20,7 +20,7 @@ void* MapZeroedHuge(size_t bytes) {
   auto* aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
   // Trim the unaligned head and the tail, so that Unmap(p, bytes) frees it all.
   if (aligned > raw) munmap(raw, static_cast<size_t>(aligned - raw));
-  size_t tail = static_cast<size_t>(raw + bytes + kHuge - (aligned + bytes));
+  size_t tail = kHuge - static_cast<size_t>(aligned - raw);
   if (tail > 0) munmap(aligned + bytes, tail);
   madvise(aligned, bytes, MADV_HUGEPAGE);
   return aligned;

@@ -164,8 +164,7 @@ void* ArenaAlloc(size_t size, size_t alignment) {
   if (alignment < 16) alignment = 16;
   if ((alignment & (alignment - 1)) != 0 || size > kArenaBytes) return nullptr;
   size_t index = g_arena_block_count.fetch_add(1, std::memory_order_relaxed);
-  if (index >= kMaxArenaBlocks) {
-    g_arena_block_count.store(kMaxArenaBlocks, std::memory_order_relaxed);
+  if (index >= kMaxArenaBlocks) {  // ArenaBlocks reads no further than kMaxArenaBlocks
     errno = ENOMEM;
     return nullptr;
   }

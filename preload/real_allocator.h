@@ -45,8 +45,8 @@ inline bool AllocatorOwnsOperatorNew() { return g_allocator_owns_new; }
 // underneath): its new is malloc(n ? n : 1) and, only if that fails, the
 // new-handler loop and bad_alloc; its delete is free(). The shim's plain
 // new and delete then call its own malloc and free directly instead of
-// passing through libstdc++'s, which would call them back (~11 instructions
-// a new/delete pair).
+// passing through libstdc++'s, which would call them back (new 24 -> 17,
+// delete 18 -> 12 instructions; the entries in cxx_interposer.cc).
 extern bool g_libstdcxx_new_delete __attribute__((visibility("hidden")));
 
 // Bootstrap arena: a static bump allocator; its blocks are never reused.

@@ -54,15 +54,9 @@ void ForkChild() {
 
 }  // namespace
 
-uint64_t RealtimeNs() {
+uint64_t ClockNs(clockid_t clock) {
   timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-uint64_t EventTimeNs() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  clock_gettime(clock, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <atomic>
 
@@ -74,6 +75,12 @@ void StartRecorder(bool other_allocator_first);
 // False inside the shim's own work, before start and when off.
 bool SampleSlowPath(size_t size);
 
+// False for most pointers: certainly not a live sample and not a block of
+// the bootstrap arena (the table pins those, see StartRecorder).
+inline bool MaybeSampled(const void* p) {
+  return g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
+}
+
 // Full decision, for callers that did not run the inline fast path.
 inline bool ShouldRecord(size_t size) {
   ThreadState& t = t_thread;
@@ -97,12 +104,14 @@ bool RecordFree(void* p, LiveTable::Entry* removed = nullptr);
 // block is still live.
 void RestoreLive(const LiveTable::Entry& e);
 
-uint64_t RealtimeNs();
+// `clock`'s time in nanoseconds (clock_gettime).
+uint64_t ClockNs(clockid_t clock);
+inline uint64_t RealtimeNs() { return ClockNs(CLOCK_REALTIME); }
 // Events' times: CLOCK_REALTIME_COARSE (the last tick, a few ms behind). The
 // collector needs an allocation's age in seconds, not nanoseconds, and the
 // coarse clock never reads the clock source: no rdtsc, and no syscall where
 // the vDSO cannot read it (some VMs' clock sources).
-uint64_t EventTimeNs();
+inline uint64_t EventTimeNs() { return ClockNs(CLOCK_REALTIME_COARSE); }
 uint32_t CurrentTid();
 
 }  // namespace heapwatch::preload

@@ -129,17 +129,8 @@ void LockLoader() {
 }
 void UnlockLoader() { g_loader_busy.store(false, std::memory_order_release); }
 
-uint64_t MonoMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
-
-uint64_t MonoNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
+uint64_t MonoNs() { return ClockNs(CLOCK_MONOTONIC); }
+uint64_t MonoMs() { return MonoNs() / 1000000; }
 
 void Disconnect(State* s) {
   if (s->fd >= 0) close(s->fd);
