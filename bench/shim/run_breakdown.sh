@@ -31,6 +31,7 @@ cc -O2 -shared -fPIC -o "$tmp/libidle.so" "$tmp/idle.c" -lpthread
 
 PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$tmp/libidle.so" <<'PY'
 import os, resource, statistics, subprocess, sys
+from rounds import ratio_summary
 from sink import start_discarding_sink
 
 shim, workload, rounds, threads, ops, idle = sys.argv[1:]
@@ -64,8 +65,6 @@ print("|---|---|---|---|")
 ref = [cpu for cpu, _ in results[configs[0][0]]]
 for name, _ in configs:
     cpu = [c for c, _ in results[name]]
-    ratios = sorted(c / r for c, r in zip(cpu, ref))
-    q1, q3 = ratios[(len(ratios) - 1) // 4], ratios[(3 * (len(ratios) - 1) + 3) // 4]
-    print(f"| {name} | {statistics.median(cpu):.3f} | {statistics.median(ratios):.3f}x [{q1:.2f}-{q3:.2f}] | "
+    print(f"| {name} | {statistics.median(cpu):.3f} | {ratio_summary(cpu, ref)} | "
           f"{statistics.median(f for _, f in results[name]):.0f} |")
 PY

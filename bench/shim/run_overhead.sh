@@ -26,6 +26,7 @@ done
 
 PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" "${COMPARE_SHIM:-}" <<'PY'
 import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+from rounds import ratio_summary
 from sink import start_discarding_sink
 
 shim, workload, rounds, threads, ops, libdir, compare_shim = sys.argv[1:]
@@ -91,12 +92,8 @@ for name, extra, _ in configs:
         ref = tc_ref["cpu"]
     else:
         ref = base["cpu"]
-    # Each round's ratio to the same allocator alone in that round: load that
-    # drifts over the run moves both sides of a ratio alike.
-    ratios = sorted(x / y for x, y in zip(results[name]["cpu"], ref))
-    q1, q3 = ratios[(len(ratios) - 1) // 4], ratios[(3 * (len(ratios) - 1) + 3) // 4]
     print(f"| {name} | {w:.3f} | {c:.3f} | {w / bw:.3f}x | {c / bc:.3f}x | "
-          f"{c / statistics.median(ref):.3f}x | {statistics.median(ratios):.3f}x [{q1:.2f}-{q3:.2f}] |")
+          f"{c / statistics.median(ref):.3f}x | {ratio_summary(results[name]['cpu'], ref)} |")
 shutil.rmtree(tmp, ignore_errors=True)
 PY
 
