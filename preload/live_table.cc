@@ -37,9 +37,17 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   for (size_t i = 0; i < pinned_count; ++i) {
     filter[Hash(pinned[i]) >> filter_shift].fetch_add(1, std::memory_order_relaxed);
   }
+  pinned_ = static_cast<uint32_t>(2 + pinned_count);
   filter_.store(filter, std::memory_order_relaxed);
   filter_shift_.store(filter_shift, std::memory_order_release);
   return true;
+}
+
+uint64_t LiveTable::Size() const {
+  if (!slots_) return 0;
+  uint64_t sum = 0;
+  for (uint64_t g = 0; g < ((mask_ + 1) >> kGroupShift); ++g) sum += Counter(g).load(std::memory_order_relaxed);
+  return sum > pinned_ ? sum - pinned_ : 0;
 }
 
 bool LiveTable::Insert(const Entry& e) {
@@ -57,7 +65,6 @@ bool LiveTable::Insert(const Entry& e) {
         // Count before publishing, so a concurrent Remove that finds the key
         // never decrements a counter below zero.
         Counter(home >> kGroupShift).fetch_add(1, std::memory_order_relaxed);
-        size_.fetch_add(1, std::memory_order_relaxed);
         // Also before publishing: a Remove of this address (which the
         // application can only make after this allocation returned) must
         // probe this far.
@@ -87,7 +94,6 @@ bool LiveTable::Remove(uint64_t address, Entry* out) {
       return false;  // a racing Remove of the same address (a double free) won
     }
     Counter(home >> kGroupShift).fetch_sub(1, std::memory_order_relaxed);
-    size_.fetch_sub(1, std::memory_order_relaxed);
     if (out) *out = e;
     return true;
   }

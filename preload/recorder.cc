@@ -111,6 +111,9 @@ bool SampleSlowPath(size_t size) {
 void RecordAlloc(void* p, size_t size) {
   if (!p || t_thread.guard) return;
   GuardScope guard;
+  auto address = reinterpret_cast<uintptr_t>(p);
+  // The slot's cache miss then overlaps the unwind instead of following it.
+  g_shim.table.PrefetchForInsert(address);
   uint64_t pcs[wire::kMaxFrames];
   uint32_t depth = CaptureStack(pcs, g_shim.config.max_frames);
   if (depth == 0) {
@@ -123,7 +126,6 @@ void RecordAlloc(void* p, size_t size) {
     return;
   }
   uint64_t now = EventTimeNs();
-  auto address = reinterpret_cast<uintptr_t>(p);
   if (!g_shim.table.Insert({address, size, stack_id, now})) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;

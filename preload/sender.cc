@@ -64,18 +64,24 @@ constexpr size_t kOutBytes = wire::kMaxFrameBytes + (256u << 10);
 constexpr size_t kModuleBytes = 1u << 20;
 constexpr uint32_t kBatchEvents = 8192;
 constexpr uint64_t kSentSlots = 1u << 18;
-// Between rounds the sender sleeps: kIdleMinMs after a round that carried
-// events, doubling up to kIdleMaxMs while none come. A wake-up costs ~50 us of
-// CPU on the development VM, so an idle process pays ~0.1% of a core instead
-// of ~0.5% at a fixed 10 ms. Application threads never wake the sender (that
-// would be a syscall on the sampling path); an exiting process does.
-constexpr uint64_t kIdleMinMs = 10, kIdleMaxMs = 50;
-// A round that took fewer events than this fraction of the ring is followed by
-// a sleep: sending every few events as they come costs a send() each and a
-// wake-up of the collector. The ring absorbs a sleep: at the default rate it
-// holds 8192 events, ~90 ms of shim_alloc_workload, which allocates 24 GB/s.
-// A ring that fills anyway costs a resync, not data.
-constexpr uint64_t kBusyRingFraction = 8;
+// Between rounds the sender sleeps for as long as the ring can take at the
+// rate events came in the last round: until it is about 1/kFillFraction full,
+// within [kSleepMinMs, kSleepMaxMs]. A sleep grows at most twofold a round
+// (one short round is a noisy rate) and shrinks at once; a round that took
+// 1/kBusyFraction of the ring goes round again without sleeping, and nothing
+// is lost when the ring fills anyway (a drop costs a resync, not data).
+// Each round wakes the sender and the collector, and on a machine with fewer
+// cores than busy threads each wake-up preempts the application: sending
+// shim_alloc_workload's ~80,000 events/s (24 GB/s allocated) in rounds of
+// 10 ms cost it ~10% of its CPU, at ~40 ms ~3% (against a collector that
+// discards, as in bench/shim/run_breakdown.sh).
+// A quiet process wakes every kSleepMaxMs: ~10 wake-ups a second at ~50 us
+// of CPU each on the development VM. Application threads never wake the
+// sender (that would be a syscall on the sampling path); an exiting process
+// does.
+constexpr uint64_t kSleepMinMs = 10, kSleepMaxMs = 100;
+constexpr uint64_t kFillFraction = 4;
+constexpr uint64_t kBusyFraction = 2;
 constexpr int kWriteDeadlineMs = 2000;
 constexpr uint64_t kBackoffMinMs = 10, kBackoffMaxMs = 500;
 constexpr uint64_t kStatsPeriodNs = 1000000000ull;
@@ -92,7 +98,8 @@ struct State {
   uint64_t next_connect_ms = 0;
   uint64_t backoff_ms = kBackoffMinMs;
   uint64_t next_stats_ns = 0;
-  uint64_t idle_ms = kIdleMinMs;
+  uint64_t sleep_ms = kSleepMinMs;
+  uint64_t last_round_ns = 0;  // when the previous round began (rate of events)
   uint32_t batch_len = 0;
   uint64_t sent_count = 0;
   uint8_t* out_mem = nullptr;
@@ -383,7 +390,7 @@ void RunOnce(State* s) {
   uint64_t flush_requested = g_flush_requested.load(std::memory_order_acquire);
   // The process is exiting and waits for this round: no backoff, drain all.
   bool exiting = flush_requested != g_flush_done.load(std::memory_order_relaxed);
-  bool busy = false;  // the ring is filling: go round again without waiting
+  uint64_t round_ns = MonoNs();
   uint32_t drained = 0;
   if (s->fd < 0 && (exiting || MonoMs() >= s->next_connect_ms)) {
     if (Connect(s)) {
@@ -405,7 +412,6 @@ void RunOnce(State* s) {
     if (generation != s->modules_generation) ok = SendModules(s);
     if (ok && g_shim.resync_needed.exchange(false, std::memory_order_acq_rel)) ok = Resync(s);
     drained = ok ? DrainRing(s, &ok) : 0;
-    busy = drained > 0 && drained >= g_shim.ring.capacity() / kBusyRingFraction;
     // At exit, what other threads push meanwhile is bounded by a few rings.
     bool more = drained > 0;
     for (int rounds = 0; exiting && ok && more && rounds < 64; ++rounds) more = DrainRing(s, &ok) > 0;
@@ -415,9 +421,9 @@ void RunOnce(State* s) {
     // gets another round (a reconnect) until its deadline.
     if (ok) g_flush_done.store(flush_requested, std::memory_order_release);
   }
-  if (busy) return;
-  Idle(s, s->idle_ms);
-  s->idle_ms = drained > 0 ? kIdleMinMs : (s->idle_ms * 2 > kIdleMaxMs ? kIdleMaxMs : s->idle_ms * 2);
+  s->sleep_ms = SenderSleepMs(s->sleep_ms, drained, round_ns - s->last_round_ns, g_shim.ring.capacity());
+  s->last_round_ns = round_ns;
+  if (s->sleep_ms > 0) Idle(s, s->sleep_ms);
 }
 
 void* SenderMain(void*) {
@@ -432,6 +438,20 @@ void* SenderMain(void*) {
 }
 
 }  // namespace
+
+uint64_t SenderSleepMs(uint64_t prev_ms, uint64_t drained, uint64_t elapsed_ns, uint64_t capacity) {
+  if (drained > 0 && drained >= capacity / kBusyFraction) return 0;
+  uint64_t limit = prev_ms * 2 < kSleepMinMs ? kSleepMinMs : prev_ms * 2;
+  if (limit > kSleepMaxMs) limit = kSleepMaxMs;
+  if (drained == 0) return limit;
+  // Time for capacity/kFillFraction events at drained per elapsed_ns; the
+  // elapsed time is capped so the product cannot overflow.
+  constexpr uint64_t kMaxElapsedNs = 1000 * kSleepMaxMs * 1000000;
+  if (elapsed_ns > kMaxElapsedNs) elapsed_ns = kMaxElapsedNs;
+  uint64_t fill_ms = capacity / kFillFraction * elapsed_ns / drained / 1000000;
+  if (fill_ms < kSleepMinMs) return kSleepMinMs;
+  return fill_ms < limit ? fill_ms : limit;
+}
 
 bool StartSender() {
   if (!g_state) {
