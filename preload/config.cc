@@ -45,6 +45,9 @@ void ParseConfig(GetEnvFn getenv_fn, Config* c) {
   }
   v = getenv_fn("HEAPWATCH_UNWIND");
   c->frame_pointers = v && (strcmp(v, "fp") == 0 || strcmp(v, "framepointer") == 0);
+  if (ParseU64(getenv_fn("HEAPWATCH_UNWIND_CACHES"), &n)) {
+    c->unwind_caches = static_cast<uint32_t>(n > kMaxUnwindCaches ? kMaxUnwindCaches : n);
+  }
 
   v = getenv_fn("HEAPWATCH_SOCKET");
   if (v && v[0] && strlen(v) < sizeof(c->socket_path)) {

@@ -29,6 +29,7 @@ TEST(ConfigTest, Defaults) {
   EXPECT_EQ(c.max_frames, 64u);
   EXPECT_FALSE(c.disabled);
   EXPECT_FALSE(c.frame_pointers);
+  EXPECT_EQ(c.unwind_caches, 32u);
   EXPECT_STREQ(c.socket_path, "/run/heapwatch/heapwatch.sock");
   EXPECT_EQ(c.table_slots, 1u << 16);
   EXPECT_EQ(c.ring_slots, 1u << 13);
@@ -38,7 +39,7 @@ TEST(ConfigTest, ReadsEverything) {
   Config c = Parse({{"HEAPWATCH_SAMPLE_BYTES", "1"}, {"HEAPWATCH_MAX_FRAMES", "1000"},
                     {"HEAPWATCH_DISABLE", "1"}, {"HEAPWATCH_UNWIND", "fp"},
                     {"HEAPWATCH_SOCKET", "/tmp/x.sock"}, {"HEAPWATCH_TABLE_SLOTS", "5000"},
-                    {"HEAPWATCH_RING_SLOTS", "100"}});
+                    {"HEAPWATCH_RING_SLOTS", "100"}, {"HEAPWATCH_UNWIND_CACHES", "0"}});
   EXPECT_EQ(c.sample_bytes, 1u);
   EXPECT_EQ(c.max_frames, 256u);  // clamped to wire::kMaxFrames
   EXPECT_TRUE(c.disabled);
@@ -46,6 +47,8 @@ TEST(ConfigTest, ReadsEverything) {
   EXPECT_STREQ(c.socket_path, "/tmp/x.sock");
   EXPECT_EQ(c.table_slots, 8192u);
   EXPECT_EQ(c.ring_slots, 128u);
+  EXPECT_EQ(c.unwind_caches, 0u);
+  EXPECT_EQ(Parse({{"HEAPWATCH_UNWIND_CACHES", "100000"}}).unwind_caches, 4096u);
 }
 
 TEST(ConfigTest, EveryAllocationModeGetsBigTables) {
@@ -57,8 +60,9 @@ TEST(ConfigTest, EveryAllocationModeGetsBigTables) {
 TEST(ConfigTest, MalformedValuesFallBackToDefaults) {
   Config c = Parse({{"HEAPWATCH_SAMPLE_BYTES", "12abc"}, {"HEAPWATCH_MAX_FRAMES", "-3"},
                     {"HEAPWATCH_DISABLE", "0"}, {"HEAPWATCH_SAMPLE_BYTES", "0"},
-                    {"HEAPWATCH_SOCKET", std::string(200, 'x')}});
+                    {"HEAPWATCH_SOCKET", std::string(200, 'x')}, {"HEAPWATCH_UNWIND_CACHES", "-1"}});
   EXPECT_EQ(c.sample_bytes, 524288u);
+  EXPECT_EQ(c.unwind_caches, 32u);
   EXPECT_EQ(c.max_frames, 64u);
   EXPECT_FALSE(c.disabled);
   EXPECT_STREQ(c.socket_path, "/run/heapwatch/heapwatch.sock");

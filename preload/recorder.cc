@@ -43,6 +43,7 @@ void ForkChild() {
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
   g_shim.ring.ResetUnsafe();
+  UnwinderForkChild();
   Counters& c = g_shim.counters;
   for (auto* a : {&c.sampled_allocs, &c.sampled_frees, &c.dropped_events, &c.table_full,
                   &c.unwind_failures, &c.reconnects, &c.bytes_sent}) {
@@ -88,7 +89,7 @@ void StartRecorder(bool other_allocator_first) {
   SelfCodeRange(&lo, &hi);
   {
     GuardScope guard;  // libunwind's set-up may allocate
-    InitUnwinder(c.frame_pointers, lo, hi);
+    InitUnwinder(c.frame_pointers, lo, hi, c.unwind_caches);
   }
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();

@@ -2,6 +2,9 @@
 
 #include <elf.h>
 #include <link.h>
+#include <pthread.h>
+
+#include <atomic>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -15,6 +18,69 @@ namespace {
 
 bool g_frame_pointers = false;
 uintptr_t g_skip_start = 0, g_skip_end = 0;
+
+// Which of libunwind's two ways a thread unwinds with (see unwinder.h): it
+// steps, and every kStepsPerTry samples tries to take a trace cache.
+constexpr uint32_t kStepsPerTry = 16;
+struct UnwindState {
+  bool trace_cache;
+  bool exiting;
+  uint32_t steps;
+};
+__thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
+uint32_t g_cache_limit = 0;
+std::atomic<uint32_t> g_caches_in_use{0};
+// Its destructor gives a thread's trace cache back when the thread exits
+// (libunwind frees the cache itself from a destructor of its own).
+pthread_key_t g_cache_key;
+bool g_have_cache_key = false;
+
+void ReleaseCache(void*) {
+  // Anything this exiting thread still samples steps (libunwind may already
+  // have freed the cache).
+  t_unwind.trace_cache = false;
+  t_unwind.exiting = true;
+  g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
+}
+
+bool TakeCache() {
+  if (!g_have_cache_key) return false;
+  uint32_t n = g_caches_in_use.load(std::memory_order_relaxed);
+  do {
+    if (n >= g_cache_limit) return false;
+  } while (!g_caches_in_use.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
+  if (pthread_setspecific(g_cache_key, &g_caches_in_use) != 0) {
+    g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+// unw_step from here outwards: no trace cache, and ~300x the time of
+// unw_backtrace (libunwind masks signals around its lookups, two syscalls a
+// frame). The first pc is in this function, which the caller skips.
+uint32_t StepBacktrace(void** out, uint32_t max) {
+  unw_context_t context;
+  unw_cursor_t cursor;
+  if (unw_getcontext(&context) != 0 || unw_init_local(&cursor, &context) != 0) return 0;
+  uint32_t n = 0;
+  do {
+    unw_word_t ip = 0;
+    if (unw_get_reg(&cursor, UNW_REG_IP, &ip) != 0 || ip == 0) break;
+    out[n++] = reinterpret_cast<void*>(ip);
+  } while (n < max && unw_step(&cursor) > 0);
+  return n;
+}
+
+uint32_t LibunwindBacktrace(void** out, uint32_t max) {
+  UnwindState& t = t_unwind;
+  if (!t.trace_cache && !t.exiting && ++t.steps % kStepsPerTry == 0) t.trace_cache = TakeCache();
+  if (t.trace_cache) {
+    int n = unw_backtrace(out, static_cast<int>(max));
+    return n > 0 ? static_cast<uint32_t>(n) : 0;
+  }
+  return StepBacktrace(out, max);
+}
 
 // Slack for the shim's own frames on top of the requested depth.
 constexpr uint32_t kSkipSlack = 16;
@@ -58,20 +124,28 @@ void SelfCodeRange(uintptr_t* start, uintptr_t* end) {
   }
 }
 
-void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end) {
+void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
+                  uint32_t trace_caches) {
   g_frame_pointers = frame_pointers;
   g_skip_start = skip_start;
   g_skip_end = skip_end;
-  if (!frame_pointers) unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  if (frame_pointers) return;
+  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  g_cache_limit = trace_caches;
+  g_have_cache_key = trace_caches > 0 && pthread_key_create(&g_cache_key, ReleaseCache) == 0;
+}
+
+void UnwinderForkChild() {
+  // The child's only thread is the one that forked.
+  g_caches_in_use.store(t_unwind.trace_cache ? 1 : 0, std::memory_order_relaxed);
 }
 
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
   void* raw[wire::kMaxFrames + kSkipSlack];
   if (max > wire::kMaxFrames) max = wire::kMaxFrames;
   uint32_t want = max + kSkipSlack;
-  uint32_t n = g_frame_pointers ? WalkFramePointers(raw, want)
-                                : static_cast<uint32_t>(unw_backtrace(raw, static_cast<int>(want)));
-  if (static_cast<int32_t>(n) <= 0) return 0;
+  uint32_t n = g_frame_pointers ? WalkFramePointers(raw, want) : LibunwindBacktrace(raw, want);
+  if (n == 0) return 0;
   uint32_t first = 0;
   while (first < n) {
     auto pc = reinterpret_cast<uintptr_t>(raw[first]);

@@ -30,9 +30,10 @@
 # name; COMPARE_SHIM=path/to/another/libheapwatch.so adds heapwatch (glibc)
 # with that library, e.g. an older build. heapwatch sends to a socket that
 # reads and discards; the last column lists the executables that said hello.
-# Under callgrind the shim's sender wakes every 10 ms of a run slowed ~50x:
-# a process that waits (the g++ driver for cc1plus) counts ~20M instructions
-# of idle rounds that natively are ~0.3M.
+# Under callgrind the shim's sender wakes every 10-100 ms of a run slowed
+# ~50x: a process that waits (the g++ driver for cc1plus) counts idle rounds
+# that natively take ~50x fewer (~20M instructions at 10 ms, before the
+# sender's sleep followed the event rate).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)

@@ -10,3 +10,5 @@ heapwatch_e2e_test(NAME shim_collector TIMEOUT 120 LABELS shim)
 # short-lived processes delivering their whole stream before they exit.
 heapwatch_e2e_test(NAME shim_modules TIMEOUT 120 LABELS shim)
 heapwatch_e2e_test(NAME shim_short_lived TIMEOUT 180 LABELS shim)
+# Threads past HEAPWATCH_UNWIND_CACHES step with unw_step: the same stacks.
+heapwatch_e2e_test(NAME shim_threads TIMEOUT 120 LABELS shim)
