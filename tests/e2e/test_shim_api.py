@@ -33,6 +33,7 @@ class ShimApiTest(unittest.TestCase):
         want = self.baseline()
         for extra in ({}, {"HEAPWATCH_SAMPLE_BYTES": "1"}, {"HEAPWATCH_SAMPLE_BYTES": "64"},
                       {"HEAPWATCH_UNWIND": "fp", "HEAPWATCH_SAMPLE_BYTES": "1"},
+                      {"HEAPWATCH_UNWIND_CACHES": "0", "HEAPWATCH_SAMPLE_BYTES": "1"},
                       {"HEAPWATCH_DISABLE": "1"}):
             with self.subTest(**extra):
                 r = run([self.api], shim_env(os.path.join(self.dir, "absent.sock"), **extra),

@@ -17,6 +17,15 @@ class ShimForkTest(unittest.TestCase):
         self.sock = os.path.join(self.dir, "hw.sock")
 
     def test_stress_with_fork(self):
+        self.stress_with_fork()
+
+    def test_stress_with_fork_one_trace_cache(self):
+        # One thread at a time unwinds with libunwind's trace cache, the others
+        # step (preload/unwinder.h); the forked child starts with the cache of
+        # the thread that forked, if it had one.
+        self.stress_with_fork(HEAPWATCH_UNWIND_CACHES=1)
+
+    def stress_with_fork(self, **extra):
         cmd = [program("shim_stress"), "4", "60000"]
         base = run(cmd)
         self.assertEqual(base.returncode, 0, base.stdout + base.stderr)
@@ -24,7 +33,7 @@ class ShimForkTest(unittest.TestCase):
         self.addCleanup(rx.stop)
         # A small R so that many allocations (and frees racing across threads)
         # go through the recording path.
-        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096, **extra), preload=SHIM)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, base.stdout, "same checksums: no heap corruption")
         conns = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello]
