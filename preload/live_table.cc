@@ -45,8 +45,19 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
 
 uint64_t LiveTable::Size() const {
   if (!slots_) return 0;
+  // Eight counters a load (the filter is mmap'd, 8-byte aligned, and at
+  // least 8 counters long), summed in place: pairs of bytes into four
+  // 16-bit lanes (<= 510 each), then the lanes by a multiply. Byte by byte
+  // this was ~11 instructions a counter, 90k for the default filter, once a
+  // second: visible in callgrind counts of processes that mostly wait.
+  const auto* words = reinterpret_cast<const uint64_t*>(filter_.load(std::memory_order_relaxed));
+  constexpr uint64_t kLowBytes = 0x00ff00ff00ff00ffull;
   uint64_t sum = 0;
-  for (uint64_t g = 0; g < ((mask_ + 1) >> kGroupShift); ++g) sum += Counter(g).load(std::memory_order_relaxed);
+  for (uint64_t i = 0; i < ((mask_ + 1) >> kGroupShift) / 8; ++i) {
+    uint64_t w = __atomic_load_n(&words[i], __ATOMIC_RELAXED);
+    uint64_t pairs = (w & kLowBytes) + ((w >> 8) & kLowBytes);
+    sum += (pairs * 0x0001000100010001ull) >> 48;
+  }
   return sum > pinned_ ? sum - pinned_ : 0;
 }
 

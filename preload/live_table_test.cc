@@ -154,6 +154,22 @@ TEST(LiveTableTest, ChurnNeverFillsTheTable) {
   EXPECT_EQ(t.Size(), live.size());
 }
 
+TEST(LiveTableTest, SizeCountsEntriesNotPinnedAddresses) {
+  // The smallest table: its 8 filter counters are one word of Size()'s sum,
+  // and nearly full they hold large counts.
+  const uint64_t pinned[] = {0x7000, 0x9000, 0xb000};
+  LiveTable t;
+  ASSERT_TRUE(t.Init(64, pinned, 3));
+  EXPECT_EQ(t.Size(), 0u);
+  std::vector<uint64_t> live;
+  for (uint64_t a = 0x10000; live.size() < 60; a += 16) {
+    if (t.Insert({a, 1, 1, 1})) live.push_back(a);
+  }
+  EXPECT_EQ(t.Size(), 60u);
+  for (size_t i = 0; i < live.size(); i += 2) ASSERT_TRUE(t.Remove(live[i], nullptr));
+  EXPECT_EQ(t.Size(), 30u);
+}
+
 TEST(LiveTableTest, ForEachSeesExactlyTheLiveEntries) {
   LiveTable t;
   ASSERT_TRUE(t.Init(1 << 12));
