@@ -45,6 +45,11 @@ void ParseConfig(GetEnvFn getenv_fn, Config* c) {
   }
   v = getenv_fn("HEAPWATCH_UNWIND");
   c->frame_pointers = v && (strcmp(v, "fp") == 0 || strcmp(v, "framepointer") == 0);
+  // libunwind's trace caches (unwinder.h): bounded at the default rate, where
+  // a thread samples every 512 KiB; heavy sampling (R < 64 KiB, a debugging
+  // mode that already maps tables of up to 128 MiB) would otherwise step on
+  // most allocations of every thread past the cap, ~40 us each.
+  c->unwind_caches = c->sample_bytes >= 65536 ? kDefaultUnwindCaches : kMaxUnwindCaches;
   if (ParseU64(getenv_fn("HEAPWATCH_UNWIND_CACHES"), &n)) {
     c->unwind_caches = static_cast<uint32_t>(n > kMaxUnwindCaches ? kMaxUnwindCaches : n);
   }

@@ -7,7 +7,7 @@
 //   HEAPWATCH_DISABLE       1 = pure pass-through unset
 //   HEAPWATCH_UNWIND        libunwind | fp        libunwind
 //   HEAPWATCH_UNWIND_CACHES threads with libunwind's 256 KiB trace cache
-//                                                 32 (0..4096; see unwinder.h)
+//                                                 32 (4096 if R < 64 KiB; see unwinder.h)
 //   HEAPWATCH_TABLE_SLOTS   live-table slots      derived from the sample rate
 //   HEAPWATCH_RING_SLOTS    event-ring slots      derived from the sample rate
 // Malformed numbers fall back to the default (the shim never refuses to run).

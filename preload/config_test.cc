@@ -55,6 +55,8 @@ TEST(ConfigTest, EveryAllocationModeGetsBigTables) {
   Config c = Parse({{"HEAPWATCH_SAMPLE_BYTES", "1"}});
   EXPECT_EQ(c.table_slots, 1u << 22);
   EXPECT_EQ(c.ring_slots, 1u << 18);
+  EXPECT_EQ(c.unwind_caches, 4096u);  // no cap: every thread samples constantly
+  EXPECT_EQ(Parse({{"HEAPWATCH_SAMPLE_BYTES", "1"}, {"HEAPWATCH_UNWIND_CACHES", "8"}}).unwind_caches, 8u);
 }
 
 TEST(ConfigTest, MalformedValuesFallBackToDefaults) {

@@ -10,10 +10,11 @@
 // 16 frames on the development VM, most of it libunwind's signal masking).
 // So a thread steps for its first samples and takes a trace cache at its
 // 16th sample, if fewer than HEAPWATCH_UNWIND_CACHES threads (default 32:
-// 8 MiB) hold one, trying again every 16 samples; it gives the cache back
-// when it exits. A thread that samples rarely never costs 256 KiB, and the
-// caches go to the threads that sample most. bench/shim/run_threads.sh: 64
-// threads of ~8 samples each, RSS and CPU with and without caches.
+// 8 MiB; no cap below R = 64 KiB, config.cc) hold one, trying again every
+// 16 samples; it gives the cache back when it exits. A thread that samples
+// rarely never costs 256 KiB, and the caches go to the threads that sample
+// most. bench/shim/run_threads.sh: 64 threads, RSS and CPU with and without
+// caches.
 //
 // Frames inside the shim itself are skipped, so pcs[0] is the return address
 // into the caller of malloc (or into the C++ runtime's operator new).
