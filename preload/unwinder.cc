@@ -135,6 +135,8 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_have_cache_key = trace_caches > 0 && pthread_key_create(&g_cache_key, ReleaseCache) == 0;
 }
 
+uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_relaxed); }
+
 void UnwinderForkChild() {
   // The child's only thread is the one that forked.
   g_caches_in_use.store(t_unwind.trace_cache ? 1 : 0, std::memory_order_relaxed);

@@ -35,6 +35,9 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
 // In a forked child: only the calling thread survives, with its cache if it had one.
 void UnwinderForkChild();
 
+// Threads holding a trace cache now (tests).
+uint32_t TraceCachesInUse();
+
 // Fills at most `max` pcs (innermost first); returns the depth (0 = failed).
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max);
 
