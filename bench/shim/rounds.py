@@ -1,5 +1,29 @@
-"""Summaries of interleaved benchmark rounds, shared by the bench/shim scripts."""
+"""Interleaved benchmark rounds and their summaries, shared by the bench/shim scripts."""
+import resource
 import statistics
+
+
+def interleaved(rounds, configs):
+    """Yields (round, config): every config once a round, every other round
+    in reverse order, so that load drifting within a round hits all alike."""
+    for r in range(rounds):
+        for config in (configs if r % 2 == 0 else configs[::-1]):
+            yield r, config
+
+
+class ChildUsage:
+    """What the children reaped inside a `with ChildUsage() as u:` block
+    used: u.cpu (user+sys seconds) and u.minflt (minor page faults)."""
+
+    def __enter__(self):
+        self._before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self
+
+    def __exit__(self, *exc):
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu = (after.ru_utime - self._before.ru_utime) + (after.ru_stime - self._before.ru_stime)
+        self.minflt = after.ru_minflt - self._before.ru_minflt
+        return False
 
 
 def ratio_summary(values, refs):

@@ -30,8 +30,8 @@ printf '%s\n' '#include <pthread.h>' '#include <unistd.h>' \
 cc -O2 -shared -fPIC -o "$tmp/libidle.so" "$tmp/idle.c" -lpthread
 
 PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$tmp/libidle.so" <<'PY'
-import os, resource, statistics, subprocess, sys
-from rounds import ratio_summary
+import os, statistics, subprocess, sys
+from rounds import ChildUsage, interleaved, ratio_summary
 from sink import start_discarding_sink
 
 shim, workload, rounds, threads, ops, idle = sys.argv[1:]
@@ -48,15 +48,12 @@ configs = [
     ("sampling and sending", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock}),
 ]
 results = {name: [] for name, _ in configs}
-for r in range(rounds):
-    for name, extra in (configs if r % 2 == 0 else configs[::-1]):
-        env = dict(os.environ)
-        env.update(extra)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+for _, (name, extra) in interleaved(rounds, configs):
+    env = dict(os.environ)
+    env.update(extra)
+    with ChildUsage() as used:
         subprocess.run([workload, threads, ops], env=env, stdout=subprocess.DEVNULL, check=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        results[name].append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime,
-                              after.ru_minflt - before.ru_minflt))
+    results[name].append((used.cpu, used.minflt))
 print(f"workload: shim_alloc_workload {threads} {ops}, {rounds} interleaved rounds, "
       f"load average at end {os.getloadavg()[0]:.1f}")
 print()

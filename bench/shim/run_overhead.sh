@@ -25,8 +25,8 @@ for f in "$shim" "$workload" "$fastpath"; do
 done
 
 PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" "${COMPARE_SHIM:-}" <<'PY'
-import os, resource, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
-from rounds import ratio_summary
+import os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
+from rounds import ChildUsage, ratio_summary
 from sink import start_discarding_sink
 
 shim, workload, rounds, threads, ops, libdir, compare_shim = sys.argv[1:]
@@ -63,16 +63,14 @@ for r in range(rounds):
     for name, extra, argv in configs:
         env = dict(os.environ)
         env.update(extra)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.monotonic()
-        p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wall = time.monotonic() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with ChildUsage() as used:
+            t0 = time.monotonic()
+            p = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.monotonic() - t0
         if p.returncode != 0:
             sys.exit(f"{name}: exit {p.returncode}")
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         results[name]["wall"].append(wall)
-        results[name]["cpu"].append(cpu)
+        results[name]["cpu"].append(used.cpu)
     print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
 base = results[configs[0][0]]

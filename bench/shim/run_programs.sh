@@ -46,9 +46,10 @@ libdir=/usr/lib/x86_64-linux-gnu
 case $mode in all|cpu|callgrind) ;; *) echo "MODE must be all, cpu or callgrind" >&2; exit 1;; esac
 if [[ $mode != cpu ]]; then command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }; fi
 
-python3 - "$repo" "$shim" "$rounds" "$mode" "$libdir" "${JOBS:-2}" "${COMPARE_SHIM:-}" <<'PY'
-import concurrent.futures, os, re, resource, shutil, socket, statistics, struct, subprocess
+PYTHONPATH="$here" python3 - "$repo" "$shim" "$rounds" "$mode" "$libdir" "${JOBS:-2}" "${COMPARE_SHIM:-}" <<'PY'
+import concurrent.futures, os, re, shutil, socket, statistics, struct, subprocess
 import sys, tempfile, threading, time
+from rounds import ChildUsage
 
 repo, shim, rounds, mode, libdir, jobs, compare_shim = sys.argv[1:]
 rounds, jobs = int(rounds), int(jobs)
@@ -200,13 +201,11 @@ if mode in ("all", "cpu"):
     for r in range(rounds):
         for prog in programs:
             for config in configs:
-                before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                t0 = time.monotonic()
-                _, exes = run_once(prog, config, False, "cpu")
-                wall = time.monotonic() - t0
-                after = resource.getrusage(resource.RUSAGE_CHILDREN)
-                used = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-                cpu.setdefault((prog[0], config[0]), []).append((used, wall))
+                with ChildUsage() as used:
+                    t0 = time.monotonic()
+                    _, exes = run_once(prog, config, False, "cpu")
+                    wall = time.monotonic() - t0
+                cpu.setdefault((prog[0], config[0]), []).append((used.cpu, wall))
                 if exes:
                     hellos[(prog[0], config[0])] = exes  # native runs' names, not valgrind's
         print(f"cpu round {r + 1}/{rounds} done", file=sys.stderr)

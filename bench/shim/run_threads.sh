@@ -24,8 +24,9 @@ for f in "$shim" "$program"; do
   [[ -e $f ]] || { echo "missing $f (build the shim and the test programs first)" >&2; exit 1; }
 done
 
-python3 - "$shim" "$program" "$rounds" "$threads" "${COMPARE_SHIM:-}" <<'PY'
-import os, resource, statistics, subprocess, sys
+PYTHONPATH="$here" python3 - "$shim" "$program" "$rounds" "$threads" "${COMPARE_SHIM:-}" <<'PY'
+import os, statistics, subprocess, sys
+from rounds import ChildUsage, interleaved
 
 shim, program, rounds, threads, compare_shim = sys.argv[1:]
 rounds = int(rounds)
@@ -50,22 +51,20 @@ def rss_anon_kb(pid):
 
 
 results = {name: ([], []) for name, _ in configs}
-for r in range(rounds):
-    for name, extra in (configs if r % 2 == 0 else configs[::-1]):
-        env = dict(os.environ)
-        env.update(extra)
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+for _, (name, extra) in interleaved(rounds, configs):
+    env = dict(os.environ)
+    env.update(extra)
+    with ChildUsage() as used:
         p = subprocess.Popen([program, threads, "64", "65536"], env=env, text=True,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         if p.stdout.readline() != "ready\n":
             sys.exit(f"{name}: no ready")
         rss = rss_anon_kb(p.pid)
         p.communicate("q\n")
-        if p.returncode != 0:
-            sys.exit(f"{name}: exit {p.returncode}")
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        results[name][0].append(rss)
-        results[name][1].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    if p.returncode != 0:
+        sys.exit(f"{name}: exit {p.returncode}")
+    results[name][0].append(rss)
+    results[name][1].append(used.cpu)
 
 print(f"shim_threads {threads} 64 65536 (each thread: 64 blocks of 64 KiB), {rounds} interleaved rounds, "
       f"load average at end {os.getloadavg()[0]:.1f}")
