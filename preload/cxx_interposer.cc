@@ -141,7 +141,7 @@ __attribute__((noinline)) void* NewSlow(Fn throwing, Fn nothrow, size_t n) {
 // through libstdc++ back into the shim's malloc; a failure goes to libstdc++.
 inline void* LibstdcxxMalloc(size_t n) { return heapwatch_own_malloc(n + (n == 0)); }
 
-// Out of line and tail-called, so that PlainNew's other paths stay leaves;
+// Out of line and tail-called, so that the entry's other paths stay leaves;
 // the operator's indices are template arguments, so only n is live across
 // the call.
 template <Fn throwing, Fn nothrow>
@@ -240,25 +240,30 @@ HW_CXX_EXPORT void* operator new[](size_t n) {
   return NewEntry<kNewArr, kNewArrNothrow>::fn.load(std::memory_order_relaxed)(n);
 }
 
-HW_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t& tag) noexcept {
+namespace {
+
+// new(nothrow) and new[](nothrow): the shim's malloc over libstdc++ (whose
+// nothrow new would run the new-handler loop only if that fails), else the
+// next operator, recorded here if the allocator owns it.
+template <Fn nothrow>
+void* NothrowNew(size_t n, const std::nothrow_t& tag) {
   if (g_libstdcxx_new_delete) {
     if (void* p = LibstdcxxMalloc(n)) return p;
   }
   bool sample = Owns() && ShouldRecord(n);
-  auto f = Next<NewNothrowFn>(kNewNothrow);
+  auto f = Next<NewNothrowFn>(nothrow);
   void* p = f ? f(n, tag) : FallbackNew(n);
   if (sample) RecordAlloc(p, n);
   return p;
 }
+
+}  // namespace
+
+HW_CXX_EXPORT void* operator new(size_t n, const std::nothrow_t& tag) noexcept {
+  return NothrowNew<kNewNothrow>(n, tag);
+}
 HW_CXX_EXPORT void* operator new[](size_t n, const std::nothrow_t& tag) noexcept {
-  if (g_libstdcxx_new_delete) {
-    if (void* p = LibstdcxxMalloc(n)) return p;
-  }
-  bool sample = Owns() && ShouldRecord(n);
-  auto f = Next<NewNothrowFn>(kNewArrNothrow);
-  void* p = f ? f(n, tag) : FallbackNew(n);
-  if (sample) RecordAlloc(p, n);
-  return p;
+  return NothrowNew<kNewArrNothrow>(n, tag);
 }
 HW_CXX_EXPORT void* operator new(size_t n, std::align_val_t a) {
   if (Owns()) {
