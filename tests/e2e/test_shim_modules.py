@@ -13,7 +13,7 @@ import re
 import unittest
 
 from harness import CollectorTestCase, find_path, wait_until, walk_tree
-from test_shim_support import program, start_interactive
+from test_shim_support import finish_interactive, program, start_interactive
 
 ALPHA = program("libshim_plugin_alpha.so")
 BETA = program("libshim_plugin_beta.so")
@@ -75,9 +75,7 @@ class ModuleMapTest(CollectorTestCase):
         self.command(proc, "f")
         self.assertEqual(self.command(proc, "c"), "closed unloaded")
         self.collector.wait_for_process(pid, lambda p: p["modules"] == base, timeout=20)
-        proc.stdin.write("q\n")
-        proc.stdin.flush()
-        self.assertEqual(proc.wait(30), 0)
+        finish_interactive(self, proc)
 
 
 class LeakedPluginBlocksTest(CollectorTestCase):
@@ -113,11 +111,6 @@ class LeakedPluginBlocksTest(CollectorTestCase):
                            30, what=f"{total} bytes under the plugins' Hoard()s")
         self.assertEqual(found, expected, where)
 
-    def quit(self, proc):
-        proc.stdin.write("q\n")
-        proc.stdin.flush()
-        self.assertEqual(proc.wait(30), 0)
-
     def test_blocks_stay_with_the_plugin_that_allocated_them(self):
         proc = self.start()
         pid = proc.pid
@@ -132,7 +125,7 @@ class LeakedPluginBlocksTest(CollectorTestCase):
         self.command(proc, f"a {self.BETA_BLOCKS} {BLOCK_BYTES}")
         self.assertEqual(alpha_base, beta_base, "beta was not loaded where alpha was")
         self.check_attribution(pid, f"alpha and beta at {alpha_base}")
-        self.quit(proc)
+        finish_interactive(self, proc)
 
     def test_blocks_stay_with_their_plugin_when_the_swap_beats_the_sender(self):
         # Allocate, close, open the other and allocate again in one go: the
@@ -149,7 +142,7 @@ class LeakedPluginBlocksTest(CollectorTestCase):
         self.assertEqual(unloaded, "unloaded", swapped)
         self.assertEqual(alpha_base, beta_base, "beta was not loaded where alpha was")
         self.check_attribution(pid, f"alpha and beta at {alpha_base}, swapped at once")
-        self.quit(proc)
+        finish_interactive(self, proc)
 
 
 if __name__ == "__main__":

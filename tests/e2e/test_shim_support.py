@@ -50,6 +50,14 @@ def start_interactive(case, name, **shim):
     return proc
 
 
+def finish_interactive(case, proc):
+    """Tells a program started by start_interactive to quit ("q") and checks
+    that it exits 0."""
+    proc.stdin.write("q\n")
+    proc.stdin.flush()
+    case.assertEqual(proc.wait(30), 0)
+
+
 def real_python():
     """The interpreter binary itself (not a pyenv shim script)."""
     return os.path.realpath(sys.executable)

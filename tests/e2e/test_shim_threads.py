@@ -10,7 +10,7 @@ shim_threads::WorkerMain, and the path must be the same all three times."""
 import unittest
 
 from harness import CollectorTestCase, wait_until
-from test_shim_support import start_interactive
+from test_shim_support import finish_interactive, start_interactive
 
 THREADS, BLOCKS, BYTES = 6, 64, 4096
 
@@ -42,9 +42,7 @@ class UnwindCachesTest(CollectorTestCase):
         names, node = found[0]
         self.assertEqual(node["value"], total, caches)
         self.assertIn("shim_threads::WorkerMain", [n.split("(")[0] for n in names], names)
-        proc.stdin.write("q\n")
-        proc.stdin.flush()
-        self.assertEqual(proc.wait(30), 0)
+        finish_interactive(self, proc)
         return names
 
     def test_stepping_threads_give_the_same_stacks(self):
