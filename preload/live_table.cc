@@ -4,7 +4,24 @@
 
 namespace heapwatch::preload {
 
-LiveTable::FilterCount LiveTable::kAllMaybe[2] = {1, 1};
+alignas(64) LiveTable::Cell LiveTable::kAllMaybe[64] = {kMany | 1, kMany | 1};
+
+void LiveTable::CellAdd(Cell& cell, uint8_t fingerprint) {
+  uint8_t v = cell.load(std::memory_order_relaxed);
+  uint8_t next;
+  do {
+    next = v == 0 ? fingerprint : v < kMany ? kMany | 2 : static_cast<uint8_t>(v + 1);
+  } while (!cell.compare_exchange_weak(v, next, std::memory_order_relaxed));
+}
+
+void LiveTable::CellRemove(Cell& cell) {
+  // The entry removed is one of the cell's: a fingerprint was its alone.
+  uint8_t v = cell.load(std::memory_order_relaxed);
+  uint8_t next;
+  do {
+    next = v < kMany || v == (kMany | 1) ? 0 : static_cast<uint8_t>(v - 1);
+  } while (!cell.compare_exchange_weak(v, next, std::memory_order_relaxed));
+}
 
 bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count) {
   if (slots < 64 || (slots & (slots - 1)) != 0 || slots_ || pinned_count > kMaxPinned) {
@@ -15,14 +32,19 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   // huge page: one fault instead of 512, which cost ~6 ms of a process's CPU
   // (~12 us a fault, on the development VM). Bigger tables serve heavy
   // sampling (R < 64 KiB), where a short process touches few of their pages.
+  // The filters' pages are touched as entries land (at most 72 KiB by
+  // default).
   const size_t table_bytes = slots * sizeof(Slot);
-  const size_t filter_bytes = (slots >> kGroupShift) * sizeof(FilterCount);
+  const size_t coarse_bytes = (slots >> kGroupShift) * sizeof(Cell);
+  const size_t fine_bytes = slots * sizeof(Cell);
   auto* table = static_cast<Slot*>(table_bytes == kHugePageBytes ? MapZeroedHuge(table_bytes)
                                                                  : MapZeroed(table_bytes));
-  auto* filter = static_cast<FilterCount*>(MapZeroed(filter_bytes));
-  if (!table || !filter) {
+  auto* coarse = static_cast<Cell*>(MapZeroed(coarse_bytes));
+  auto* fine = static_cast<Cell*>(MapZeroed(fine_bytes));
+  if (!table || !coarse || !fine) {
     Unmap(table, table_bytes);
-    Unmap(filter, filter_bytes);
+    Unmap(coarse, coarse_bytes);
+    Unmap(fine, fine_bytes);
     return false;
   }
   uint32_t log2 = 0;
@@ -30,32 +52,68 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   mask_ = slots - 1;
   shift_ = 64 - log2;
   slots_ = table;
-  const uint32_t filter_shift = shift_ + kGroupShift;
-  // Counters 0 and 1 for readers still on the old shift (see the header).
-  filter[0].fetch_add(1, std::memory_order_relaxed);
-  filter[1].fetch_add(1, std::memory_order_relaxed);
+  coarse_ = coarse;
+  fine_ = fine;
   for (size_t i = 0; i < pinned_count; ++i) {
-    filter[Hash(pinned[i]) >> filter_shift].fetch_add(1, std::memory_order_relaxed);
+    const uint64_t home = Home(pinned[i]);
+    CellAdd(coarse[home >> kGroupShift], Fingerprint(pinned[i]));
+    CellAdd(fine[home], Fingerprint(pinned[i]));
   }
-  pinned_ = static_cast<uint32_t>(2 + pinned_count);
-  filter_.store(filter, std::memory_order_relaxed);
-  filter_shift_.store(filter_shift, std::memory_order_release);
+  pinned_ = static_cast<uint32_t>(pinned_count);
+  ReadFilter(/*fine=*/false);
   return true;
+}
+
+void LiveTable::ReadFilter(bool fine) {
+  if (!slots_) return;
+  const Cell* cells = fine ? fine_ : coarse_;
+  const uint32_t shift = fine ? shift_ : shift_ + kGroupShift;
+  read_.store(reinterpret_cast<const Cell*>(reinterpret_cast<uintptr_t>(cells) | shift),
+              std::memory_order_release);
+}
+
+bool LiveTable::reads_fine_filter() const {
+  auto filter = reinterpret_cast<uintptr_t>(read_.load(std::memory_order_relaxed));
+  return fine_ && (filter & ~kShiftBits) == reinterpret_cast<uintptr_t>(fine_);
+}
+
+void LiveTable::ChooseFilter() {
+  if (!slots_) return;
+  // With N entries about N/C of frees meet a non-empty coarse cell (C
+  // cells) and take free()'s slow path; those whose cell holds two or more
+  // entries (no fingerprint) also probe the table, a DRAM miss each. The
+  // fine filter (8C cells) makes both eight times rarer; its cost is an L1
+  // miss on most frees, which the predicted branch mostly hides. Measured
+  // (bench/shim/run_heap_sizes.sh), the fine filter is level with the
+  // coarse one at a few dozen entries and ahead from ~100. Hysteresis keeps
+  // a heap near the border from switching back and forth.
+  const uint64_t coarse_cells = (mask_ + 1) >> kGroupShift;
+  const uint64_t n = Size();
+  const bool fine = reads_fine_filter();
+  if (!fine && n > coarse_cells / kFineAbove) ReadFilter(true);
+  if (fine && n < coarse_cells / kCoarseBelow) ReadFilter(false);
 }
 
 uint64_t LiveTable::Size() const {
   if (!slots_) return 0;
-  // Eight counters a load (the filter is mmap'd, 8-byte aligned, and at
-  // least 8 counters long), summed in place: pairs of bytes into four
-  // 16-bit lanes (<= 510 each), then the lanes by a multiply. Byte by byte
-  // this was ~11 instructions a counter, 90k for the default filter, once a
-  // second: visible in callgrind counts of processes that mostly wait.
-  const auto* words = reinterpret_cast<const uint64_t*>(filter_.load(std::memory_order_relaxed));
-  constexpr uint64_t kLowBytes = 0x00ff00ff00ff00ffull;
+  // Eight cells a load (the filter is mmap'd, page-aligned, and at least 8
+  // cells long), summed in place. A cell of 1..127 counts one entry, a cell
+  // of 0x80 | n counts n. Byte by byte this was ~11 instructions a cell, 90k
+  // for the default filter, once a second: visible in callgrind counts of
+  // processes that mostly wait.
+  const auto* words = reinterpret_cast<const uint64_t*>(coarse_);
+  constexpr uint64_t kHigh = 0x8080808080808080ull, kLow7 = 0x7f7f7f7f7f7f7f7full;
+  constexpr uint64_t kLowBytes = 0x00ff00ff00ff00ffull, kOnes = 0x0101010101010101ull;
   uint64_t sum = 0;
   for (uint64_t i = 0; i < ((mask_ + 1) >> kGroupShift) / 8; ++i) {
     uint64_t w = __atomic_load_n(&words[i], __ATOMIC_RELAXED);
-    uint64_t pairs = (w & kLowBytes) + ((w >> 8) & kLowBytes);
+    uint64_t high = w & kHigh, low = w & kLow7;
+    // Cells with a fingerprint: some low bit set, high bit clear (one each).
+    uint64_t singles = (((low + kLow7) & kHigh) & ~high) >> 7;
+    sum += (singles * kOnes) >> 56;
+    // Cells with a count: their low 7 bits, in 16-bit lanes, then summed.
+    uint64_t counts = low & ((high >> 7) * 0x7f);
+    uint64_t pairs = (counts & kLowBytes) + ((counts >> 8) & kLowBytes);
     sum += (pairs * 0x0001000100010001ull) >> 48;
   }
   return sum > pinned_ ? sum - pinned_ : 0;
@@ -74,8 +132,10 @@ bool LiveTable::Insert(const Entry& e) {
         s.stack_id.store(e.stack_id, std::memory_order_relaxed);
         s.time_ns.store(e.time_ns, std::memory_order_relaxed);
         // Count before publishing, so a concurrent Remove that finds the key
-        // never decrements a counter below zero.
-        Counter(home >> kGroupShift).fetch_add(1, std::memory_order_relaxed);
+        // never takes a cell below zero, and free() finds the cells set.
+        const uint8_t fp = Fingerprint(e.address);
+        CellAdd(coarse_[home >> kGroupShift], fp);
+        CellAdd(fine_[home], fp);
         // Also before publishing: a Remove of this address (which the
         // application can only make after this allocation returned) must
         // probe this far.
@@ -91,8 +151,15 @@ bool LiveTable::Insert(const Entry& e) {
 }
 
 bool LiveTable::Remove(uint64_t address, Entry* out) {
-  if (!slots_ || address <= kBusy || !MaybeContains(address)) return false;
+  if (!slots_ || address <= kBusy) return false;
+  // Most pointers that reach here share a cell with a sample; the
+  // fingerprint turns them away without touching the table.
+  if (!MaybeHolds(address)) return false;
   const uint64_t home = Home(address);
+  Cell& coarse = coarse_[home >> kGroupShift];
+  Cell& fine = fine_[home];
+  __builtin_prefetch(&coarse, 1);  // written below; their misses overlap the probe's
+  __builtin_prefetch(&fine, 1);
   const uint32_t probes = max_probe_.load(std::memory_order_relaxed) + 1;
   for (uint32_t i = 0; i < probes; ++i) {
     Slot& s = slots_[(home + i) & mask_];
@@ -104,7 +171,8 @@ bool LiveTable::Remove(uint64_t address, Entry* out) {
     if (!s.key.compare_exchange_strong(key, kTombstone, std::memory_order_acq_rel)) {
       return false;  // a racing Remove of the same address (a double free) won
     }
-    Counter(home >> kGroupShift).fetch_sub(1, std::memory_order_relaxed);
+    CellRemove(coarse);
+    CellRemove(fine);
     if (out) *out = e;
     return true;
   }

@@ -13,15 +13,24 @@
 // of its probe sequence, and every slot before it has stayed non-empty since.
 // Tombstones are reused by Insert.
 //
-// Free-path filter: one counter per group of 8 home slots, counting the live
-// entries whose home slot lies in the group. free() of an unsampled pointer
-// reads one counter and sees 0 (false positives are rare and only cost a
-// probe), however many tombstones have accumulated. The counters are bytes:
-// an entry lies within kMaxProbes slots of its home, so a group's count is
-// at most 8 + kMaxProbes - 1. Every free() reads a random counter, so the
-// filter's size is cache footprint: 8 KiB at the default 64 Ki slots (with
-// 32-bit counters, 32 KiB missed L1 on ~80% of frees in
-// bench/shim/shim_alloc_workload under cachegrind).
+// Free-path filters: free() of an unsampled pointer must learn so from one
+// load. Two byte arrays of cells, kept exact at all times by Insert and
+// Remove, summarise the table: the coarse filter (one cell per group of 8
+// home slots; the scan's index too, see ForEach) and the fine filter (one
+// cell per home slot). free() reads one of them, the one ChooseFilter picked
+// for the present number of entries: the coarse one is 8 KiB at the default
+// 64 Ki slots and stays in L1/L2, but with N entries about N/8192 of all
+// frees find a non-empty cell, which at a 2 GiB heap (~4000 live samples at
+// the default rate) was a third of them, each probing a table that lives in
+// DRAM. The fine filter keeps that eight times rarer for a bigger footprint.
+//
+// A cell is 0 (no entry), 1..127 (exactly one entry, whose 7-bit
+// fingerprint this is) or 0x80 | n (n entries, n >= 1, fingerprints
+// unknown). A free() that finds a non-empty cell then compares the
+// fingerprint before it touches the table: most pointers that share a cell
+// with a sample are turned away there, without a cache miss. An entry lies
+// within kMaxProbes slots of its home, so a coarse cell counts at most
+// 8 + kMaxProbes - 1 entries, a fine one kMaxProbes (plus pins).
 //
 // Pinned addresses: Init can count addresses that are never entries, so that
 // MaybeContains stays true for them for the table's life. The shim pins the
@@ -29,12 +38,11 @@
 // pass to the allocator: free()'s one filter read then covers them too, and
 // its fast path needs no second check.
 //
-// Before Init the filter is two counters that read non-zero: every free()
-// takes the slow path, which knows the arena. Init publishes the new filter
-// before the new shift (release), and a reader reads the shift (acquire)
-// before the filter, so a reader sees either the old shift with either
-// filter, or the new shift with the new filter. The old shift indexes
-// counters 0 and 1, which Init therefore pins as well.
+// The filter free() reads is one word, the cells' address with the shift
+// that indexes them in its low 6 bits (filters are page-aligned), so a
+// reader never pairs one filter with another's shift. Before Init it is two
+// cells that read "n entries" under shift 63: every free() takes the slow
+// path, which knows the arena.
 #ifndef HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 #define HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 
@@ -48,7 +56,7 @@ namespace heapwatch::preload {
 class LiveTable {
  public:
   static constexpr uint32_t kMaxProbes = 64;
-  static constexpr uint32_t kGroupShift = 3;  // 8 home slots per filter counter
+  static constexpr uint32_t kGroupShift = 3;  // 8 home slots per coarse cell
   static constexpr size_t kMaxPinned = 32;
 
   struct Entry {
@@ -67,25 +75,35 @@ class LiveTable {
 
   // False when no free slot lies within kMaxProbes of the home slot.
   bool Insert(const Entry& e);
-  // Starts loading what Insert(address) will write: its home slot and filter
-  // counter, both likely cache misses. A hint; does nothing before Init.
+  // Starts loading what Insert(address) will write: its home slot and two
+  // filter cells, all likely cache misses. A hint; does nothing before Init.
   void PrefetchForInsert(uint64_t address) const {
     if (!slots_) return;
     const uint64_t home = Home(address);
-    __builtin_prefetch(&slots_[home & mask_], 1);
-    __builtin_prefetch(&Counter(home >> kGroupShift), 1);
+    __builtin_prefetch(&slots_[home], 1);
+    __builtin_prefetch(&coarse_[home >> kGroupShift], 1);
+    __builtin_prefetch(&fine_[home], 1);
   }
   // Removes `address`; true (and *out filled) if it was present.
   bool Remove(uint64_t address, Entry* out);
-  // False means "certainly not present". Cheap: one hash, one load.
-  bool MaybeContains(uint64_t address) const {
-    uint32_t shift = filter_shift_.load(std::memory_order_acquire);
-    return filter_.load(std::memory_order_relaxed)[Hash(address) >> shift].load(
-               std::memory_order_relaxed) != 0;
+  // False means "certainly not present". Cheap: one hash, two loads.
+  bool MaybeContains(uint64_t address) const { return ReadCell(address) != 0; }
+  // What Remove checks before it probes: MaybeContains, then the cell's
+  // fingerprint. False means "certainly not present".
+  bool MaybeHolds(uint64_t address) const {
+    return CellMayHold(ReadCell(address), Fingerprint(address));
   }
-  // The number of entries: the filter's counts, without the pinned ones. A
-  // scan of the filter (1/32 of the table's size), for stats once a second;
-  // exact when no thread changes the table meanwhile.
+  // Points free() at the filter that suits the present number of entries
+  // (see the top of the file); the sender calls it once a second. Both
+  // filters are always exact, so a switch is one store.
+  void ChooseFilter();
+  // ChooseFilter's two choices, for tests. No effect before Init.
+  void ReadFilter(bool fine);
+  // Whether free() reads the fine filter.
+  bool reads_fine_filter() const;
+  // The number of entries: the coarse filter's counts, without the pinned
+  // ones. A scan of the coarse filter (1/256 of the table's size), for stats
+  // once a second; exact when no thread changes the table meanwhile.
   uint64_t Size() const;
   uint64_t capacity() const { return mask_ + 1; }
   // How far past its home slot any entry has ever been placed (tests, stats).
@@ -108,20 +126,43 @@ class LiveTable {
   static uint64_t Hash(uint64_t address) { return address * 0x9e3779b97f4a7c15ull; }
   uint64_t Home(uint64_t address) const { return Hash(address) >> shift_; }
 
-  // Until Init, the filter is two counters of 1: every lookup says "maybe".
-  using FilterCount = std::atomic<uint8_t>;
-  static_assert((1u << kGroupShift) + kMaxProbes - 1 + kMaxPinned + 2 <= 255,
-                "a group's count fits a byte");
-  static FilterCount kAllMaybe[2];
-  // The filter counter of a group of home slots.
-  FilterCount& Counter(uint64_t group) const { return filter_.load(std::memory_order_relaxed)[group]; }
+  using Cell = std::atomic<uint8_t>;
+  static constexpr uint8_t kMany = 0x80;  // cell flag: a count, not a fingerprint
+  static_assert((1u << kGroupShift) + kMaxProbes - 1 + kMaxPinned <= 0x7f,
+                "a cell's count fits its 7 bits");
+  static constexpr uintptr_t kShiftBits = 63;  // low bits of read_: the shift
+  // Until Init, free() reads cells 0 and 1 (shift 63), which say "1 entry".
+  // 64 cells, 64-aligned: read_ starts as &kAllMaybe[63], a constant.
+  alignas(64) static Cell kAllMaybe[64];
+  // The read filter's cell for `address`.
+  uint8_t ReadCell(uint64_t address) const {
+    auto filter = reinterpret_cast<uintptr_t>(read_.load(std::memory_order_acquire));
+    const Cell* cells = reinterpret_cast<const Cell*>(filter & ~kShiftBits);
+    return cells[Hash(address) >> (filter & kShiftBits)].load(std::memory_order_relaxed);
+  }
+  // 1..127 from hash bits that index no cell of either filter.
+  static uint8_t Fingerprint(uint64_t address) {
+    uint8_t fp = static_cast<uint8_t>(Hash(address) >> 24) & 0x7f;
+    return fp ? fp : 1;
+  }
+  static bool CellMayHold(uint8_t cell, uint8_t fingerprint) {
+    return cell == fingerprint || cell >= kMany;
+  }
+  // Thresholds of ChooseFilter, in entries per coarse cell: the fine filter
+  // above 1/kFineAbove (128 entries by default, ~64 MiB of heap at the
+  // default rate), the coarse one again below 1/kCoarseBelow.
+  static constexpr uint64_t kFineAbove = 64, kCoarseBelow = 128;
+  static void CellAdd(Cell& cell, uint8_t fingerprint);
+  static void CellRemove(Cell& cell);
   Slot* slots_ = nullptr;
-  std::atomic<FilterCount*> filter_{kAllMaybe};
+  Cell* coarse_ = nullptr;  // (mask_ + 1) >> kGroupShift cells
+  Cell* fine_ = nullptr;    // mask_ + 1 cells
+  // The filter free() reads: its cells' address plus the shift (< 64).
+  std::atomic<const Cell*> read_{&kAllMaybe[63]};
   uint64_t mask_ = 0;
   uint32_t shift_ = 63;  // 64 - log2(slots); 63 keeps Home() in [0,1] before Init
-  std::atomic<uint32_t> filter_shift_{63};  // shift_ + kGroupShift once initialised
-  uint32_t pinned_ = 0;  // counts in the filter that are not entries
-  // No count of entries is kept beside the filter: a counter every Insert
+  uint32_t pinned_ = 0;  // counts in the filters that are not entries
+  // No count of entries is kept beside the filters: a counter every Insert
   // and Remove changes would share one cache line among all sampling
   // threads, and two threads sampling at full speed spent ~40% of their
   // Insert+Remove time passing it between their cores.
@@ -152,6 +193,7 @@ void LiveTable::ForEach(Fn&& fn) const {
   // (1/64 of its size) and pages nobody wrote stay untouched: at
   // HEAPWATCH_SAMPLE_BYTES=1 the table has 4 Mi slots (128 MiB), and a full
   // read of it took ~0.4 s, which a short-lived process does not have.
+  // (The coarse filter is read, whichever filter free() reads.)
   const uint64_t slots = mask_ + 1;
   constexpr uint64_t kWindow = (1u << kGroupShift) + kMaxProbes - 1;
   if (slots <= 2 * kWindow) {
@@ -164,7 +206,7 @@ void LiveTable::ForEach(Fn&& fn) const {
   // window starting before kWindow reaches past it.
   uint64_t next = 0, first_begin = slots;
   for (uint64_t g = 0; g < (slots >> kGroupShift); ++g) {
-    if (Counter(g).load(std::memory_order_acquire) == 0) continue;
+    if (coarse_[g].load(std::memory_order_acquire) == 0) continue;
     uint64_t begin = g << kGroupShift;
     uint64_t end = begin + kWindow;
     if (first_begin == slots) first_begin = begin;

@@ -54,24 +54,120 @@ TEST(LiveTableTest, PinnedAddressesStayMaybeAndOthersMostlyDoNot) {
   for (uint64_t i = 0; i < LiveTable::kMaxPinned; ++i) pinned.push_back(0x7f0000001000 + 48 * i);
   LiveTable t;
   ASSERT_TRUE(t.Init(1 << 16, pinned.data(), pinned.size()));
-  for (uint64_t a : pinned) EXPECT_TRUE(t.MaybeContains(a));
-  // Entries come and go around them; the pins stay.
+  for (uint64_t a : pinned) EXPECT_TRUE(t.MaybeHolds(a));
+  // Other pointers: at most the pins' cells say maybe, i.e. 32 of 8192
+  // coarse cells; allow twice that. Of those, the fingerprint turns away all
+  // but ~1/127.
+  auto maybe_rate = [&](uint64_t* holds) {
+    uint64_t maybe = 0, total = 0;
+    *holds = 0;
+    for (uint64_t a = 0x555500000000; a < 0x555500000000 + (16u << 20); a += 16, ++total) {
+      maybe += t.MaybeContains(a);
+      *holds += t.MaybeHolds(a);
+    }
+    return static_cast<double>(maybe) / static_cast<double>(total);
+  };
+  uint64_t holds;
+  double rate = maybe_rate(&holds);
+  EXPECT_GT(rate, 0.5 * 32 / 8192);
+  EXPECT_LT(rate, 2.0 * 32 / 8192);
+  EXPECT_LT(static_cast<double>(holds), rate * (16u << 20) / 16 / 32);
+  // Entries come and go on the pins' cells; the pins stay. (Those cells
+  // now hold a count, not a fingerprint: maybe for all their addresses.)
   for (uint64_t a : pinned) {
     ASSERT_TRUE(t.Insert({a, 8, 1, 1}));
     ASSERT_TRUE(t.Remove(a, nullptr));
-    EXPECT_TRUE(t.MaybeContains(a));
+    EXPECT_TRUE(t.MaybeHolds(a));
   }
   EXPECT_EQ(t.Size(), 0u);
   int n = 0;
   t.ForEach([&](const LiveTable::Entry&) { ++n; });
   EXPECT_EQ(n, 0) << "pins are not entries";
-  // Other pointers: at most the pins' groups and counters 0 and 1 say maybe,
-  // i.e. (32 + 2) of 8192 counters; allow twice that.
-  uint64_t maybe = 0, total = 0;
-  for (uint64_t a = 0x555500000000; a < 0x555500000000 + (16u << 20); a += 16, ++total) {
-    maybe += t.MaybeContains(a);
+  EXPECT_LT(maybe_rate(&holds), 2.0 * 32 / 8192);
+  EXPECT_EQ(t.MaybeContains(0), false) << "free(NULL) must not take the slow path";
+}
+
+// A cell holds one entry's fingerprint, or a count once two or more
+// entries share it; every transition keeps each present entry visible.
+TEST(LiveTableTest, CellsShareFingerprintsThenCounts) {
+  const uint64_t slots = 4096;
+  LiveTable t;
+  ASSERT_TRUE(t.Init(slots));
+  std::vector<uint64_t> same_home;
+  for (uint64_t a = 16; same_home.size() < 4; a += 16) {
+    if (HomeOf(a, slots) == 200) same_home.push_back(a);
   }
-  EXPECT_LT(static_cast<double>(maybe) / static_cast<double>(total), 2.0 * 34 / 8192);
+  for (bool fine : {false, true}) {
+    t.ReadFilter(fine);
+    ASSERT_TRUE(t.Insert({same_home[0], 1, 1, 1}));
+    EXPECT_TRUE(t.MaybeHolds(same_home[0]));
+    // Its neighbours share the cell; the fingerprint tells most of them
+    // apart (7 bits: these three differ from the first).
+    int told_apart = 0;
+    for (size_t i = 1; i < same_home.size(); ++i) {
+      EXPECT_TRUE(t.MaybeContains(same_home[i]));
+      told_apart += !t.MaybeHolds(same_home[i]);
+    }
+    EXPECT_GE(told_apart, 2) << "fine=" << fine;
+    // Two and more: a count, which says maybe for every address of the cell.
+    for (size_t i = 1; i < same_home.size(); ++i) ASSERT_TRUE(t.Insert({same_home[i], 1, 1, 1}));
+    for (uint64_t a : same_home) EXPECT_TRUE(t.MaybeHolds(a)) << "fine=" << fine;
+    EXPECT_EQ(t.Size(), same_home.size());
+    // Back down: 3, 2, 1 (fingerprint unknown: still maybe), then empty.
+    for (size_t i = 0; i < same_home.size(); ++i) {
+      for (size_t j = i; j < same_home.size(); ++j) EXPECT_TRUE(t.MaybeHolds(same_home[j]));
+      ASSERT_TRUE(t.Remove(same_home[i], nullptr));
+      EXPECT_FALSE(t.Remove(same_home[i], nullptr));
+    }
+    for (uint64_t a : same_home) EXPECT_FALSE(t.MaybeContains(a)) << "fine=" << fine;
+    EXPECT_EQ(t.Size(), 0u);
+  }
+}
+
+TEST(LiveTableTest, ChooseFilterFollowsTheNumberOfEntries) {
+  const uint64_t slots = 1 << 16;  // 8192 coarse cells
+  LiveTable t;
+  ASSERT_TRUE(t.Init(slots));
+  std::vector<uint64_t> live;
+  uint64_t x = 1;
+  auto add = [&](size_t n) {
+    while (live.size() < n) {
+      x = x * 6364136223846793005ull + 1442695040888963407ull;
+      uint64_t a = (x >> 20) << 4;
+      if (a > 2 && t.Insert({a, 1, 1, 1})) live.push_back(a);
+    }
+  };
+  auto false_positives = [&] {
+    uint64_t maybe = 0;
+    for (uint64_t a = 0x7f1200000000; a < 0x7f1200000000 + (1u << 24); a += 16) {
+      maybe += t.MaybeContains(a);
+    }
+    return maybe;
+  };
+  add(100);
+  t.ChooseFilter();
+  EXPECT_FALSE(t.reads_fine_filter()) << "100 entries: the coarse filter";
+  add(1000);
+  const uint64_t coarse_fp = false_positives();
+  t.ChooseFilter();
+  EXPECT_TRUE(t.reads_fine_filter()) << "1000 entries: the fine filter";
+  const uint64_t fine_fp = false_positives();
+  EXPECT_LT(fine_fp * 4, coarse_fp) << "the fine filter is ~8x more selective";
+  for (uint64_t a : live) ASSERT_TRUE(t.MaybeContains(a));
+  // Hysteresis: between the thresholds the choice stays.
+  while (live.size() > 80) {
+    ASSERT_TRUE(t.Remove(live.back(), nullptr));
+    live.pop_back();
+  }
+  t.ChooseFilter();
+  EXPECT_TRUE(t.reads_fine_filter()) << "80 entries: between 64 and 128, no switch";
+  while (live.size() > 40) {
+    ASSERT_TRUE(t.Remove(live.back(), nullptr));
+    live.pop_back();
+  }
+  t.ChooseFilter();
+  EXPECT_FALSE(t.reads_fine_filter()) << "40 entries: the coarse filter again";
+  for (uint64_t a : live) ASSERT_TRUE(t.Remove(a, nullptr));
 }
 
 TEST(LiveTableTest, InitRejectsTooManyPinsAndASecondInit) {
@@ -234,7 +330,8 @@ TEST(LiveTableTest, ConcurrentInsertRemoveAndScan) {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> bad{0};
   std::thread scanner([&] {
-    while (!stop.load()) {
+    for (bool fine = false; !stop.load(); fine = !fine) {
+      t.ReadFilter(fine);  // free() may read either filter at any moment
       t.ForEach([&](const LiveTable::Entry& e) {
         // Each entry's fields were written together: size encodes the address.
         if (e.size != (e.address >> 4) || e.stack_id != e.address + 1) bad.fetch_add(1);
@@ -252,6 +349,7 @@ TEST(LiveTableTest, ConcurrentInsertRemoveAndScan) {
         if (!t.Insert({a, a >> 4, a + 1, 0})) failures.fetch_add(1);
         live.push_back(a);
         if (live.size() > kLivePerThread) {
+          if (!t.MaybeHolds(live.front())) failures.fetch_add(1);
           if (!t.Remove(live.front(), nullptr)) failures.fetch_add(1);
           live.erase(live.begin());
         }

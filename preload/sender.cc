@@ -100,6 +100,7 @@ struct State {
   uint64_t next_stats_ns = 0;
   uint64_t sleep_ms = kSleepMinMs;
   uint64_t last_round_ns = 0;  // when the previous round began (rate of events)
+  uint64_t next_filter_ns = 0;  // when to let the live table choose free()'s filter
   uint32_t batch_len = 0;
   uint64_t sent_count = 0;
   uint8_t* out_mem = nullptr;
@@ -401,6 +402,10 @@ void RunOnce(State* s) {
       s->next_connect_ms = MonoMs() + s->backoff_ms;
     }
     g_tried_connect.store(true, std::memory_order_release);
+  }
+  if (round_ns >= s->next_filter_ns) {
+    g_shim.table.ChooseFilter();  // connected or not: free() pays either way
+    s->next_filter_ns = round_ns + kStatsPeriodNs;
   }
   if (s->fd < 0) {
     DiscardRing();  // nobody to tell; the next connection resyncs anyway
