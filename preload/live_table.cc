@@ -99,8 +99,8 @@ uint64_t LiveTable::Size() const {
   // Eight cells a load (the filter is mmap'd, page-aligned, and at least 8
   // cells long), summed in place. A cell of 1..127 counts one entry, a cell
   // of 0x80 | n counts n. Byte by byte this was ~11 instructions a cell, 90k
-  // for the default filter, once a second: visible in callgrind counts of
-  // processes that mostly wait.
+  // for the default filter (then once a second; now every sender round):
+  // visible in callgrind counts of processes that mostly wait.
   const auto* words = reinterpret_cast<const uint64_t*>(coarse_);
   constexpr uint64_t kHigh = 0x8080808080808080ull, kLow7 = 0x7f7f7f7f7f7f7f7full;
   constexpr uint64_t kLowBytes = 0x00ff00ff00ff00ffull, kOnes = 0x0101010101010101ull;

@@ -94,7 +94,7 @@ class LiveTable {
     return CellMayHold(ReadCell(address), Fingerprint(address));
   }
   // Points free() at the filter that suits the present number of entries
-  // (see the top of the file); the sender calls it once a second. Both
+  // (see the top of the file); the sender calls it every round. Both
   // filters are always exact, so a switch is one store.
   void ChooseFilter();
   // ChooseFilter's two choices, for tests. No effect before Init.
@@ -103,7 +103,7 @@ class LiveTable {
   bool reads_fine_filter() const;
   // The number of entries: the coarse filter's counts, without the pinned
   // ones. A scan of the coarse filter (1/256 of the table's size), for stats
-  // once a second; exact when no thread changes the table meanwhile.
+  // and ChooseFilter; exact when no thread changes the table meanwhile.
   uint64_t Size() const;
   uint64_t capacity() const { return mask_ + 1; }
   // How far past its home slot any entry has ever been placed (tests, stats).

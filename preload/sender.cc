@@ -100,7 +100,6 @@ struct State {
   uint64_t next_stats_ns = 0;
   uint64_t sleep_ms = kSleepMinMs;
   uint64_t last_round_ns = 0;  // when the previous round began (rate of events)
-  uint64_t next_filter_ns = 0;  // when to let the live table choose free()'s filter
   uint32_t batch_len = 0;
   uint64_t sent_count = 0;
   uint8_t* out_mem = nullptr;
@@ -403,10 +402,9 @@ void RunOnce(State* s) {
     }
     g_tried_connect.store(true, std::memory_order_release);
   }
-  if (round_ns >= s->next_filter_ns) {
-    g_shim.table.ChooseFilter();  // connected or not: free() pays either way
-    s->next_filter_ns = round_ns + kStatsPeriodNs;
-  }
+  // Connected or not (free() pays either way); a scan of 8 KiB by default,
+  // so a heap that grows is read through the fine filter within a round.
+  g_shim.table.ChooseFilter();
   if (s->fd < 0) {
     DiscardRing();  // nobody to tell; the next connection resyncs anyway
   } else {
