@@ -4,7 +4,7 @@
 
 namespace heapwatch::preload {
 
-alignas(64) LiveTable::Cell LiveTable::kAllMaybe[64] = {kMany | 1, kMany | 1};
+alignas(64) LiveTable::AllMaybe LiveTable::kAllMaybe = {{}, {kMany | 1, kMany | 1}};
 
 void LiveTable::CellAdd(Cell& cell, uint8_t fingerprint) {
   uint8_t v = cell.load(std::memory_order_relaxed);
@@ -35,8 +35,8 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   // The filters' pages are touched as entries land (at most 72 KiB by
   // default).
   const size_t table_bytes = slots * sizeof(Slot);
-  const size_t coarse_bytes = (slots >> kGroupShift) * sizeof(Cell);
-  const size_t fine_bytes = slots * sizeof(Cell);
+  const size_t coarse_bytes = (slots >> kGroupShift) * sizeof(Cell) + kCellOffsetSpan;
+  const size_t fine_bytes = slots * sizeof(Cell) + kCellOffsetSpan;
   auto* table = static_cast<Slot*>(table_bytes == kHugePageBytes ? MapZeroedHuge(table_bytes)
                                                                  : MapZeroed(table_bytes));
   auto* coarse = static_cast<Cell*>(MapZeroed(coarse_bytes));
@@ -52,12 +52,12 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   mask_ = slots - 1;
   shift_ = 64 - log2;
   slots_ = table;
-  coarse_ = coarse;
-  fine_ = fine;
+  coarse_ = coarse + shift_ + kGroupShift;  // mmap'd: page-aligned
+  fine_ = fine + shift_;
   for (size_t i = 0; i < pinned_count; ++i) {
     const uint64_t home = Home(pinned[i]);
-    CellAdd(coarse[home >> kGroupShift], Fingerprint(pinned[i]));
-    CellAdd(fine[home], Fingerprint(pinned[i]));
+    CellAdd(coarse_[home >> kGroupShift], Fingerprint(pinned[i]));
+    CellAdd(fine_[home], Fingerprint(pinned[i]));
   }
   pinned_ = static_cast<uint32_t>(pinned_count);
   ReadFilter(/*fine=*/false);
@@ -66,15 +66,11 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
 
 void LiveTable::ReadFilter(bool fine) {
   if (!slots_) return;
-  const Cell* cells = fine ? fine_ : coarse_;
-  const uint32_t shift = fine ? shift_ : shift_ + kGroupShift;
-  read_.store(reinterpret_cast<const Cell*>(reinterpret_cast<uintptr_t>(cells) | shift),
-              std::memory_order_release);
+  read_.store(fine ? fine_ : coarse_, std::memory_order_release);
 }
 
 bool LiveTable::reads_fine_filter() const {
-  auto filter = reinterpret_cast<uintptr_t>(read_.load(std::memory_order_relaxed));
-  return fine_ && (filter & ~kShiftBits) == reinterpret_cast<uintptr_t>(fine_);
+  return fine_ && read_.load(std::memory_order_relaxed) == fine_;
 }
 
 void LiveTable::ChooseFilter() {
@@ -96,17 +92,18 @@ void LiveTable::ChooseFilter() {
 
 uint64_t LiveTable::Size() const {
   if (!slots_) return 0;
-  // Eight cells a load (the filter is mmap'd, page-aligned, and at least 8
-  // cells long), summed in place. A cell of 1..127 counts one entry, a cell
+  // Eight cells a load, from the mapping's start (page-aligned; the bytes
+  // before cell 0 and after the last stay 0), summed in place. A cell of 1..127 counts one entry, a cell
   // of 0x80 | n counts n. Byte by byte this was ~11 instructions a cell, 90k
   // for the default filter (then once a second; now every sender round):
   // visible in callgrind counts of processes that mostly wait.
-  const auto* words = reinterpret_cast<const uint64_t*>(coarse_);
+  const auto* words = reinterpret_cast<const uint64_t*>(coarse_ - (shift_ + kGroupShift));
   constexpr uint64_t kHigh = 0x8080808080808080ull, kLow7 = 0x7f7f7f7f7f7f7f7full;
   constexpr uint64_t kLowBytes = 0x00ff00ff00ff00ffull, kOnes = 0x0101010101010101ull;
   uint64_t sum = 0;
-  for (uint64_t i = 0; i < ((mask_ + 1) >> kGroupShift) / 8; ++i) {
+  for (uint64_t i = 0; i < (((mask_ + 1) >> kGroupShift) + kCellOffsetSpan) / 8; ++i) {
     uint64_t w = __atomic_load_n(&words[i], __ATOMIC_RELAXED);
+    if (w == 0) continue;  // most words of a sparse filter
     uint64_t high = w & kHigh, low = w & kLow7;
     // Cells with a fingerprint: some low bit set, high bit clear (one each).
     uint64_t singles = (((low + kLow7) & kHigh) & ~high) >> 7;

@@ -38,11 +38,13 @@
 // pass to the allocator: free()'s one filter read then covers them too, and
 // its fast path needs no second check.
 //
-// The filter free() reads is one word, the cells' address with the shift
-// that indexes them in its low 6 bits (filters are page-aligned), so a
-// reader never pairs one filter with another's shift. Before Init it is two
-// cells that read "n entries" under shift 63: every free() takes the slow
-// path, which knows the arena.
+// The filter free() reads is one word: the address of its cell 0, which
+// lies at an offset of the filter's shift past a 64-byte boundary, so the
+// word's low 6 bits are the shift (x86 shifts use only those). A reader
+// never pairs one filter with another's shift, and neither needs masking:
+// free() is 8 instructions. Before Init it is two cells that read "1
+// entry" under shift 63: every free() takes the slow path, which knows the
+// arena.
 #ifndef HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 #define HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 
@@ -131,14 +133,28 @@ class LiveTable {
   static_assert((1u << kGroupShift) + kMaxProbes - 1 + kMaxPinned <= 0x7f,
                 "a cell's count fits its 7 bits");
   static constexpr uintptr_t kShiftBits = 63;  // low bits of read_: the shift
-  // Until Init, free() reads cells 0 and 1 (shift 63), which say "1 entry".
-  // 64 cells, 64-aligned: read_ starts as &kAllMaybe[63], a constant.
-  alignas(64) static Cell kAllMaybe[64];
+  // A filter's cells start `shift` bytes past a 64-byte boundary (and the
+  // mapping has 64 bytes to spare for it).
+  static constexpr size_t kCellOffsetSpan = 64;
+  // Until Init, free() reads cells 0 and 1 of this filter of shift 63.
+  struct AllMaybe {
+    Cell pad[63];
+    Cell cells[2];
+  };
+  alignas(64) static AllMaybe kAllMaybe;
   // The read filter's cell for `address`.
   uint8_t ReadCell(uint64_t address) const {
-    auto filter = reinterpret_cast<uintptr_t>(read_.load(std::memory_order_acquire));
-    const Cell* cells = reinterpret_cast<const Cell*>(filter & ~kShiftBits);
-    return cells[Hash(address) >> (filter & kShiftBits)].load(std::memory_order_relaxed);
+    const Cell* cells = read_.load(std::memory_order_acquire);
+    uint64_t index = Hash(address);
+#if defined(__x86_64__)
+    // x86's shift reads only its count's low 6 bits: the pointer is the
+    // count. (Written in C++, GCC masks the copy it then needs: 2 more
+    // instructions on every free.)
+    asm("shrq %%cl, %0" : "+r"(index) : "c"(cells));
+#else
+    index >>= reinterpret_cast<uintptr_t>(cells) & kShiftBits;
+#endif
+    return cells[index].load(std::memory_order_relaxed);
   }
   // 1..127 from hash bits that index no cell of either filter.
   static uint8_t Fingerprint(uint64_t address) {
@@ -155,10 +171,10 @@ class LiveTable {
   static void CellAdd(Cell& cell, uint8_t fingerprint);
   static void CellRemove(Cell& cell);
   Slot* slots_ = nullptr;
-  Cell* coarse_ = nullptr;  // (mask_ + 1) >> kGroupShift cells
-  Cell* fine_ = nullptr;    // mask_ + 1 cells
-  // The filter free() reads: its cells' address plus the shift (< 64).
-  std::atomic<const Cell*> read_{&kAllMaybe[63]};
+  Cell* coarse_ = nullptr;  // (mask_ + 1) >> kGroupShift cells, shift shift_ + kGroupShift
+  Cell* fine_ = nullptr;    // mask_ + 1 cells, shift shift_
+  // The filter free() reads: its cell 0, whose address says its shift.
+  std::atomic<const Cell*> read_{&kAllMaybe.cells[0]};
   uint64_t mask_ = 0;
   uint32_t shift_ = 63;  // 64 - log2(slots); 63 keeps Home() in [0,1] before Init
   uint32_t pinned_ = 0;  // counts in the filters that are not entries
