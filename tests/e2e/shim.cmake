@@ -12,3 +12,5 @@ heapwatch_e2e_test(NAME shim_modules TIMEOUT 120 LABELS shim)
 heapwatch_e2e_test(NAME shim_short_lived TIMEOUT 180 LABELS shim)
 # Threads past HEAPWATCH_UNWIND_CACHES step with unw_step: the same stacks.
 heapwatch_e2e_test(NAME shim_threads TIMEOUT 120 LABELS shim)
+# free() on the live table's fine and coarse filters: every free still seen.
+heapwatch_e2e_test(NAME shim_filters TIMEOUT 120 LABELS shim)
