@@ -59,10 +59,10 @@ void ParseConfig(GetEnvFn getenv_fn, Config* c) {
     memcpy(c->socket_path, v, strlen(v) + 1);
   }
 
-  // Live table: about one sample per R bytes of live heap. 64 Ki slots hold
-  // the samples of a 32 GiB heap at the default rate with a low load factor;
-  // every-allocation mode (small R) gets 4 Mi slots (128 MiB of address
-  // space, touched only as used).
+  // Live table: about one sample per R bytes of live heap (blocks smaller
+  // than R). 64 Ki slots are a quarter full at an 8 GiB heap at the default
+  // rate, where probe runs stay short; every-allocation mode (small R) gets
+  // 4 Mi slots (128 MiB of address space, touched only as used).
   uint64_t derived = c->sample_bytes >= 65536 ? (1u << 16)
                      : c->sample_bytes >= 4096 ? (1u << 20)
                                                : (1u << 22);
