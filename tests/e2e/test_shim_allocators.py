@@ -1,21 +1,14 @@
 """The shim over jemalloc and tcmalloc (preloaded after it), and the warning
 when an allocator is preloaded before it."""
 import os
-import shutil
-import tempfile
 import unittest
 
-from test_shim_support import (JEMALLOC, SHIM, TCMALLOC, WireReceiver, program, run, shim_env,
-                               wait_until)
+from test_shim_support import (JEMALLOC, SHIM, TCMALLOC, ShimSocketTest, WireReceiver, program, run,
+                               shim_env, wait_until)
 from test_shim_api import KEPT, MARKERS
 
 
-class ShimAllocatorsTest(unittest.TestCase):
-    def setUp(self):
-        self.assertTrue(SHIM and os.path.exists(SHIM), "HEAPWATCH_SHIM not set; run through ctest")
-        self.dir = tempfile.mkdtemp(prefix="hw-shim-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.sock = os.path.join(self.dir, "hw.sock")
+class ShimAllocatorsTest(ShimSocketTest):
 
     def check_allocator(self, allocator, extra_env):
         api = program("shim_api_edge")

@@ -1,13 +1,11 @@
 """The shim under the API edge-case program and python3: same behaviour as
 without the shim, and the right records on the wire (WireReceiver)."""
 import os
-import shutil
-import tempfile
 import textwrap
 import unittest
 
-from test_shim_support import (SHIM, WireReceiver, program, real_python, run, shim_env,
-                               wait_until)
+from test_shim_support import (SHIM, ShimSocketTest, WireReceiver, program, real_python, run,
+                               shim_env, wait_until)
 
 MARKER_BASE = 1000000
 # Marker k has size MARKER_BASE + k, except aligned_alloc's and aligned new's
@@ -16,12 +14,9 @@ MARKERS = {MARKER_BASE + k for k in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 13, 14, 
 KEPT = MARKER_BASE + 14
 
 
-class ShimApiTest(unittest.TestCase):
+class ShimApiTest(ShimSocketTest):
     def setUp(self):
-        self.assertTrue(SHIM and os.path.exists(SHIM), "HEAPWATCH_SHIM not set; run through ctest")
-        self.dir = tempfile.mkdtemp(prefix="hw-shim-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.sock = os.path.join(self.dir, "hw.sock")
+        super().setUp()
         self.api = program("shim_api_edge")
 
     def baseline(self, cmd=None, **env):

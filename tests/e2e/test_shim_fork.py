@@ -3,18 +3,12 @@ mid-run, and g++ compiling a file (gcc -> cc1plus -> as -> collect2 -> ld)."""
 import os
 import shutil
 import subprocess
-import tempfile
 import unittest
 
-from test_shim_support import SHIM, WireReceiver, program, run, shim_env, wait_until
+from test_shim_support import SHIM, ShimSocketTest, WireReceiver, program, run, shim_env, wait_until
 
 
-class ShimForkTest(unittest.TestCase):
-    def setUp(self):
-        self.assertTrue(SHIM and os.path.exists(SHIM), "HEAPWATCH_SHIM not set; run through ctest")
-        self.dir = tempfile.mkdtemp(prefix="hw-shim-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.sock = os.path.join(self.dir, "hw.sock")
+class ShimForkTest(ShimSocketTest):
 
     def test_stress_with_fork(self):
         self.stress_with_fork()

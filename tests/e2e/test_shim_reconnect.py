@@ -2,23 +2,16 @@
 shim reconnects (backoff capped at 500 ms), and after the resync the
 receiver's live set is exactly the program's: no phantom leak, nothing lost."""
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 import unittest
 
-from test_shim_support import SHIM, WireReceiver, program, shim_env, wait_until
+from test_shim_support import SHIM, ShimSocketTest, WireReceiver, program, shim_env, wait_until
 
 MARKER_SIZE = 200003  # shim_churn's marker blocks
 
 
-class ShimReconnectTest(unittest.TestCase):
-    def setUp(self):
-        self.assertTrue(SHIM and os.path.exists(SHIM), "HEAPWATCH_SHIM not set; run through ctest")
-        self.dir = tempfile.mkdtemp(prefix="hw-shim-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-        self.sock = os.path.join(self.dir, "hw.sock")
+class ShimReconnectTest(ShimSocketTest):
 
     def start_churn(self):
         env = dict(os.environ)

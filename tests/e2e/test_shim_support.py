@@ -8,12 +8,15 @@ the way the collector must: a resync replaces it, an alloc of a live address
 replaces the entry, a free of an unknown address is ignored.
 """
 import os
+import shutil
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import unittest
 
 from harness import PROGRAMS, SHIM, wait_until  # noqa: F401 (re-exported)
 
@@ -35,6 +38,18 @@ TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4"
 
 def program(name):
     return os.path.join(PROGRAMS, name)
+
+
+class ShimSocketTest(unittest.TestCase):
+    """A test of the shim without a collector: self.dir, a temporary folder
+    removed afterwards, and self.sock, a socket path in it for a
+    WireReceiver."""
+
+    def setUp(self):
+        self.assertTrue(SHIM and os.path.exists(SHIM), "HEAPWATCH_SHIM not set; run through ctest")
+        self.dir = tempfile.mkdtemp(prefix="hw-shim-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.sock = os.path.join(self.dir, "hw.sock")
 
 
 def start_interactive(case, name, **shim):
