@@ -157,13 +157,14 @@ __attribute__((noinline)) void* LibstdcxxNew(size_t n) {
 // malloc or free (libstdc++), or the next operator as it is. One indirect
 // jump instead of testing the allocator on every call. Which allocator is
 // underneath never changes after resolution, so an entry is written once.
+// (The next operator is loaded where it is called: the compiler then jumps
+// through memory, one instruction fewer than a load at the top.)
 template <Fn throwing, Fn nothrow>
 void* OwnedNew(size_t n) {
-  auto f = reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed));
   heapwatch::preload::ThreadState& t = heapwatch::preload::t_thread;
   if (__builtin_expect(n < t.sampler.bytes_left, 1)) {
     t.sampler.bytes_left -= n;
-    return f(n);
+    return reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed))(n);
   }
   return NewSlow(throwing, nothrow, n);
 }
@@ -195,9 +196,11 @@ void* ChooseNew(size_t n) {
 
 template <Fn index, typename... Rest>
 void OwnedDelete(void* p, Rest... rest) {
-  auto f = reinterpret_cast<void (*)(void*, Rest...)>(g_next[index].load(std::memory_order_relaxed));
-  if (__builtin_expect(!MaybeSampled(p), 1)) return f(p, rest...);
-  DeleteSlow<void (*)(void*, Rest...)>(index, p, rest...);
+  using DeleteFn = void (*)(void*, Rest...);
+  if (__builtin_expect(!MaybeSampled(p), 1)) {
+    return reinterpret_cast<DeleteFn>(g_next[index].load(std::memory_order_relaxed))(p, rest...);
+  }
+  DeleteSlow<DeleteFn>(index, p, rest...);
 }
 
 template <Fn index, typename... Rest>
