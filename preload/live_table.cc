@@ -10,16 +10,21 @@ void LiveTable::CellAdd(Cell& cell, uint8_t fingerprint) {
   uint8_t v = cell.load(std::memory_order_relaxed);
   uint8_t next;
   do {
-    next = v == 0 ? fingerprint : v < kMany ? kMany | 2 : static_cast<uint8_t>(v + 1);
+    next = v == 0      ? fingerprint
+           : v < kTwo  ? static_cast<uint8_t>(kTwo | (v ^ fingerprint))
+           : v < kMany ? static_cast<uint8_t>(kMany | 3)
+                       : static_cast<uint8_t>(v + 1);
   } while (!cell.compare_exchange_weak(v, next, std::memory_order_relaxed));
 }
 
-void LiveTable::CellRemove(Cell& cell) {
-  // The entry removed is one of the cell's: a fingerprint was its alone.
+void LiveTable::CellRemove(Cell& cell, uint8_t fingerprint) {
   uint8_t v = cell.load(std::memory_order_relaxed);
   uint8_t next;
   do {
-    next = v < kMany || v == (kMany | 1) ? 0 : static_cast<uint8_t>(v - 1);
+    next = v < kTwo               ? 0  // its fingerprint, alone
+           : v < kMany            ? static_cast<uint8_t>((v ^ fingerprint) & 0x3f)  // the other's
+           : v == (kMany | 1)     ? 0
+                                  : static_cast<uint8_t>(v - 1);
   } while (!cell.compare_exchange_weak(v, next, std::memory_order_relaxed));
 }
 
@@ -77,7 +82,7 @@ void LiveTable::ChooseFilter() {
   if (!slots_) return;
   // With N entries about N/C of frees meet a non-empty coarse cell (C
   // cells) and take free()'s slow path; those whose cell holds two or more
-  // entries (no fingerprint) also probe the table, a DRAM miss each. The
+  // entries (no single fingerprint) also probe the table, a DRAM miss each. The
   // fine filter (8C cells) makes both eight times rarer; its cost is an L1
   // miss on most frees, which the predicted branch mostly hides. Measured
   // (bench/shim/run_heap_sizes.sh), the fine filter is level with the
@@ -93,25 +98,28 @@ void LiveTable::ChooseFilter() {
 uint64_t LiveTable::Size() const {
   if (!slots_) return 0;
   // Eight cells a load, from the mapping's start (page-aligned; the bytes
-  // before cell 0 and after the last stay 0), summed in place. A cell of 1..127 counts one entry, a cell
-  // of 0x80 | n counts n. Byte by byte this was ~11 instructions a cell, 90k
+  // before cell 0 and after the last stay 0), summed in place. A cell of
+  // 0x01..0x3f counts one entry, 0x40 | x two, 0x80 | n n. Byte by byte this was ~11 instructions a cell, 90k
   // for the default filter (then once a second; now every sender round):
   // visible in callgrind counts of processes that mostly wait.
   const auto* words = reinterpret_cast<const uint64_t*>(coarse_ - (shift_ + kGroupShift));
   constexpr uint64_t kHigh = 0x8080808080808080ull, kLow7 = 0x7f7f7f7f7f7f7f7full;
+  constexpr uint64_t kBit6 = 0x4040404040404040ull, kLow6 = 0x3f3f3f3f3f3f3f3full;
   constexpr uint64_t kLowBytes = 0x00ff00ff00ff00ffull, kOnes = 0x0101010101010101ull;
   uint64_t sum = 0;
   for (uint64_t i = 0; i < (((mask_ + 1) >> kGroupShift) + kCellOffsetSpan) / 8; ++i) {
     uint64_t w = __atomic_load_n(&words[i], __ATOMIC_RELAXED);
     if (w == 0) continue;  // most words of a sparse filter
-    uint64_t high = w & kHigh, low = w & kLow7;
-    // Cells with a fingerprint: some low bit set, high bit clear (one each).
-    uint64_t singles = (((low + kLow7) & kHigh) & ~high) >> 7;
-    sum += (singles * kOnes) >> 56;
-    // Cells with a count: their low 7 bits, in 16-bit lanes, then summed.
-    uint64_t counts = low & ((high >> 7) * 0x7f);
-    uint64_t pairs = (counts & kLowBytes) + ((counts >> 8) & kLowBytes);
-    sum += (pairs * 0x0001000100010001ull) >> 48;
+    const uint64_t many = w & kHigh, not_many = ~(many >> 1) & kBit6;
+    // One entry: bits 7 and 6 clear, some low bit set (bit 6 of the sum).
+    uint64_t singles = ((w & kLow6) + kLow6) & not_many & ~w;
+    // Two entries: bit 6 set, bit 7 clear.
+    uint64_t pairs_of = w & not_many;
+    sum += (((singles >> 6) + ((pairs_of >> 6) << 1)) * kOnes) >> 56;
+    // A count: the low 7 bits, in 16-bit lanes, then summed.
+    uint64_t counts = w & kLow7 & ((many >> 7) * 0x7f);
+    uint64_t lanes = (counts & kLowBytes) + ((counts >> 8) & kLowBytes);
+    sum += (lanes * 0x0001000100010001ull) >> 48;
   }
   return sum > pinned_ ? sum - pinned_ : 0;
 }
@@ -168,8 +176,9 @@ bool LiveTable::Remove(uint64_t address, Entry* out) {
     if (!s.key.compare_exchange_strong(key, kTombstone, std::memory_order_acq_rel)) {
       return false;  // a racing Remove of the same address (a double free) won
     }
-    CellRemove(coarse);
-    CellRemove(fine);
+    const uint8_t fp = Fingerprint(address);
+    CellRemove(coarse, fp);
+    CellRemove(fine, fp);
     if (out) *out = e;
     return true;
   }

@@ -24,13 +24,19 @@
 // the default rate) was a third of them, each probing a table that lives in
 // DRAM. The fine filter keeps that eight times rarer for a bigger footprint.
 //
-// A cell is 0 (no entry), 1..127 (exactly one entry, whose 7-bit
-// fingerprint this is) or 0x80 | n (n entries, n >= 1, fingerprints
-// unknown). A free() that finds a non-empty cell then compares the
-// fingerprint before it touches the table: most pointers that share a cell
-// with a sample are turned away there, without a cache miss. An entry lies
-// within kMaxProbes slots of its home, so a coarse cell counts at most
-// 8 + kMaxProbes - 1 entries, a fine one kMaxProbes (plus pins).
+// A cell is 0 (no entry), 0x01..0x3f (exactly one entry, whose 6-bit
+// fingerprint this is), 0x40 | x (exactly two, x the XOR of their
+// fingerprints) or 0x80 | n (n entries, fingerprints unknown). A free() that
+// finds a non-empty cell compares the fingerprint before it touches the
+// table: most pointers that share a cell with one sample are turned away
+// there, without a cache miss. When one of two leaves, the XOR gives back the
+// other's fingerprint, so a long-lived sample keeps it while short-lived ones
+// come and go in its cell (a count alone lost it for good: in a long
+// churn, ~all cells of long-lived samples, see the unit test). Only a third
+// entry turns a cell into a count until it empties. Every change is one
+// compare-and-swap of the cell. An entry lies within kMaxProbes slots of its
+// home, so a coarse cell counts at most 8 + kMaxProbes - 1 entries, a fine
+// one kMaxProbes (plus pins).
 //
 // Pinned addresses: Init can count addresses that are never entries, so that
 // MaybeContains stays true for them for the table's life. The shim pins the
@@ -129,7 +135,8 @@ class LiveTable {
   uint64_t Home(uint64_t address) const { return Hash(address) >> shift_; }
 
   using Cell = std::atomic<uint8_t>;
-  static constexpr uint8_t kMany = 0x80;  // cell flag: a count, not a fingerprint
+  static constexpr uint8_t kTwo = 0x40;   // cell flag: two entries, XOR of fingerprints
+  static constexpr uint8_t kMany = 0x80;  // cell flag: a count
   static_assert((1u << kGroupShift) + kMaxProbes - 1 + kMaxPinned <= 0x7f,
                 "a cell's count fits its 7 bits");
   static constexpr uintptr_t kShiftBits = 63;  // low bits of read_: the shift
@@ -156,20 +163,21 @@ class LiveTable {
 #endif
     return cells[index].load(std::memory_order_relaxed);
   }
-  // 1..127 from hash bits that index no cell of either filter.
+  // 1..63 from hash bits that index no cell of either filter.
   static uint8_t Fingerprint(uint64_t address) {
-    uint8_t fp = static_cast<uint8_t>(Hash(address) >> 24) & 0x7f;
+    uint8_t fp = static_cast<uint8_t>(Hash(address) >> 24) & 0x3f;
     return fp ? fp : 1;
   }
   static bool CellMayHold(uint8_t cell, uint8_t fingerprint) {
-    return cell == fingerprint || cell >= kMany;
+    return cell == fingerprint || cell >= kTwo;
   }
   // Thresholds of ChooseFilter, in entries per coarse cell: the fine filter
   // above 1/kFineAbove (128 entries by default, ~64 MiB of heap at the
   // default rate), the coarse one again below 1/kCoarseBelow.
   static constexpr uint64_t kFineAbove = 64, kCoarseBelow = 128;
   static void CellAdd(Cell& cell, uint8_t fingerprint);
-  static void CellRemove(Cell& cell);
+  // `fingerprint` is the leaving entry's, one of the cell's.
+  static void CellRemove(Cell& cell, uint8_t fingerprint);
   Slot* slots_ = nullptr;
   Cell* coarse_ = nullptr;  // (mask_ + 1) >> kGroupShift cells, shift shift_ + kGroupShift
   Cell* fine_ = nullptr;    // mask_ + 1 cells, shift shift_
