@@ -21,10 +21,11 @@ void LiveTable::CellRemove(Cell& cell, uint8_t fingerprint) {
   uint8_t v = cell.load(std::memory_order_relaxed);
   uint8_t next;
   do {
-    next = v < kTwo               ? 0  // its fingerprint, alone
-           : v < kMany            ? static_cast<uint8_t>((v ^ fingerprint) & 0x3f)  // the other's
-           : v == (kMany | 1)     ? 0
-                                  : static_cast<uint8_t>(v - 1);
+    // One: its fingerprint, alone. Two: the other's is the XOR's remainder.
+    next = v < kTwo             ? 0
+           : v < kMany          ? static_cast<uint8_t>((v ^ fingerprint) & 0x3f)
+           : v == (kMany | 1)   ? 0
+                                : static_cast<uint8_t>(v - 1);
   } while (!cell.compare_exchange_weak(v, next, std::memory_order_relaxed));
 }
 
