@@ -100,9 +100,10 @@ uint64_t LiveTable::Size() const {
   if (!slots_) return 0;
   // Eight cells a load, from the mapping's start (page-aligned; the bytes
   // before cell 0 and after the last stay 0), summed in place. A cell of
-  // 0x01..0x3f counts one entry, 0x40 | x two, 0x80 | n n. Byte by byte this was ~11 instructions a cell, 90k
-  // for the default filter (then once a second; now every sender round):
-  // visible in callgrind counts of processes that mostly wait.
+  // 0x01..0x3f counts one entry, 0x40 | x two, 0x80 | n n. Byte by byte
+  // this was ~11 instructions a cell, 90k for the default filter (then once
+  // a second; now every sender round): visible in callgrind counts of
+  // processes that mostly wait.
   const auto* words = reinterpret_cast<const uint64_t*>(coarse_ - (shift_ + kGroupShift));
   constexpr uint64_t kHigh = 0x8080808080808080ull, kLow7 = 0x7f7f7f7f7f7f7f7full;
   constexpr uint64_t kBit6 = 0x4040404040404040ull, kLow6 = 0x3f3f3f3f3f3f3f3full;
@@ -160,7 +161,8 @@ bool LiveTable::Remove(uint64_t address, Entry* out) {
   if (!slots_ || address <= kBusy) return false;
   // Most pointers that reach here share a cell with a sample; the
   // fingerprint turns them away without touching the table.
-  if (!MaybeHolds(address)) return false;
+  const uint8_t fp = Fingerprint(address);
+  if (!CellMayHold(ReadCell(address), fp)) return false;
   const uint64_t home = Home(address);
   Cell& coarse = coarse_[home >> kGroupShift];
   Cell& fine = fine_[home];
@@ -177,7 +179,6 @@ bool LiveTable::Remove(uint64_t address, Entry* out) {
     if (!s.key.compare_exchange_strong(key, kTombstone, std::memory_order_acq_rel)) {
       return false;  // a racing Remove of the same address (a double free) won
     }
-    const uint8_t fp = Fingerprint(address);
     CellRemove(coarse, fp);
     CellRemove(fine, fp);
     if (out) *out = e;
