@@ -6,12 +6,11 @@ fine filter within a sender round. The program then frees everything, and
 every one of those frees must reach the collector: a filter that missed a
 sample would leave it live for ever (a phantom leak). The default table
 (2 Mi slots at this rate: free() stays on the coarse filter) is the control."""
-import os
 import subprocess
 import time
 import unittest
 
-from test_shim_support import SHIM, ShimSocketTest, WireReceiver, program, shim_env
+from test_shim_support import SHIM, ShimSocketTest, WireReceiver, child_env, program, shim_env
 
 THREADS, BLOCKS, BYTES = 6, 64, 4096
 
@@ -21,8 +20,7 @@ class ShimFiltersTest(ShimSocketTest):
     def hold_then_free(self, **extra):
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HEAPWATCH_")}
-        env.update(shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, **extra), LD_PRELOAD=SHIM)
+        env = child_env(shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, **extra), preload=SHIM)
         proc = subprocess.Popen([program("shim_threads"), str(THREADS), str(BLOCKS), str(BYTES)],
                                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)

@@ -265,8 +265,9 @@ class WireReceiver:
         return wait_until(lambda: predicate(self.snapshot()), timeout, what=what)
 
 
-def run(cmd, env_extra=None, preload=None, timeout=300, **kw):
-    """Runs cmd to completion; returns CompletedProcess (text)."""
+def child_env(env_extra=None, preload=None):
+    """This process's environment without LD_PRELOAD and HEAPWATCH_*, then
+    `preload` as LD_PRELOAD and `env_extra` on top."""
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     for k in list(env):
@@ -275,7 +276,13 @@ def run(cmd, env_extra=None, preload=None, timeout=300, **kw):
     if preload:
         env["LD_PRELOAD"] = preload
     env.update(env_extra or {})
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **kw)
+    return env
+
+
+def run(cmd, env_extra=None, preload=None, timeout=300, **kw):
+    """Runs cmd to completion; returns CompletedProcess (text)."""
+    return subprocess.run(cmd, env=child_env(env_extra, preload), capture_output=True, text=True,
+                          timeout=timeout, **kw)
 
 
 def shim_env(socket_path, **extra):
