@@ -26,7 +26,11 @@ struct UnwindState {
   bool trace_cache;
   bool exiting;
   uint32_t steps;
+  // The frame pointer walk's bounds: this thread's stack, [0, 0) until
+  // known, and kNoStack if the thread's stack cannot be found.
+  uintptr_t stack_lo, stack_hi;
 };
+constexpr uintptr_t kNoStack = 1;
 __thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
 uint32_t g_cache_limit = 0;
 std::atomic<uint32_t> g_caches_in_use{0};
@@ -85,23 +89,50 @@ uint32_t LibunwindBacktrace(void** out, uint32_t max) {
 // Slack for the shim's own frames on top of the requested depth.
 constexpr uint32_t kSkipSlack = 16;
 
-uint32_t WalkFramePointers(void** out, uint32_t max) {
-  // Each frame: [fp] = caller's fp, [fp+8] = return address. Stop at anything
-  // implausible: the chain must grow upwards, stay aligned and stay close.
-  auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
+// This thread's stack, from its pthread attributes (for the main thread glibc
+// reads /proc/self/maps and allocates; the caller holds the guard).
+bool StackBounds(uintptr_t* lo, uintptr_t* hi) {
+  UnwindState& t = t_unwind;
+  if (t.stack_hi == 0) {
+    t.stack_lo = t.stack_hi = kNoStack;
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+      void* addr = nullptr;
+      size_t size = 0;
+      if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0) {
+        t.stack_lo = reinterpret_cast<uintptr_t>(addr);
+        t.stack_hi = t.stack_lo + size;
+      }
+      pthread_attr_destroy(&attr);
+    }
+  }
+  *lo = t.stack_lo;
+  *hi = t.stack_hi;
+  return t.stack_hi != kNoStack;
+}
+
+// Each frame: [fp] = caller's fp, [fp+8] = return address. Every frame read
+// lies on this thread's stack, above the last one and 8-aligned; the walk
+// ends at the first that does not (code without frame pointers leaves any
+// value in rbp). -1 where the walk cannot start: no known stack, or this
+// frame is not on it (a signal handler on an alternate stack); the caller
+// then unwinds with libunwind.
+int WalkFramePointers(void** out, uint32_t max) {
+  uintptr_t lo, hi;
+  if (!StackBounds(&lo, &hi)) return -1;
+  auto fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (fp < lo || fp > hi - 16) return -1;
   uint32_t n = 0;
-  while (n < max && fp) {
-    uintptr_t ret = fp[1];
+  while (n < max) {
+    const auto* frame = reinterpret_cast<const uintptr_t*>(fp);
+    uintptr_t ret = frame[1];
     if (ret < 4096) break;
     out[n++] = reinterpret_cast<void*>(ret);
-    auto* next = reinterpret_cast<uintptr_t*>(fp[0]);
-    if (next <= fp || (reinterpret_cast<uintptr_t>(next) & 7) != 0 ||
-        reinterpret_cast<uintptr_t>(next) - reinterpret_cast<uintptr_t>(fp) > (8u << 20)) {
-      break;
-    }
+    uintptr_t next = frame[0];
+    if (next <= fp || next > hi - 16 || (next & 7) != 0) break;
     fp = next;
   }
-  return n;
+  return static_cast<int>(n);
 }
 
 }  // namespace
@@ -129,7 +160,7 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_frame_pointers = frame_pointers;
   g_skip_start = skip_start;
   g_skip_end = skip_end;
-  if (frame_pointers) return;
+  // Also with frame pointers: the fallback where the walk cannot start.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   g_cache_limit = trace_caches;
   g_have_cache_key = trace_caches > 0 && pthread_key_create(&g_cache_key, ReleaseCache) == 0;
@@ -146,7 +177,8 @@ uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
   void* raw[wire::kMaxFrames + kSkipSlack];
   if (max > wire::kMaxFrames) max = wire::kMaxFrames;
   uint32_t want = max + kSkipSlack;
-  uint32_t n = g_frame_pointers ? WalkFramePointers(raw, want) : LibunwindBacktrace(raw, want);
+  int walked = g_frame_pointers ? WalkFramePointers(raw, want) : -1;
+  uint32_t n = walked >= 0 ? static_cast<uint32_t>(walked) : LibunwindBacktrace(raw, want);
   if (n == 0) return 0;
   uint32_t first = 0;
   while (first < n) {

@@ -1,6 +1,13 @@
 // Stack capture for sampled allocations: libunwind (local unwinding only)
 // or, with HEAPWATCH_UNWIND=fp, a frame pointer walk (only trustworthy for
-// code built with -fno-omit-frame-pointer).
+// code built with -fno-omit-frame-pointer; the shim itself is). The walk
+// reads only this thread's stack (pthread_getattr_np, once a thread) and ends
+// at the first frame without a plausible frame pointer; where it cannot
+// start (an unknown stack, an alternate signal stack) libunwind unwinds.
+// It costs a few ns a frame, and nothing outside the stack: libunwind's walk
+// reads one trace cache entry a frame, and in a program that streams memory
+// through the caches between samples those are misses one after the other
+// (BENCHMARKS.md, "Unwinding").
 //
 // libunwind's fast unw_backtrace keeps a trace cache per thread: 256 KiB,
 // mapped and written whole at the thread's first unwind (64 page faults) and

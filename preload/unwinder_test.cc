@@ -63,5 +63,69 @@ TEST(UnwinderTest, TraceCachesAreCappedTakenLateAndGivenBackAtThreadExit) {
   EXPECT_EQ(TraceCachesInUse(), 0u);
 }
 
+// Outer -> Middle -> Inner -> CaptureStack, each keeping a frame pointer.
+// Inner and Middle note their return addresses: the pcs a correct stack
+// holds one after the other above CaptureStack's own frames.
+struct Chain {
+  uint64_t pcs[wire::kMaxFrames];
+  uint32_t depth = 0;
+  uintptr_t into_middle = 0, into_outer = 0;
+};
+
+__attribute__((noinline)) void Inner(Chain* c) {
+  c->into_middle = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  c->depth = CaptureStack(c->pcs, 64);
+  asm volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) void Middle(Chain* c) {
+  c->into_outer = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
+  Inner(c);
+  asm volatile("" ::: "memory");
+}
+
+__attribute__((noinline)) void Outer(Chain* c) {
+  Middle(c);
+  asm volatile("" ::: "memory");
+}
+
+// One call site for both unwinders, so that the frame above Outer's matches.
+__attribute__((noinline)) void CaptureWith(bool frame_pointers, Chain* c) {
+  InitUnwinder(frame_pointers, 0, 0, 1);
+  Outer(c);
+  asm volatile("" ::: "memory");
+}
+
+// Where into_middle, into_outer stand one after the other in c's stack, or -1.
+int FindCallers(const Chain& c) {
+  for (uint32_t i = 0; i + 1 < c.depth; ++i) {
+    if (c.pcs[i] == c.into_middle && c.pcs[i + 1] == c.into_outer) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+// With HEAPWATCH_UNWIND=fp the walk climbs through the unwinder's own frames
+// (the shim is built with frame pointers) to the caller's, and gives the
+// pcs libunwind gives from there on.
+TEST(UnwinderTest, FramePointerWalkGivesLibunwindsCallers) {
+  Chain unwound;
+  CaptureWith(false, &unwound);
+  int u = FindCallers(unwound);
+  ASSERT_GE(u, 0) << "libunwind's stack lacks the callers; depth " << unwound.depth;
+
+  Chain walked;
+  CaptureWith(true, &walked);
+  int w = FindCallers(walked);
+  ASSERT_GE(w, 0) << "the frame pointer walk lacks the callers; depth " << walked.depth;
+  ASSERT_EQ(walked.into_middle, unwound.into_middle);
+  // Above Outer: CaptureWith, also built with frame pointers.
+  ASSERT_GT(walked.depth, static_cast<uint32_t>(w + 2));
+  ASSERT_GT(unwound.depth, static_cast<uint32_t>(u + 2));
+  EXPECT_EQ(walked.pcs[w + 2], unwound.pcs[u + 2]);
+  // Below the callers only the unwinder's own frames: CaptureStack's and the
+  // walk's, against libunwind's own several.
+  EXPECT_LE(w, u);
+}
+
 }  // namespace
 }  // namespace heapwatch::preload

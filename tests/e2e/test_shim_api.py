@@ -1,5 +1,6 @@
 """The shim under the API edge-case program and python3: same behaviour as
 without the shim, and the right records on the wire (WireReceiver)."""
+import itertools
 import os
 import textwrap
 import unittest
@@ -37,13 +38,15 @@ class ShimApiTest(ShimSocketTest):
                 self.assertEqual(r.stdout, want)
                 self.assertEqual(r.stderr, "", "the shim must not log")
 
-    def test_every_entry_point_is_recorded_once(self):
+    def record_markers(self, **extra):
+        """Runs the API program's markers at R = 1 with a receiver; returns
+        the program's connection once closed."""
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
         want = self.baseline(SHIM_MARKERS="1")
         # A ring big enough that a slow Python receiver never makes it drop.
         r = run([self.api], shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, SHIM_MARKERS=1,
-                                     HEAPWATCH_RING_SLOTS=1 << 20),
+                                     HEAPWATCH_RING_SLOTS=1 << 20, **extra),
                 preload=SHIM)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, want)
@@ -52,6 +55,11 @@ class ShimApiTest(ShimSocketTest):
                                    c.hello["ppid"] == os.getpid()],
                           what="the program's connection closed")[0]
         self.assertEqual(main.errors, [])
+        rx.stop()
+        return main
+
+    def test_every_entry_point_is_recorded_once(self):
+        main = self.record_markers()
         self.assertEqual(main.hello["sample_bytes"], 1)
         self.assertEqual(main.hello["max_frames"], 64)
         # Nothing was dropped (a ring of 1 Mi events) and this is the first
@@ -80,6 +88,36 @@ class ShimApiTest(ShimSocketTest):
         self.assertIsNotNone(main.stats)
         self.assertGreater(main.stats["sampled_allocs"], 0)
         self.assertEqual(main.stats["dropped_events"], 0)
+
+    def test_frame_pointer_stacks_match_libunwinds(self):
+        # The program is built with frame pointers: for every entry point the
+        # walk climbs out of the shim and gives the frames libunwind gives,
+        # as far as frame pointers go (not into libc). Frames are compared as
+        # (module, offset): each run loads the modules elsewhere.
+        stacks = {}
+        for unwind in ("libunwind", "fp"):
+            main = self.record_markers(**({"HEAPWATCH_UNWIND": "fp"} if unwind == "fp" else {}))
+
+            def frame(pc, mods=main.modules):
+                m = next((m for m in mods if m["start"] <= pc < m["end"]), None)
+                return (os.path.basename(m["path"]), pc - m["start"]) if m else ("?", pc)
+
+            stacks[unwind] = {size: [frame(pc) for pc in main.stacks[sid]]
+                              for size, sid in main.alloc_stacks.items() if size in MARKERS}
+            self.assertEqual(set(stacks[unwind]), MARKERS, unwind)
+        exe = os.path.basename(self.api)
+        direct = 0
+        for size in sorted(MARKERS):
+            fp, lu = stacks["fp"][size], stacks["libunwind"][size]
+            with self.subTest(marker=size - MARKER_BASE, fp=fp[:4], libunwind=lu[:4]):
+                self.assertEqual(fp[0], lu[0], "the innermost frame")
+                if lu[0][0] != exe:
+                    continue  # through the C++ runtime's operator (no frame pointers)
+                direct += 1
+                program = lambda st: list(itertools.takewhile(lambda f: f[0] == exe, st))
+                self.assertEqual(len(program(lu)), 2, "Markers and main")
+                self.assertEqual(program(fp), program(lu))
+        self.assertGreaterEqual(direct, 10, "most entry points are called by the program itself")
 
     def test_disabled_is_a_pure_pass_through(self):
         rx = WireReceiver(self.sock)

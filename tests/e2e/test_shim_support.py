@@ -86,6 +86,7 @@ class Connection:
         self.stacks = {}
         self.live = {}           # address -> (size, stack_id)
         self.alloc_sizes = []    # size of every alloc event outside resyncs
+        self.alloc_stacks = {}   # size -> stack_id of the last such event
         self.free_count = 0
         self.resyncs = 0
         self.resync_sizes = []   # live_count of each completed resync
@@ -143,6 +144,7 @@ class Connection:
                     target[addr] = (size, sid)
                     if self._resync is None:
                         self.alloc_sizes.append(size)
+                        self.alloc_stacks[size] = sid
                 elif kind == 2:
                     if self._resync is not None:
                         self.errors.append("free inside a resync")

@@ -302,7 +302,9 @@ void Fork() {
 void* g_kept = nullptr;
 void Escape(void* p) { asm volatile("" : : "r"(p) : "memory"); }
 
-void Markers() {
+// A frame of its own (not inlined into main): stacks of the markers hold two
+// of the program's frames, which the unwinders must agree on.
+__attribute__((noinline)) void Markers() {
   // One allocation per entry point, each with its own size.
   std::vector<void*> c_blocks;
   c_blocks.push_back(malloc(kMarkerBase + 0));
