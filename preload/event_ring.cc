@@ -17,6 +17,10 @@ bool EventRing::Init(uint64_t slots) {
   return true;  // zero pages: every slot free for lap 0 (see the header)
 }
 
+bool EventRing::Prefault(size_t max_bytes) {
+  return slots_ && PrefaultPages(slots_, bytes_ < max_bytes ? bytes_ : max_bytes);
+}
+
 void EventRing::ResetUnsafe() {
   if (!slots_) return;
   if (!DiscardPages(slots_, bytes_)) memset(static_cast<void*>(slots_), 0, bytes_);

@@ -75,6 +75,14 @@ void LiveTable::ReadFilter(bool fine) {
   read_.store(fine ? fine_ : coarse_, std::memory_order_release);
 }
 
+void LiveTable::PrefaultFilters(size_t max_bytes) {
+  if (!slots_) return;
+  const size_t coarse_bytes = ((mask_ + 1) >> kGroupShift) * sizeof(Cell) + kCellOffsetSpan;
+  const size_t fine_bytes = (mask_ + 1) * sizeof(Cell) + kCellOffsetSpan;
+  if (coarse_bytes <= max_bytes) PrefaultPages(coarse_ - shift_ - kGroupShift, coarse_bytes);
+  if (fine_bytes <= max_bytes) PrefaultPages(fine_ - shift_, fine_bytes);
+}
+
 bool LiveTable::reads_fine_filter() const {
   return fine_ && read_.load(std::memory_order_relaxed) == fine_;
 }

@@ -105,6 +105,10 @@ class LiveTable {
   // (see the top of the file); the sender calls it every round. Both
   // filters are always exact, so a switch is one store.
   void ChooseFilter();
+  // Maps both filters now (see PrefaultPages) where each is at most
+  // `max_bytes`: free() reads them from the start, and a read of an
+  // untouched page faults, then the first sample's write faults again.
+  void PrefaultFilters(size_t max_bytes);
   // ChooseFilter's two choices, for tests. No effect before Init.
   void ReadFilter(bool fine);
   // Whether free() reads the fine filter.

@@ -34,4 +34,11 @@ bool DiscardPages(void* p, size_t bytes) {
   return p && madvise(p, bytes, MADV_DONTNEED) == 0;
 }
 
+bool PrefaultPages(void* p, size_t bytes) {
+#ifndef MADV_POPULATE_WRITE
+  constexpr int MADV_POPULATE_WRITE = 23;
+#endif
+  return p && madvise(p, bytes, MADV_POPULATE_WRITE) == 0;
+}
+
 }  // namespace heapwatch::preload

@@ -85,6 +85,9 @@ constexpr uint64_t kBusyFraction = 2;
 constexpr int kWriteDeadlineMs = 2000;
 constexpr uint64_t kBackoffMinMs = 10, kBackoffMaxMs = 500;
 constexpr uint64_t kStatsPeriodNs = 1000000000ull;
+// The ring and the filters are mapped at the sender's start up to this size
+// each (512 KiB and 72 KiB by default); larger ones fault in as they are used.
+constexpr size_t kPrefaultMaxBytes = size_t{1} << 20;
 
 enum class Thread : int { kNone = 0, kRunning = 1 };
 
@@ -433,6 +436,9 @@ void* SenderMain(void*) {
   t_thread.guard = 1;  // for life: nothing this thread does is sampled
   DisableSampler(&t_thread.sampler);
   prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
+  // Off the application's threads: what they will touch first.
+  g_shim.table.PrefaultFilters(kPrefaultMaxBytes);
+  g_shim.ring.Prefault(kPrefaultMaxBytes);
   State* s = g_state;
   ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
   s->exe[n > 0 ? n : 0] = '\0';
