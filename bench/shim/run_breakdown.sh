@@ -8,6 +8,9 @@
 #   nothing sampled            fast paths and the sender (R = 10^12 bytes)
 #   sampling, no collector     samples recorded, nothing sent
 #   sampling and sending       to a socket that reads and discards
+#   ... with frame pointers    the same, stacks by HEAPWATCH_UNWIND=fp
+# The workload is built with frame pointers (shim_alloc_workload_fp), so that
+# both unwinders see the same stacks.
 #
 #   bench/shim/run_breakdown.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
 set -euo pipefail
@@ -17,7 +20,7 @@ rounds=${2:-11}
 threads=${3:-2}
 ops=${4:-400000}
 shim=$build/preload/libheapwatch.so
-workload=$build/bench/shim/shim_alloc_workload
+workload=$build/bench/shim/shim_alloc_workload_fp
 for f in "$shim" "$workload"; do
   [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
 done
@@ -46,6 +49,8 @@ configs = [
     ("sampling at R = 512 KiB, no collector", {"LD_PRELOAD": shim,
                                                "HEAPWATCH_SOCKET": "/nonexistent"}),
     ("sampling and sending", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock}),
+    ("... with frame pointers (HEAPWATCH_UNWIND=fp)", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock,
+                                                      "HEAPWATCH_UNWIND": "fp"}),
 ]
 results = {name: [] for name, _ in configs}
 for _, (name, extra) in interleaved(rounds, configs):
@@ -54,7 +59,7 @@ for _, (name, extra) in interleaved(rounds, configs):
     with ChildUsage() as used:
         subprocess.run([workload, threads, ops], env=env, stdout=subprocess.DEVNULL, check=True)
     results[name].append((used.cpu, used.minflt))
-print(f"workload: shim_alloc_workload {threads} {ops}, {rounds} interleaved rounds, "
+print(f"workload: shim_alloc_workload_fp {threads} {ops}, {rounds} interleaved rounds, "
       f"load average at end {os.getloadavg()[0]:.1f}")
 print()
 print("| configuration | CPU s (median) | CPU vs no profiler: median of per-round ratios [quartiles] | minor faults (median) |")
