@@ -1,6 +1,8 @@
 #include "unwinder.h"
 
+#include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <atomic>
 #include <thread>
@@ -125,6 +127,42 @@ TEST(UnwinderTest, FramePointerWalkGivesLibunwindsCallers) {
   // Below the callers only the unwinder's own frames: CaptureStack's and the
   // walk's, against libunwind's own several.
   EXPECT_LE(w, u);
+}
+
+Chain g_in_handler;
+
+void CaptureInHandler(int) { Outer(&g_in_handler); }
+
+// A handler on an alternate signal stack: the walk cannot start (its frames
+// are not on the thread's stack), so libunwind takes the sample, and it
+// unwinds through the signal frame into the code that raised the signal.
+TEST(UnwinderTest, FramePointerWalkLeavesAnAlternateStackToLibunwind) {
+  InitUnwinder(true, 0, 0, 1);
+  Chain on_stack;
+  Outer(&on_stack);  // learns this thread's stack first
+  ASSERT_GE(FindCallers(on_stack), 0);
+
+  constexpr size_t kAltBytes = 256 << 10;
+  void* alt_mem = malloc(kAltBytes);
+  ASSERT_NE(alt_mem, nullptr);
+  stack_t alt{}, old_alt{};
+  alt.ss_sp = alt_mem;
+  alt.ss_size = kAltBytes;
+  ASSERT_EQ(sigaltstack(&alt, &old_alt), 0);
+  struct sigaction sa {}, old_sa{};
+  sa.sa_handler = CaptureInHandler;
+  sa.sa_flags = SA_ONSTACK;
+  sigemptyset(&sa.sa_mask);
+  ASSERT_EQ(sigaction(SIGUSR1, &sa, &old_sa), 0);
+  raise(SIGUSR1);
+  sigaction(SIGUSR1, &old_sa, nullptr);
+  sigaltstack(&old_alt, nullptr);
+  free(alt_mem);
+
+  int i = FindCallers(g_in_handler);
+  ASSERT_GE(i, 0) << "depth " << g_in_handler.depth;
+  // Past the handler's frames: the signal frame and the raise() below it.
+  EXPECT_GT(g_in_handler.depth, static_cast<uint32_t>(i + 3));
 }
 
 }  // namespace
