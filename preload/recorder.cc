@@ -17,6 +17,7 @@ namespace heapwatch::preload {
 
 __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
 constinit Shim g_shim;
+constinit EventClock g_event_clock;
 
 namespace {
 

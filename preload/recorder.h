@@ -107,11 +107,24 @@ void RestoreLive(const LiveTable::Entry& e);
 // `clock`'s time in nanoseconds (clock_gettime).
 uint64_t ClockNs(clockid_t clock);
 inline uint64_t RealtimeNs() { return ClockNs(CLOCK_REALTIME); }
-// Events' times: CLOCK_REALTIME_COARSE (the last tick, a few ms behind). The
-// collector needs an allocation's age in seconds, not nanoseconds, and the
-// coarse clock never reads the clock source: no rdtsc, and no syscall where
-// the vDSO cannot read it (some VMs' clock sources).
-inline uint64_t EventTimeNs() { return ClockNs(CLOCK_REALTIME_COARSE); }
+// Events' times. The collector needs an allocation's age in seconds, not
+// nanoseconds, so a sample reads the time the sender noted at the start of
+// its round (CLOCK_REALTIME_COARSE, at most ~0.1 s old; older only while a
+// write to a slow collector blocks, up to its 2 s deadline) instead of the
+// clock: even the coarse clock's vDSO read was ~2 points of CPU on the
+// malloc loop (its code and data pages are misses on every sample; A/B in
+// BENCHMARKS.md). Until the sender's first round, the clock itself.
+struct alignas(64) EventClock {
+  std::atomic<uint64_t> ns{0};
+};
+extern EventClock g_event_clock __attribute__((visibility("hidden")));
+inline void NoteEventTime() {
+  g_event_clock.ns.store(ClockNs(CLOCK_REALTIME_COARSE), std::memory_order_relaxed);
+}
+inline uint64_t EventTimeNs() {
+  uint64_t ns = g_event_clock.ns.load(std::memory_order_relaxed);
+  return ns ? ns : ClockNs(CLOCK_REALTIME_COARSE);
+}
 uint32_t CurrentTid();
 
 }  // namespace heapwatch::preload

@@ -394,6 +394,7 @@ void RunOnce(State* s) {
   // The process is exiting and waits for this round: no backoff, drain all.
   bool exiting = flush_requested != g_flush_done.load(std::memory_order_relaxed);
   uint64_t round_ns = MonoNs();
+  NoteEventTime();
   uint32_t drained = 0;
   if (s->fd < 0 && (exiting || MonoMs() >= s->next_connect_ms)) {
     if (Connect(s)) {

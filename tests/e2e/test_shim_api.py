@@ -3,6 +3,7 @@ without the shim, and the right records on the wire (WireReceiver)."""
 import itertools
 import os
 import textwrap
+import time
 import unittest
 
 from test_shim_support import (SHIM, ShimSocketTest, WireReceiver, program, real_python, run,
@@ -44,6 +45,7 @@ class ShimApiTest(ShimSocketTest):
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
         want = self.baseline(SHIM_MARKERS="1")
+        started_ns = time.time_ns()
         # A ring big enough that a slow Python receiver never makes it drop.
         r = run([self.api], shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, SHIM_MARKERS=1,
                                      HEAPWATCH_RING_SLOTS=1 << 20, **extra),
@@ -56,6 +58,11 @@ class ShimApiTest(ShimSocketTest):
                           what="the program's connection closed")[0]
         self.assertEqual(main.errors, [])
         rx.stop()
+        # Events carry the time the sender noted at its last round (or the
+        # clock before its first): CLOCK_REALTIME, at most a round behind.
+        self.assertTrue(main.alloc_times)
+        late = [t for t in main.alloc_times if not started_ns - 10**9 <= t <= time.time_ns()]
+        self.assertEqual(late, [], "alloc times outside the program's run")
         return main
 
     def test_every_entry_point_is_recorded_once(self):

@@ -87,6 +87,7 @@ class Connection:
         self.live = {}           # address -> (size, stack_id)
         self.alloc_sizes = []    # size of every alloc event outside resyncs
         self.alloc_stacks = {}   # size -> stack_id of the last such event
+        self.alloc_times = []    # time_ns of every alloc event outside resyncs
         self.free_count = 0
         self.resyncs = 0
         self.resync_sizes = []   # live_count of each completed resync
@@ -145,6 +146,7 @@ class Connection:
                     if self._resync is None:
                         self.alloc_sizes.append(size)
                         self.alloc_stacks[size] = sid
+                        self.alloc_times.append(t)
                 elif kind == 2:
                     if self._resync is not None:
                         self.errors.append("free inside a resync")
