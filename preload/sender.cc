@@ -85,9 +85,11 @@ constexpr uint64_t kBusyFraction = 2;
 constexpr int kWriteDeadlineMs = 2000;
 constexpr uint64_t kBackoffMinMs = 10, kBackoffMaxMs = 500;
 constexpr uint64_t kStatsPeriodNs = 1000000000ull;
-// The ring and the filters are mapped at the sender's start up to this size
-// each (512 KiB and 72 KiB by default); larger ones fault in as they are used.
+// The ring and the filters are mapped when the process's first sender starts,
+// up to this size each (512 KiB and 72 KiB by default); larger ones fault in
+// as they are used. Inherited by a forked child (see SenderMain).
 constexpr size_t kPrefaultMaxBytes = size_t{1} << 20;
+bool g_prefaulted = false;
 
 enum class Thread : int { kNone = 0, kRunning = 1 };
 
@@ -437,9 +439,14 @@ void* SenderMain(void*) {
   t_thread.guard = 1;  // for life: nothing this thread does is sampled
   DisableSampler(&t_thread.sampler);
   prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
-  // Off the application's threads: what they will touch first.
-  g_shim.table.PrefaultFilters(kPrefaultMaxBytes);
-  g_shim.ring.Prefault(kPrefaultMaxBytes);
+  // Off the application's threads: what they will touch first. Once per
+  // process image: a forked child shares the filters copy-on-write (mapping
+  // them would copy every page) and often execs at once.
+  if (!g_prefaulted) {
+    g_prefaulted = true;
+    g_shim.table.PrefaultFilters(kPrefaultMaxBytes);
+    g_shim.ring.Prefault(kPrefaultMaxBytes);
+  }
   State* s = g_state;
   ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
   s->exe[n > 0 ? n : 0] = '\0';
