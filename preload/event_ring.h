@@ -37,6 +37,8 @@ class EventRing {
   bool Init(uint64_t slots);
   bool initialized() const { return slots_ != nullptr; }
   uint64_t capacity() const { return slots_ ? mask_ + 1 : 0; }
+  // Whether any push has claimed a slot since Init or the last reset.
+  bool used() const { return head_.load(std::memory_order_relaxed) != 0; }
   // Maps the ring's first `max_bytes` now (see PrefaultPages), so that pushes
   // do not each take a page's first-touch fault. Any thread, at any time.
   // False if nothing was mapped (no ring, or a kernel without it).

@@ -85,9 +85,9 @@ constexpr uint64_t kBusyFraction = 2;
 constexpr int kWriteDeadlineMs = 2000;
 constexpr uint64_t kBackoffMinMs = 10, kBackoffMaxMs = 500;
 constexpr uint64_t kStatsPeriodNs = 1000000000ull;
-// The ring and the filters are mapped when the process's first sender starts,
-// up to this size each (512 KiB and 72 KiB by default); larger ones fault in
-// as they are used. Inherited by a forked child (see SenderMain).
+// The ring and the filters are mapped after the process's first sample, up to
+// this size each (512 KiB and 72 KiB by default); larger ones fault in as
+// they are used. Inherited by a forked child (see RunOnce).
 constexpr size_t kPrefaultMaxBytes = size_t{1} << 20;
 bool g_prefaulted = false;
 
@@ -430,6 +430,15 @@ void RunOnce(State* s) {
     // gets another round (a reconnect) until its deadline.
     if (ok) g_flush_done.store(flush_requested, std::memory_order_release);
   }
+  // Once the application samples, map what its samples will touch next, off
+  // its threads. Not before: most short processes never sample. Once per
+  // process image: a forked child shares the filters copy-on-write (mapping
+  // them would copy every page) and often execs at once.
+  if (!g_prefaulted && g_shim.ring.used()) {
+    g_prefaulted = true;
+    g_shim.table.PrefaultFilters(kPrefaultMaxBytes);
+    g_shim.ring.Prefault(kPrefaultMaxBytes);
+  }
   s->sleep_ms = SenderSleepMs(s->sleep_ms, drained, round_ns - s->last_round_ns, g_shim.ring.capacity());
   s->last_round_ns = round_ns;
   if (s->sleep_ms > 0) Idle(s, s->sleep_ms);
@@ -439,14 +448,6 @@ void* SenderMain(void*) {
   t_thread.guard = 1;  // for life: nothing this thread does is sampled
   DisableSampler(&t_thread.sampler);
   prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
-  // Off the application's threads: what they will touch first. Once per
-  // process image: a forked child shares the filters copy-on-write (mapping
-  // them would copy every page) and often execs at once.
-  if (!g_prefaulted) {
-    g_prefaulted = true;
-    g_shim.table.PrefaultFilters(kPrefaultMaxBytes);
-    g_shim.ring.Prefault(kPrefaultMaxBytes);
-  }
   State* s = g_state;
   ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
   s->exe[n > 0 ? n : 0] = '\0';
