@@ -125,7 +125,8 @@ struct EventRecord {
   uint64_t address;
   uint64_t size;      // requested bytes; 0 for frees
   uint64_t stack_id;  // 0 for frees
-  uint64_t time_ns;   // CLOCK_REALTIME
+  uint64_t time_ns;   // CLOCK_REALTIME; from the shim, as its sender last noted
+                      // it (at most ~0.1 s old, up to 2 s while a write blocks)
 };
 static_assert(sizeof(EventRecord) == 40);
 
