@@ -14,7 +14,11 @@
 // freed at its exit. A service with 200 threads that allocate would carry
 // 50 MiB of them, against a memory limit the shim is there to watch. Without
 // the cache, unw_step is ~300x slower a sample (~40 us against ~0.13 us for
-// 16 frames on the development VM, most of it libunwind's signal masking).
+// 16 frames on the development VM, most of it libunwind's signal masking:
+// Debian's libunwind has no per-thread register-state cache (its TLS is 16
+// bytes), so UNW_CACHE_PER_THREAD falls back to the global cache, locked
+// with all signals masked around each frame; strace counts 14 rt_sigprocmask
+// calls a stepped sample on the malloc loop).
 // So a thread steps for its first samples and takes a trace cache at its
 // 16th sample, if fewer than HEAPWATCH_UNWIND_CACHES threads (default 32:
 // 8 MiB; no cap below R = 64 KiB, config.cc) hold one, trying again every
