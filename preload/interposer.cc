@@ -35,6 +35,43 @@ HW_NOINLINE void* MallocSlow(size_t size) {
   return p;
 }
 
+// The other allocating calls follow malloc's shape: the common case (not
+// sampled) is a leaf that jumps to the real allocator, with no frame to set
+// up; a sample goes to a function of its own, which keeps a frame pointer
+// for HEAPWATCH_UNWIND=fp's walk.
+HW_NOINLINE void* CallocSlow(size_t n, size_t m, size_t total) {
+  if (!SampleSlowPath(total)) return g_real.calloc(n, m);
+  void* p = g_real.calloc(n, m);
+  RecordAlloc(p, total);
+  return p;
+}
+
+HW_NOINLINE int PosixMemalignSlow(void** out, size_t alignment, size_t size) {
+  if (!SampleSlowPath(size)) return g_real.posix_memalign(out, alignment, size);
+  int rc = g_real.posix_memalign(out, alignment, size);
+  if (rc == 0) RecordAlloc(*out, size);
+  return rc;
+}
+
+template <void* (*heapwatch::preload::RealAllocator::*Fn)(size_t, size_t)>
+HW_NOINLINE void* AlignedSlow(size_t alignment, size_t size) {
+  if (!SampleSlowPath(size)) return (g_real.*Fn)(alignment, size);
+  void* p = (g_real.*Fn)(alignment, size);
+  RecordAlloc(p, size);
+  return p;
+}
+
+// Whether an allocation of `size` bytes is not sampled (and counts it), the
+// fast half of ShouldRecord.
+inline bool Unsampled(size_t size) {
+  heapwatch::preload::ThreadState& t = t_thread;
+  if (__builtin_expect(size < t.sampler.bytes_left, 1)) {
+    t.sampler.bytes_left -= size;
+    return true;
+  }
+  return false;
+}
+
 HW_NOINLINE void FreeSlow(void* p) {
   // Most pointers here only share a filter cell with a sample (a third of
   // all frees at a 4 GiB heap); the cell's fingerprint settles them.
@@ -87,10 +124,8 @@ HW_EXPORT void free(void* p) {
 HW_EXPORT void* calloc(size_t n, size_t m) {
   size_t total;
   if (__builtin_mul_overflow(n, m, &total)) return g_real.calloc(n, m);  // ENOMEM there
-  if (!ShouldRecord(total)) return g_real.calloc(n, m);
-  void* p = g_real.calloc(n, m);
-  RecordAlloc(p, total);
-  return p;
+  if (__builtin_expect(Unsampled(total), 1)) return g_real.calloc(n, m);
+  return CallocSlow(n, m, total);
 }
 
 HW_EXPORT void* realloc(void* p, size_t size) {
@@ -115,24 +150,18 @@ HW_EXPORT void* reallocarray(void* p, size_t n, size_t m) {
 }
 
 HW_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
-  bool sample = ShouldRecord(size);
-  int rc = g_real.posix_memalign(out, alignment, size);
-  if (sample && rc == 0) RecordAlloc(*out, size);
-  return rc;
+  if (__builtin_expect(Unsampled(size), 1)) return g_real.posix_memalign(out, alignment, size);
+  return PosixMemalignSlow(out, alignment, size);
 }
 
 HW_EXPORT void* aligned_alloc(size_t alignment, size_t size) {
-  bool sample = ShouldRecord(size);
-  void* p = g_real.aligned_alloc(alignment, size);
-  if (sample) RecordAlloc(p, size);
-  return p;
+  if (__builtin_expect(Unsampled(size), 1)) return g_real.aligned_alloc(alignment, size);
+  return AlignedSlow<&heapwatch::preload::RealAllocator::aligned_alloc>(alignment, size);
 }
 
 HW_EXPORT void* memalign(size_t alignment, size_t size) {
-  bool sample = ShouldRecord(size);
-  void* p = g_real.memalign(alignment, size);
-  if (sample) RecordAlloc(p, size);
-  return p;
+  if (__builtin_expect(Unsampled(size), 1)) return g_real.memalign(alignment, size);
+  return AlignedSlow<&heapwatch::preload::RealAllocator::memalign>(alignment, size);
 }
 
 HW_EXPORT void* valloc(size_t size) {
