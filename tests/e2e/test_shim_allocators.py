@@ -3,8 +3,8 @@ when an allocator is preloaded before it."""
 import os
 import unittest
 
-from test_shim_support import (JEMALLOC, SHIM, TCMALLOC, ShimSocketTest, WireReceiver, program, run,
-                               shim_env, wait_until)
+from test_shim_support import (JEMALLOC, SHIM, TCMALLOC, ShimSocketTest, WireReceiver, marker_frames,
+                               program, run, shim_env, wait_until)
 from test_shim_api import KEPT, MARKERS
 
 
@@ -18,27 +18,36 @@ class ShimAllocatorsTest(ShimSocketTest):
         # alone and tcmalloc's calloc overflow too; the shim must only not
         # change what the allocator does.
         self.assertIn(base.returncode, (0, 1), base.stderr)
-        rx = WireReceiver(self.sock)
-        self.addCleanup(rx.stop)
-        r = run([api], shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1,
-                                HEAPWATCH_RING_SLOTS=1 << 20, **env),
-                preload=f"{SHIM}:{allocator}")
-        self.assertEqual(r.returncode, base.returncode, r.stderr)
-        self.assertEqual(r.stdout, base.stdout)
-        self.assertEqual(r.stderr, base.stderr)
-        main = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
-                                   c.hello["ppid"] == os.getpid()],
-                          what="the program's connection closed")[0]
-        self.assertEqual(main.errors, [])
-        self.assertEqual(main.stats["dropped_events"], 0)
-        # Every entry point recorded exactly once: C++ new/delete too, although
-        # this allocator's operator new never calls malloc.
         want = set(MARKERS)
         if "SHIM_SKIP_PVALLOC" in extra_env:
             want.discard(1000008)
-        markers = [s for s in main.alloc_sizes if s in MARKERS]
-        self.assertEqual(sorted(markers), sorted(want))
-        self.assertEqual({s for s, _ in main.live.values() if s in MARKERS}, {KEPT})
+        stacks = {}
+        for unwind in ("libunwind", "fp"):
+            rx = WireReceiver(self.sock)
+            self.addCleanup(rx.stop)
+            r = run([api], shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20,
+                                    **dict(env, **({"HEAPWATCH_UNWIND": "fp"} if unwind == "fp" else {}))),
+                    preload=f"{SHIM}:{allocator}")
+            self.assertEqual(r.returncode, base.returncode, r.stderr)
+            self.assertEqual(r.stdout, base.stdout)
+            self.assertEqual(r.stderr, base.stderr)
+            main = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
+                                       c.hello["ppid"] == os.getpid()],
+                              what="the program's connection closed")[0]
+            rx.stop()
+            self.assertEqual(main.errors, [])
+            self.assertEqual(main.stats["dropped_events"], 0)
+            # Every entry point recorded exactly once: C++ new/delete too,
+            # although this allocator's operator new never calls malloc.
+            markers = [s for s in main.alloc_sizes if s in MARKERS]
+            self.assertEqual(sorted(markers), sorted(want), unwind)
+            self.assertEqual({s for s, _ in main.live.values() if s in MARKERS}, {KEPT})
+            stacks[unwind] = marker_frames(main, want)
+        # The shim records C++ new and delete itself over this allocator
+        # (other paths than over libstdc++); with frame pointers, every
+        # marker's stack is the program's, as libunwind has it.
+        self.assertFramePointerStacksMatch(stacks["fp"], stacks["libunwind"],
+                                           os.path.basename(api), min_direct=len(want))
 
         stress = [program("shim_stress"), "3", "40000"]
         base = run(stress, preload=allocator)

@@ -1,13 +1,12 @@
 """The shim under the API edge-case program and python3: same behaviour as
 without the shim, and the right records on the wire (WireReceiver)."""
-import itertools
 import os
 import textwrap
 import time
 import unittest
 
-from test_shim_support import (SHIM, ShimSocketTest, WireReceiver, program, real_python, run,
-                               shim_env, wait_until)
+from test_shim_support import (SHIM, ShimSocketTest, WireReceiver, marker_frames, program,
+                               real_python, run, shim_env, wait_until)
 
 MARKER_BASE = 1000000
 # Marker k has size MARKER_BASE + k, except aligned_alloc's and aligned new's
@@ -98,33 +97,14 @@ class ShimApiTest(ShimSocketTest):
 
     def test_frame_pointer_stacks_match_libunwinds(self):
         # The program is built with frame pointers: for every entry point the
-        # walk climbs out of the shim and gives the frames libunwind gives,
-        # as far as frame pointers go (not into libc). Frames are compared as
-        # (module, offset): each run loads the modules elsewhere.
+        # walk climbs out of the shim and gives the frames libunwind gives.
         stacks = {}
         for unwind in ("libunwind", "fp"):
             main = self.record_markers(**({"HEAPWATCH_UNWIND": "fp"} if unwind == "fp" else {}))
-
-            def frame(pc, mods=main.modules):
-                m = next((m for m in mods if m["start"] <= pc < m["end"]), None)
-                return (os.path.basename(m["path"]), pc - m["start"]) if m else ("?", pc)
-
-            stacks[unwind] = {size: [frame(pc) for pc in main.stacks[sid]]
-                              for size, sid in main.alloc_stacks.items() if size in MARKERS}
+            stacks[unwind] = marker_frames(main, MARKERS)
             self.assertEqual(set(stacks[unwind]), MARKERS, unwind)
-        exe = os.path.basename(self.api)
-        direct = 0
-        for size in sorted(MARKERS):
-            fp, lu = stacks["fp"][size], stacks["libunwind"][size]
-            with self.subTest(marker=size - MARKER_BASE, fp=fp[:4], libunwind=lu[:4]):
-                self.assertEqual(fp[0], lu[0], "the innermost frame")
-                if lu[0][0] != exe:
-                    continue  # through the C++ runtime's operator (no frame pointers)
-                direct += 1
-                program = lambda st: list(itertools.takewhile(lambda f: f[0] == exe, st))
-                self.assertEqual(len(program(lu)), 2, "Markers and main")
-                self.assertEqual(program(fp), program(lu))
-        self.assertGreaterEqual(direct, 10, "most entry points are called by the program itself")
+        self.assertFramePointerStacksMatch(stacks["fp"], stacks["libunwind"],
+                                           os.path.basename(self.api), min_direct=10)
 
     def test_disabled_is_a_pure_pass_through(self):
         rx = WireReceiver(self.sock)

@@ -7,6 +7,7 @@ them, resync markers paired and counted). Each connection keeps the live set
 the way the collector must: a resync replaces it, an alloc of a live address
 replaces the entry, a free of an unknown address is ignored.
 """
+import itertools
 import os
 import shutil
 import socket
@@ -50,6 +51,38 @@ class ShimSocketTest(unittest.TestCase):
         self.dir = tempfile.mkdtemp(prefix="hw-shim-")
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.sock = os.path.join(self.dir, "hw.sock")
+
+    def assertFramePointerStacksMatch(self, fp, unwound, exe, min_direct):
+        """fp and unwound: {size: frames} from marker_frames() of the same
+        program (built with frame pointers) under HEAPWATCH_UNWIND=fp and
+        libunwind. Each innermost frame must match; where the program called
+        the shim itself (at least min_direct markers), so must the program's
+        frames above it (Markers and main): the walk stops where frame
+        pointers end (libc, the C++ runtime), libunwind goes on."""
+        self.assertEqual(set(fp), set(unwound))
+        direct = 0
+        in_exe = lambda frames: list(itertools.takewhile(lambda f: f[0] == exe, frames))
+        for size in sorted(fp):
+            walked, lu = fp[size], unwound[size]
+            with self.subTest(size=size, fp=walked[:4], libunwind=lu[:4]):
+                self.assertEqual(walked[0], lu[0], "the innermost frame")
+                if lu[0][0] != exe:
+                    continue  # through the C++ runtime's operator
+                direct += 1
+                self.assertEqual(len(in_exe(lu)), 2, "Markers and main")
+                self.assertEqual(in_exe(walked), in_exe(lu))
+        self.assertGreaterEqual(direct, min_direct, "entry points the program calls itself")
+
+
+def marker_frames(conn, sizes):
+    """{size: stack of the last alloc event of that size} for each of
+    `sizes` seen on connection `conn`, each frame as (module file name,
+    offset into it): runs load modules at different addresses."""
+    def frame(pc):
+        m = next((m for m in conn.modules if m["start"] <= pc < m["end"]), None)
+        return (os.path.basename(m["path"]), pc - m["start"]) if m else ("?", pc)
+    return {size: [frame(pc) for pc in conn.stacks[sid]]
+            for size, sid in conn.alloc_stacks.items() if size in sizes}
 
 
 def start_interactive(case, name, **shim):
