@@ -152,16 +152,15 @@ __attribute__((noinline)) void* LibstdcxxNewSlow(size_t n) {
 // the operator's indices are template arguments, so only n is live across
 // the call. The shim's malloc fast path is repeated here (the sampling
 // check, then the real malloc, whose NULL needs a frame), and that frame
-// keeps no frame pointer (CMakeLists.txt gives one to every other frame):
+// keeps no frame pointer (CMakeLists.txt gives one to every other frame;
+// GCC 12 honours "omit-frame-pointer" here only with an -O level beside it):
 // 15 instructions, where a call into the shim's malloc was 16, or 20 with
 // a frame pointer. Nothing samples inside it (a sample is a tail call to
 // LibstdcxxNewSlow, which has one), so HEAPWATCH_UNWIND=fp never walks it.
 template <Fn throwing, Fn nothrow>
 __attribute__((noinline, optimize("omit-frame-pointer", "O2"))) void* LibstdcxxNew(size_t n) {
   const size_t m = n + (n == 0);
-  heapwatch::preload::ThreadState& t = heapwatch::preload::t_thread;
-  if (__builtin_expect(m < t.sampler.bytes_left, 1)) {
-    t.sampler.bytes_left -= m;
+  if (__builtin_expect(heapwatch::preload::Unsampled(m), 1)) {
     if (void* p = heapwatch::preload::g_real.malloc(m)) return p;
   }
   return LibstdcxxNewSlow<throwing, nothrow>(n);
@@ -178,9 +177,7 @@ __attribute__((noinline, optimize("omit-frame-pointer", "O2"))) void* LibstdcxxN
 // through memory, one instruction fewer than a load at the top.)
 template <Fn throwing, Fn nothrow>
 void* OwnedNew(size_t n) {
-  heapwatch::preload::ThreadState& t = heapwatch::preload::t_thread;
-  if (__builtin_expect(n < t.sampler.bytes_left, 1)) {
-    t.sampler.bytes_left -= n;
+  if (__builtin_expect(heapwatch::preload::Unsampled(n), 1)) {
     return reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed))(n);
   }
   return NewSlow(throwing, nothrow, n);

@@ -25,6 +25,7 @@ using heapwatch::preload::RecordFree;
 using heapwatch::preload::SampleSlowPath;
 using heapwatch::preload::ShouldRecord;
 using heapwatch::preload::t_thread;
+using heapwatch::preload::Unsampled;
 
 namespace {
 
@@ -59,17 +60,6 @@ HW_NOINLINE void* AlignedSlow(size_t alignment, size_t size) {
   void* p = (g_real.*Fn)(alignment, size);
   RecordAlloc(p, size);
   return p;
-}
-
-// Whether an allocation of `size` bytes is not sampled (and counts it), the
-// fast half of ShouldRecord.
-inline bool Unsampled(size_t size) {
-  heapwatch::preload::ThreadState& t = t_thread;
-  if (__builtin_expect(size < t.sampler.bytes_left, 1)) {
-    t.sampler.bytes_left -= size;
-    return true;
-  }
-  return false;
 }
 
 HW_NOINLINE void FreeSlow(void* p) {
@@ -108,11 +98,7 @@ HW_NOINLINE void* ReallocSlow(void* p, size_t size) {
 }  // namespace
 
 HW_EXPORT void* malloc(size_t size) {
-  heapwatch::preload::ThreadState& t = t_thread;
-  if (__builtin_expect(size < t.sampler.bytes_left, 1)) {
-    t.sampler.bytes_left -= size;
-    return g_real.malloc(size);
-  }
+  if (__builtin_expect(Unsampled(size), 1)) return g_real.malloc(size);
   return MallocSlow(size);
 }
 

@@ -71,7 +71,7 @@ extern Shim g_shim __attribute__((visibility("hidden")));  // hidden: direct acc
 // shim's constructor; `other_allocator_first` makes it a pass-through.
 void StartRecorder(bool other_allocator_first);
 
-// The slow half of the sampling decision (fast half: ShouldSample's compare).
+// The slow half of the sampling decision (fast half: Unsampled, below).
 // False inside the shim's own work, before start and when off.
 bool SampleSlowPath(size_t size);
 
@@ -81,15 +81,21 @@ inline bool MaybeSampled(const void* p) {
   return g_shim.table.MaybeContains(reinterpret_cast<uintptr_t>(p));
 }
 
-// Full decision, for callers that did not run the inline fast path.
-inline bool ShouldRecord(size_t size) {
+// The fast half of the decision, inlined into every interposed call: true
+// (and the bytes counted) if an allocation of `size` bytes is certainly not
+// sampled; false sends the caller to its slow path, which asks
+// SampleSlowPath.
+inline bool Unsampled(size_t size) {
   ThreadState& t = t_thread;
   if (__builtin_expect(size < t.sampler.bytes_left, 1)) {
     t.sampler.bytes_left -= size;
-    return false;
+    return true;
   }
-  return SampleSlowPath(size);
+  return false;
 }
+
+// Full decision, for callers that do not take a slow path of their own.
+inline bool ShouldRecord(size_t size) { return !Unsampled(size) && SampleSlowPath(size); }
 
 // Records a sampled allocation: stack, depot, live table, ring (in that order).
 void RecordAlloc(void* p, size_t size);
