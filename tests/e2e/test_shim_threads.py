@@ -6,7 +6,8 @@ blocks in one function (every allocation sampled) and stay alive, with a cap
 of 0 (every thread steps throughout), 2 (two switch to the cache, four keep
 stepping) and the default (all six switch). Each time the collector must
 show every block under one path ending in shim_threads::Hoard, called from
-shim_threads::WorkerMain, and the path must be the same all three times."""
+shim_threads::WorkerMain, and the path must be the same all three times.
+With HEAPWATCH_UNWIND=fp the path is libunwind's as far as frame pointers go."""
 import unittest
 
 from harness import CollectorTestCase, wait_until
@@ -44,6 +45,18 @@ class UnwindCachesTest(CollectorTestCase):
         self.assertIn("shim_threads::WorkerMain", [n.split("(")[0] for n in names], names)
         finish_interactive(self, proc)
         return names
+
+    def test_frame_pointer_walk_gives_libunwinds_inner_frames(self):
+        # HEAPWATCH_UNWIND=fp on the same six threads, through the collector
+        # and the symbolizer: again one path, libunwind's as far as frame
+        # pointers go. The program and the std::thread code built into it
+        # have them; the walk stops after the return into libstdc++'s thread
+        # start, short of glibc's start_thread and clone3.
+        walked = self.hoard_path(UNWIND="fp")
+        unwound = self.hoard_path()
+        self.assertGreaterEqual(len(walked), 3, walked)
+        self.assertLess(len(walked), len(unwound), walked)
+        self.assertEqual(walked, unwound[-len(walked):])
 
     def test_stepping_threads_give_the_same_stacks(self):
         stepping = self.hoard_path(UNWIND_CACHES=0)
