@@ -29,37 +29,26 @@ using heapwatch::preload::Unsampled;
 
 namespace {
 
-HW_NOINLINE void* MallocSlow(size_t size) {
-  if (!SampleSlowPath(size)) return g_real.malloc(size);
-  void* p = g_real.malloc(size);
+// The allocating calls share one shape: the common case (not sampled) is a
+// leaf that jumps to the real allocator, with no frame to set up; a sample
+// goes to a function of its own, which keeps a frame pointer for
+// HEAPWATCH_UNWIND=fp's walk. `alloc` is the real allocator's call (first:
+// its captures then sit in the registers the call's own arguments came in,
+// and the fast paths move nothing).
+template <typename Alloc>
+HW_NOINLINE void* AllocSlow(Alloc alloc, size_t size) {
+  if (!SampleSlowPath(size)) return alloc();
+  void* p = alloc();
   RecordAlloc(p, size);
   return p;
 }
 
-// The other allocating calls follow malloc's shape: the common case (not
-// sampled) is a leaf that jumps to the real allocator, with no frame to set
-// up; a sample goes to a function of its own, which keeps a frame pointer
-// for HEAPWATCH_UNWIND=fp's walk.
-HW_NOINLINE void* CallocSlow(size_t n, size_t m, size_t total) {
-  if (!SampleSlowPath(total)) return g_real.calloc(n, m);
-  void* p = g_real.calloc(n, m);
-  RecordAlloc(p, total);
-  return p;
-}
-
+// posix_memalign's, which returns its block through `out`.
 HW_NOINLINE int PosixMemalignSlow(void** out, size_t alignment, size_t size) {
   if (!SampleSlowPath(size)) return g_real.posix_memalign(out, alignment, size);
   int rc = g_real.posix_memalign(out, alignment, size);
   if (rc == 0) RecordAlloc(*out, size);
   return rc;
-}
-
-template <void* (*heapwatch::preload::RealAllocator::*Fn)(size_t, size_t)>
-HW_NOINLINE void* AlignedSlow(size_t alignment, size_t size) {
-  if (!SampleSlowPath(size)) return (g_real.*Fn)(alignment, size);
-  void* p = (g_real.*Fn)(alignment, size);
-  RecordAlloc(p, size);
-  return p;
 }
 
 HW_NOINLINE void FreeSlow(void* p) {
@@ -99,7 +88,7 @@ HW_NOINLINE void* ReallocSlow(void* p, size_t size) {
 
 HW_EXPORT void* malloc(size_t size) {
   if (__builtin_expect(Unsampled(size), 1)) return g_real.malloc(size);
-  return MallocSlow(size);
+  return AllocSlow([size] { return g_real.malloc(size); }, size);
 }
 
 HW_EXPORT void free(void* p) {
@@ -111,7 +100,7 @@ HW_EXPORT void* calloc(size_t n, size_t m) {
   size_t total;
   if (__builtin_mul_overflow(n, m, &total)) return g_real.calloc(n, m);  // ENOMEM there
   if (__builtin_expect(Unsampled(total), 1)) return g_real.calloc(n, m);
-  return CallocSlow(n, m, total);
+  return AllocSlow([n, m] { return g_real.calloc(n, m); }, total);
 }
 
 HW_EXPORT void* realloc(void* p, size_t size) {
@@ -142,26 +131,22 @@ HW_EXPORT int posix_memalign(void** out, size_t alignment, size_t size) {
 
 HW_EXPORT void* aligned_alloc(size_t alignment, size_t size) {
   if (__builtin_expect(Unsampled(size), 1)) return g_real.aligned_alloc(alignment, size);
-  return AlignedSlow<&heapwatch::preload::RealAllocator::aligned_alloc>(alignment, size);
+  return AllocSlow([alignment, size] { return g_real.aligned_alloc(alignment, size); }, size);
 }
 
 HW_EXPORT void* memalign(size_t alignment, size_t size) {
   if (__builtin_expect(Unsampled(size), 1)) return g_real.memalign(alignment, size);
-  return AlignedSlow<&heapwatch::preload::RealAllocator::memalign>(alignment, size);
+  return AllocSlow([alignment, size] { return g_real.memalign(alignment, size); }, size);
 }
 
 HW_EXPORT void* valloc(size_t size) {
-  bool sample = ShouldRecord(size);
-  void* p = g_real.valloc(size);
-  if (sample) RecordAlloc(p, size);
-  return p;
+  if (__builtin_expect(Unsampled(size), 1)) return g_real.valloc(size);
+  return AllocSlow([size] { return g_real.valloc(size); }, size);
 }
 
 HW_EXPORT void* pvalloc(size_t size) {
-  bool sample = ShouldRecord(size);
-  void* p = g_real.pvalloc(size);
-  if (sample) RecordAlloc(p, size);
-  return p;
+  if (__builtin_expect(Unsampled(size), 1)) return g_real.pvalloc(size);
+  return AllocSlow([size] { return g_real.pvalloc(size); }, size);
 }
 
 HW_EXPORT size_t malloc_usable_size(void* p) {
