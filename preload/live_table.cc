@@ -38,11 +38,11 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   // huge page: one fault instead of 512, which cost ~6 ms of a process's CPU
   // (~12 us a fault, on the development VM). Bigger tables serve heavy
   // sampling (R < 64 KiB), where a short process touches few of their pages.
-  // The filters' pages are touched as entries land (at most 72 KiB by
-  // default).
+  // The filters' pages are touched as entries land, or at once by
+  // PrefaultFilters (at most 72 KiB by default).
   const size_t table_bytes = slots * sizeof(Slot);
-  const size_t coarse_bytes = (slots >> kGroupShift) * sizeof(Cell) + kCellOffsetSpan;
-  const size_t fine_bytes = slots * sizeof(Cell) + kCellOffsetSpan;
+  const size_t coarse_bytes = FilterBytes(slots >> kGroupShift);
+  const size_t fine_bytes = FilterBytes(slots);
   auto* table = static_cast<Slot*>(table_bytes == kHugePageBytes ? MapZeroedHuge(table_bytes)
                                                                  : MapZeroed(table_bytes));
   auto* coarse = static_cast<Cell*>(MapZeroed(coarse_bytes));
@@ -58,7 +58,7 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   mask_ = slots - 1;
   shift_ = 64 - log2;
   slots_ = table;
-  coarse_ = coarse + shift_ + kGroupShift;  // mmap'd: page-aligned
+  coarse_ = coarse + shift_ + kGroupShift;  // see coarse_mapping()
   fine_ = fine + shift_;
   for (size_t i = 0; i < pinned_count; ++i) {
     const uint64_t home = Home(pinned[i]);
@@ -77,10 +77,10 @@ void LiveTable::ReadFilter(bool fine) {
 
 void LiveTable::PrefaultFilters(size_t max_bytes) {
   if (!slots_) return;
-  const size_t coarse_bytes = ((mask_ + 1) >> kGroupShift) * sizeof(Cell) + kCellOffsetSpan;
-  const size_t fine_bytes = (mask_ + 1) * sizeof(Cell) + kCellOffsetSpan;
-  if (coarse_bytes <= max_bytes) PrefaultPages(coarse_ - shift_ - kGroupShift, coarse_bytes);
-  if (fine_bytes <= max_bytes) PrefaultPages(fine_ - shift_, fine_bytes);
+  const size_t coarse_bytes = FilterBytes(coarse_cells());
+  const size_t fine_bytes = FilterBytes(mask_ + 1);
+  if (coarse_bytes <= max_bytes) PrefaultPages(coarse_mapping(), coarse_bytes);
+  if (fine_bytes <= max_bytes) PrefaultPages(fine_mapping(), fine_bytes);
 }
 
 bool LiveTable::reads_fine_filter() const {
@@ -97,11 +97,10 @@ void LiveTable::ChooseFilter() {
   // (bench/shim/run_heap_sizes.sh), the fine filter is level with the
   // coarse one at a few dozen entries and ahead from ~100. Hysteresis keeps
   // a heap near the border from switching back and forth.
-  const uint64_t coarse_cells = (mask_ + 1) >> kGroupShift;
   const uint64_t n = Size();
   const bool fine = reads_fine_filter();
-  if (!fine && n > coarse_cells / kFineAbove) ReadFilter(true);
-  if (fine && n < coarse_cells / kCoarseBelow) ReadFilter(false);
+  if (!fine && n > coarse_cells() / kFineAbove) ReadFilter(true);
+  if (fine && n < coarse_cells() / kCoarseBelow) ReadFilter(false);
 }
 
 uint64_t LiveTable::Size() const {
@@ -112,12 +111,12 @@ uint64_t LiveTable::Size() const {
   // this was ~11 instructions a cell, 90k for the default filter (then once
   // a second; now every sender round): visible in callgrind counts of
   // processes that mostly wait.
-  const auto* words = reinterpret_cast<const uint64_t*>(coarse_ - (shift_ + kGroupShift));
+  const auto* words = reinterpret_cast<const uint64_t*>(coarse_mapping());
   constexpr uint64_t kHigh = 0x8080808080808080ull, kLow7 = 0x7f7f7f7f7f7f7f7full;
   constexpr uint64_t kBit6 = 0x4040404040404040ull, kLow6 = 0x3f3f3f3f3f3f3f3full;
   constexpr uint64_t kLowBytes = 0x00ff00ff00ff00ffull, kOnes = 0x0101010101010101ull;
   uint64_t sum = 0;
-  for (uint64_t i = 0; i < (((mask_ + 1) >> kGroupShift) + kCellOffsetSpan) / 8; ++i) {
+  for (uint64_t i = 0; i < FilterBytes(coarse_cells()) / 8; ++i) {
     uint64_t w = __atomic_load_n(&words[i], __ATOMIC_RELAXED);
     if (w == 0) continue;  // most words of a sparse filter
     const uint64_t many = w & kHigh, not_many = ~(many >> 1) & kBit6;

@@ -147,6 +147,11 @@ class LiveTable {
   // A filter's cells start `shift` bytes past a 64-byte boundary (and the
   // mapping has 64 bytes to spare for it).
   static constexpr size_t kCellOffsetSpan = 64;
+  static size_t FilterBytes(uint64_t cells) { return cells * sizeof(Cell) + kCellOffsetSpan; }
+  uint64_t coarse_cells() const { return (mask_ + 1) >> kGroupShift; }
+  // The filters' mappings (page-aligned), from their cell 0.
+  Cell* coarse_mapping() const { return coarse_ - (shift_ + kGroupShift); }
+  Cell* fine_mapping() const { return fine_ - shift_; }
   // Until Init, free() reads cells 0 and 1 of this filter of shift 63.
   struct AllMaybe {
     Cell pad[63];
