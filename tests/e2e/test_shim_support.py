@@ -41,6 +41,14 @@ def program(name):
     return os.path.join(PROGRAMS, name)
 
 
+# shim_api_edge's marker allocations (SHIM_MARKERS=1): one per entry point,
+# marker k of size MARKER_BASE + k, except aligned_alloc's and aligned new's
+# (multiples of their alignments). All are freed but KEPT.
+MARKER_BASE = 1000000
+MARKERS = {MARKER_BASE + k for k in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 13, 14, 64, 192)}
+KEPT = MARKER_BASE + 14
+
+
 class ShimSocketTest(unittest.TestCase):
     """A test of the shim without a collector: self.dir, a temporary folder
     removed afterwards, and self.sock, a socket path in it for a
@@ -52,18 +60,58 @@ class ShimSocketTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.sock = os.path.join(self.dir, "hw.sock")
 
-    def assertFramePointerStacksMatch(self, fp, unwound, exe, min_direct):
-        """fp and unwound: {size: frames} from marker_frames() of the same
-        program (built with frame pointers) under HEAPWATCH_UNWIND=fp and
-        libunwind. Each innermost frame must match; where the program called
-        the shim itself (at least min_direct markers), so must the program's
-        frames above it (Markers and main): the walk stops where frame
-        pointers end (libc, the C++ runtime), libunwind goes on."""
-        self.assertEqual(set(fp), set(unwound))
+    def record_markers(self, preload, base, want=MARKERS, **env):
+        """Runs shim_api_edge's markers at R = 1 under `preload`, sending to a
+        WireReceiver; it must behave as `base`, the same run without the
+        shim. Checks that each marker in `want` was recorded once, none
+        dropped, the kept one still live, and that the events' times lie
+        within the run (the time the sender noted at its last round, or the
+        clock before its first). Returns the program's closed connection."""
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        started_ns = time.time_ns()
+        # A ring big enough that a slow Python receiver never makes it drop.
+        r = run([program("shim_api_edge")],
+                shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20,
+                         SHIM_MARKERS=1, **env),
+                preload=preload)
+        self.assertEqual(r.returncode, base.returncode, r.stderr)
+        self.assertEqual(r.stdout, base.stdout)
+        self.assertEqual(r.stderr, base.stderr)
+        main = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
+                                   c.exe.endswith("shim_api_edge") and
+                                   c.hello["ppid"] == os.getpid()],
+                          what="the program's connection closed")[0]
+        rx.stop()
+        self.assertEqual(main.errors, [])
+        self.assertEqual(main.stats["dropped_events"], 0)
+        markers = [s for s in main.alloc_sizes if s in MARKERS]
+        self.assertEqual(sorted(markers), sorted(want),
+                         "each marker allocation exactly once, none twice")
+        self.assertEqual({s for s, _ in main.live.values() if s in MARKERS}, {KEPT},
+                         "freed markers are gone from the live set, the kept one is live")
+        self.assertTrue(main.alloc_times)
+        late = [t for t in main.alloc_times if not started_ns - 10**9 <= t <= time.time_ns()]
+        self.assertEqual(late, [], "alloc times outside the program's run")
+        return main
+
+    def assertFramePointerStacksMatch(self, record, want, min_direct):
+        """Runs `record(**env)` (record_markers for some allocator) under
+        libunwind and HEAPWATCH_UNWIND=fp and compares the stacks of the
+        markers in `want` (shim_api_edge is built with frame pointers). Each
+        innermost frame must match; where the program called the shim itself
+        (at least min_direct markers), so must the program's frames above it
+        (Markers and main): the walk stops where frame pointers end (libc,
+        the C++ runtime), libunwind goes on."""
+        stacks = {}
+        for unwind, env in (("libunwind", {}), ("fp", {"HEAPWATCH_UNWIND": "fp"})):
+            stacks[unwind] = marker_frames(record(**env), want)
+            self.assertEqual(set(stacks[unwind]), set(want), unwind)
+        exe = "shim_api_edge"
         direct = 0
         in_exe = lambda frames: list(itertools.takewhile(lambda f: f[0] == exe, frames))
-        for size in sorted(fp):
-            walked, lu = fp[size], unwound[size]
+        for size in sorted(want):
+            walked, lu = stacks["fp"][size], stacks["libunwind"][size]
             with self.subTest(size=size, fp=walked[:4], libunwind=lu[:4]):
                 self.assertEqual(walked[0], lu[0], "the innermost frame")
                 if lu[0][0] != exe:
