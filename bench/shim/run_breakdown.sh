@@ -21,18 +21,12 @@ threads=${3:-2}
 ops=${4:-400000}
 shim=$build/preload/libheapwatch.so
 workload=$build/bench/shim/shim_alloc_workload_fp
-for f in "$shim" "$workload"; do
+idle=$build/bench/shim/libshim_idle_thread.so
+for f in "$shim" "$workload" "$idle"; do
   [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
 done
-tmp=$(mktemp -d /tmp/hw-breakdown.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-printf '%s\n' '#include <pthread.h>' '#include <unistd.h>' \
-  'static void* run(void* a) { for (;;) pause(); return a; }' \
-  '__attribute__((constructor)) static void start(void) {' \
-  '  pthread_t t; pthread_create(&t, 0, run, 0); pthread_detach(t); }' > "$tmp/idle.c"
-cc -O2 -shared -fPIC -o "$tmp/libidle.so" "$tmp/idle.c" -lpthread
 
-PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$tmp/libidle.so" <<'PY'
+PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$idle" <<'PY'
 import os, statistics, subprocess, sys
 from rounds import ChildUsage, interleaved, ratio_summary
 from sink import start_discarding_sink

@@ -19,8 +19,9 @@ ops=${4:-2000000}
 shim=$build/preload/libheapwatch.so
 workload=$build/bench/shim/shim_alloc_workload
 fastpath=$build/bench/shim/shim_fastpath_bench
+idle=$build/bench/shim/libshim_idle_thread.so
 libdir=/usr/lib/x86_64-linux-gnu
-for f in "$shim" "$workload" "$fastpath"; do
+for f in "$shim" "$workload" "$fastpath" "$idle"; do
   [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
 done
 
@@ -49,6 +50,9 @@ configs = [
     ("tcmalloc, no profiling", {"LD_PRELOAD": tc}, cmd),
     ("heapwatch, R = 512 KiB (over tcmalloc)", {"LD_PRELOAD": f"{shim}:{tc}",
         "HEAPWATCH_SOCKET": sock_path}, cmd),
+    # Sampling alone (what MallocExtension::GetHeapSample reads), no profile dumps.
+    ("tcmalloc sampling, TCMALLOC_SAMPLE_PARAMETER=524288", {"LD_PRELOAD": tc,
+        "TCMALLOC_SAMPLE_PARAMETER": "524288"}, cmd),
     ("tcmalloc HEAPPROFILE, TCMALLOC_SAMPLE_PARAMETER=524288", {"LD_PRELOAD": tc,
         "HEAPPROFILE": os.path.join(tmp, "tc.heap"), "TCMALLOC_SAMPLE_PARAMETER": "524288"}, cmd),
     ("heaptrack", {}, ["heaptrack", "-o", os.path.join(tmp, "ht")] + cmd),
@@ -96,12 +100,23 @@ shutil.rmtree(tmp, ignore_errors=True)
 PY
 
 echo
-echo "Fast path (Google Benchmark, CPU ns; 'shim' = LD_PRELOAD=libheapwatch.so, default R):"
+echo "Fast path (Google Benchmark, CPU ns; 'shim' = LD_PRELOAD=libheapwatch.so, default R;"
+echo "'idle thread' = LD_PRELOAD=libshim_idle_thread.so, no shim: the shim's sender is a second"
+echo "thread, and glibc malloc takes its locked paths in any process with two):"
+# One after another (process substitutions would run them at once, on the
+# same cores).
+fastpath_out=$(mktemp -d /tmp/hw-fastpath.XXXXXX)
+trap 'rm -rf "$fastpath_out"' EXIT
 run_fastpath() {
+  local out=$1
+  shift
   "$@" "$fastpath" --benchmark_min_time=0.3 --benchmark_format=csv 2>/dev/null |
-    awk -F, 'NR > 1 {gsub(/"/, "", $1); print $1, $4}'
+    awk -F, 'NR > 1 {gsub(/"/, "", $1); print $1, $4}' > "$fastpath_out/$out"
 }
-paste -d' ' <(run_fastpath env) <(run_fastpath env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent) \
-  <(run_fastpath env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent HEAPWATCH_SAMPLE_BYTES=1) |
-  awk 'BEGIN { print "| benchmark | no shim | shim | added | shim, R = 1 (every pair sampled) |"; print "|---|---|---|---|---|" }
-       { printf "| %s | %.1f | %.1f | %+.1f | %.1f |\n", $1, $2, $4, $4 - $2, $6 }'
+run_fastpath none env
+run_fastpath idle env LD_PRELOAD="$idle"
+run_fastpath shim env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent
+run_fastpath every env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent HEAPWATCH_SAMPLE_BYTES=1
+paste -d' ' "$fastpath_out"/{none,idle,shim,every} |
+  awk 'BEGIN { print "| benchmark | no shim | idle thread | shim | added by the shim | beyond the idle thread | shim, R = 1 (every pair sampled) |"; print "|---|---|---|---|---|---|---|" }
+       { printf "| %s | %.1f | %.1f | %.1f | %+.1f | %+.1f | %.1f |\n", $1, $2, $4, $6, $6 - $2, $6 - $4, $8 }'
