@@ -114,8 +114,10 @@ void RecordAlloc(void* p, size_t size) {
   if (!p || t_thread.guard) return;
   GuardScope guard;
   auto address = reinterpret_cast<uintptr_t>(p);
-  // The slot's cache miss then overlaps the unwind instead of following it.
+  // The cache misses of the table slot and the ring slot then overlap the
+  // unwind instead of following it.
   g_shim.table.PrefetchForInsert(address);
+  g_shim.ring.PrefetchForPush();
   uint64_t pcs[wire::kMaxFrames];
   uint32_t depth = CaptureStack(pcs, g_shim.config.max_frames);
   if (depth == 0) {
@@ -140,6 +142,7 @@ void RecordAlloc(void* p, size_t size) {
 bool RecordFree(void* p, LiveTable::Entry* removed) {
   LiveTable::Entry e;
   auto address = reinterpret_cast<uintptr_t>(p);
+  g_shim.ring.PrefetchForPush();  // its miss overlaps Remove's
   if (!g_shim.table.Remove(address, &e)) return false;
   g_shim.counters.sampled_frees.fetch_add(1, std::memory_order_relaxed);
   PushOrDrop({static_cast<uint32_t>(wire::EventKind::kFree), CurrentTid(), address, 0, 0,
