@@ -7,7 +7,7 @@
 // It costs a few ns a frame, and nothing outside the stack: libunwind's walk
 // reads one trace cache entry a frame, and in a program that streams memory
 // through the caches between samples those are misses one after the other
-// (BENCHMARKS.md, "Unwinding").
+// (BENCHMARKS.md, "Samples: what one costs, and frame pointers").
 //
 // libunwind's fast unw_backtrace keeps a trace cache per thread: 256 KiB,
 // mapped and written whole at the thread's first unwind (64 page faults) and
