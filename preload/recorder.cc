@@ -26,11 +26,18 @@ struct GuardScope {
   ~GuardScope() { --t_thread.guard; }
 };
 
+// Sampled allocations and frees are counted by the sender as it takes their
+// events from the ring (sender.cc, PoppedTally), and here when one is dropped.
+__attribute__((noinline, cold)) void Dropped(const wire::EventRecord& ev) {
+  Counters& c = g_shim.counters;
+  c.dropped_events.fetch_add(1, std::memory_order_relaxed);
+  (ev.kind == static_cast<uint32_t>(wire::EventKind::kAlloc) ? c.sampled_allocs : c.sampled_frees)
+      .fetch_add(1, std::memory_order_relaxed);
+  g_shim.resync_needed.store(true, std::memory_order_release);
+}
+
 void PushOrDrop(const wire::EventRecord& ev) {
-  if (!g_shim.ring.Push(ev)) {
-    g_shim.counters.dropped_events.fetch_add(1, std::memory_order_relaxed);
-    g_shim.resync_needed.store(true, std::memory_order_release);
-  }
+  if (__builtin_expect(!g_shim.ring.Push(ev), 0)) Dropped(ev);
 }
 
 void ForkPrepare() { SenderForkPrepare(); }
@@ -134,7 +141,6 @@ void RecordAlloc(void* p, size_t size) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  g_shim.counters.sampled_allocs.fetch_add(1, std::memory_order_relaxed);
   PushOrDrop({static_cast<uint32_t>(wire::EventKind::kAlloc), CurrentTid(), address, size,
               stack_id, now});
 }
@@ -144,7 +150,6 @@ bool RecordFree(void* p, LiveTable::Entry* removed) {
   auto address = reinterpret_cast<uintptr_t>(p);
   g_shim.ring.PrefetchForPush();  // its miss overlaps Remove's
   if (!g_shim.table.Remove(address, &e)) return false;
-  g_shim.counters.sampled_frees.fetch_add(1, std::memory_order_relaxed);
   PushOrDrop({static_cast<uint32_t>(wire::EventKind::kFree), CurrentTid(), address, 0, 0,
               EventTimeNs()});
   if (removed) *removed = e;
@@ -156,6 +161,8 @@ void RestoreLive(const LiveTable::Entry& e) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  // Counted like any allocation's event (and its free's before it): a
+  // realloc that failed after RecordFree reads as a free and an allocation.
   PushOrDrop({static_cast<uint32_t>(wire::EventKind::kAlloc), CurrentTid(), e.address, e.size,
               e.stack_id, e.time_ns});
 }

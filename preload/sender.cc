@@ -286,11 +286,37 @@ bool SendStats(State* s) {
   return true;
 }
 
+// Counts the sampled allocations and frees whose events the sender takes
+// from the ring, and adds them to the shared counters once it is done (an
+// event dropped at Push is counted there, see PushOrDrop). The threads that
+// sample do not count: one counter that every sample and every sampled free
+// changed was a cache line passed between their cores.
+class PoppedTally {
+ public:
+  PoppedTally() = default;
+  PoppedTally(const PoppedTally&) = delete;
+  PoppedTally& operator=(const PoppedTally&) = delete;
+  ~PoppedTally() {
+    if (allocs_) g_shim.counters.sampled_allocs.fetch_add(allocs_, std::memory_order_relaxed);
+    if (frees_) g_shim.counters.sampled_frees.fetch_add(frees_, std::memory_order_relaxed);
+  }
+  void Add(const wire::EventRecord& ev) {
+    if (ev.kind == static_cast<uint32_t>(wire::EventKind::kAlloc)) {
+      ++allocs_;
+    } else if (ev.kind == static_cast<uint32_t>(wire::EventKind::kFree)) {
+      ++frees_;
+    }
+  }
+
+ private:
+  uint64_t allocs_ = 0, frees_ = 0;
+};
+
 bool Resync(State* s) {
   if (!EmitBatch(s)) return false;
   wire::EventRecord ev;
-  while (g_shim.ring.Pop(&ev)) {
-  }
+  PoppedTally tally;  // the table, sent next, holds what these events did
+  while (g_shim.ring.Pop(&ev)) tally.Add(ev);
   wire::ResyncMarker begin{++s->resync_generation, 0};
   if (!Reserve(s, sizeof(begin))) return false;
   s->out.Append(wire::FrameType::kResyncBegin, &begin, sizeof(begin));
@@ -316,8 +342,10 @@ bool Resync(State* s) {
 uint32_t DrainRing(State* s, bool* io_ok) {
   wire::EventRecord ev;
   uint32_t n = 0;
+  PoppedTally tally;
   while (n < kDrainEvents && g_shim.ring.Pop(&ev)) {
     ++n;
+    tally.Add(ev);
     if (ev.kind == static_cast<uint32_t>(wire::EventKind::kAlloc) &&
         !EnsureStack(s, ev.stack_id, io_ok)) {
       if (!*io_ok) return n;
@@ -335,7 +363,8 @@ uint32_t DrainRing(State* s, bool* io_ok) {
 void DiscardRing() {
   wire::EventRecord ev;
   uint64_t n = 0;
-  while (g_shim.ring.Pop(&ev)) ++n;
+  PoppedTally tally;
+  for (; g_shim.ring.Pop(&ev); ++n) tally.Add(ev);
   if (n) {
     g_shim.counters.dropped_events.fetch_add(n, std::memory_order_relaxed);
     g_state->ring_complete = false;
