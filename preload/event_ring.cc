@@ -31,7 +31,7 @@ void EventRing::ResetUnsafe() {
 
 // Slot `pos & mask_` stores seq - (pos & mask_); the arithmetic below is the
 // classic scheme's on the restored seq.
-bool EventRing::Push(const wire::EventRecord& ev) {
+bool EventRing::Push(const wire::EventRecord& ev, bool* half_lap) {
   if (!slots_) return false;
   uint64_t pos = head_.load(std::memory_order_relaxed);
   for (;;) {
@@ -42,6 +42,7 @@ bool EventRing::Push(const wire::EventRecord& ev) {
       if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
         s.ev = ev;
         s.seq.store(pos + 1 - (pos & mask_), std::memory_order_release);
+        if (half_lap) *half_lap = (pos & (mask_ >> 1)) == 0;
         return true;
       }
     } else if (diff < 0) {

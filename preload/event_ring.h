@@ -45,7 +45,10 @@ class EventRing {
   bool Prefault(size_t max_bytes);
 
   // Any thread. False when full (or not initialised).
-  bool Push(const wire::EventRecord& ev);
+  bool Push(const wire::EventRecord& ev) { return Push(ev, nullptr); }
+  // The same, and true in *half_lap when this push claimed the first slot of
+  // a half of the ring: once every capacity/2 pushes, on one thread.
+  bool Push(const wire::EventRecord& ev, bool* half_lap);
   // Starts loading the slot the next Push will likely write (the head's, if
   // no other thread pushes first) and the head itself: the slot was last
   // written by the consumer a lap ago and is a cache miss. A hint; always

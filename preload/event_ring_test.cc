@@ -53,6 +53,30 @@ TEST(EventRingTest, FifoAndFull) {
   }
 }
 
+TEST(EventRingTest, APushThatStartsAHalfLapSaysSo) {
+  // 8 slots: positions 0, 4, 8, 12, ... start a half; a full ring says
+  // nothing (the push failed) and the next successful push at a half's
+  // start says it again.
+  EventRing r;
+  ASSERT_TRUE(r.Init(8));
+  wire::EventRecord ev;
+  std::vector<uint64_t> halves;
+  for (uint64_t pos = 0; pos < 20; ++pos) {
+    bool half = true;
+    ASSERT_TRUE(r.Push(Ev(1, pos), &half));
+    if (half) halves.push_back(pos);
+    ASSERT_TRUE(r.Pop(&ev));
+  }
+  EXPECT_EQ(halves, (std::vector<uint64_t>{0, 4, 8, 12, 16}));
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(r.Push(Ev(1, 20 + i)));  // positions 20..27
+  bool half = false;
+  EXPECT_FALSE(r.Push(Ev(1, 28), &half));
+  EXPECT_FALSE(half);
+  ASSERT_TRUE(r.Pop(&ev));
+  EXPECT_TRUE(r.Push(Ev(1, 28), &half));  // position 28 = 7 * 4
+  EXPECT_TRUE(half);
+}
+
 TEST(EventRingTest, UninitialisedRingDropsSafely) {
   EventRing r;
   wire::EventRecord ev;

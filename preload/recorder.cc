@@ -36,8 +36,14 @@ __attribute__((noinline, cold)) void Dropped(const wire::EventRecord& ev) {
   g_shim.resync_needed.store(true, std::memory_order_release);
 }
 
+// Every half ring of events, the push wakes the sender if it sleeps: its
+// sleep is sized for the rate it last saw, and a burst (more threads, a
+// smaller R) would otherwise fill the ring first and lose events. Once in
+// 4096 events by default, and a system call only when the sender sleeps.
 void PushOrDrop(const wire::EventRecord& ev) {
-  if (__builtin_expect(!g_shim.ring.Push(ev), 0)) Dropped(ev);
+  bool half_lap = false;
+  if (__builtin_expect(!g_shim.ring.Push(ev, &half_lap), 0)) return Dropped(ev);
+  if (__builtin_expect(half_lap, 0)) NudgeSender();
 }
 
 void ForkPrepare() { SenderForkPrepare(); }

@@ -133,10 +133,14 @@ std::atomic<bool> g_tried_connect{false};
 std::atomic<bool> g_connect_retryable{false};
 std::atomic<uint64_t> g_flush_requested{0};
 std::atomic<uint64_t> g_flush_done{0};
-// Futex word the sender sleeps on; bumped to wake it (an exiting process).
-// A futex, not an eventfd: no descriptor the application could close or
-// reuse, and nothing to recreate after fork.
+// Futex word the sender sleeps on; bumped to wake it (an exiting process, a
+// ring filling up). A futex, not an eventfd: no descriptor the application
+// could close or reuse, and nothing to recreate after fork.
 std::atomic<uint32_t> g_wake{0};
+// True while the sender sleeps in Idle (NudgeSender's check). A nudge that
+// reads false just before the sender goes to sleep is lost: that sleep then
+// runs its course, as without nudges.
+std::atomic<bool> g_sleeping{false};
 // Held by the sender around dl_iterate_phdr and by fork's prepare handler, so
 // a child is never born while the sender holds the loader's lock.
 std::atomic<bool> g_loader_busy{false};
@@ -422,7 +426,9 @@ void Idle(State* s, uint64_t wait_ms) {
     wait_ms = 1;
   }
   timespec ts{static_cast<time_t>(wait_ms / 1000), static_cast<long>(wait_ms % 1000) * 1000000};
+  g_sleeping.store(true, std::memory_order_seq_cst);
   syscall(SYS_futex, &g_wake, FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+  g_sleeping.store(false, std::memory_order_relaxed);
   if (s->fd < 0) return;
   char sink[512];
   ssize_t n = recv(s->fd, sink, sizeof(sink), MSG_DONTWAIT);
@@ -537,6 +543,14 @@ bool StartSender() {
   if (rc != 0) return false;
   g_thread.store(static_cast<int>(Thread::kRunning), std::memory_order_release);
   return true;
+}
+
+void NudgeSender() {
+  if (!g_sleeping.load(std::memory_order_seq_cst)) return;
+  int saved_errno = errno;  // called from inside malloc
+  g_wake.fetch_add(1, std::memory_order_acq_rel);
+  syscall(SYS_futex, &g_wake, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  errno = saved_errno;
 }
 
 void FlushSenderAtExit(int timeout_ms) {

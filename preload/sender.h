@@ -26,6 +26,10 @@ uint64_t SenderSleepMs(uint64_t prev_ms, uint64_t drained, uint64_t elapsed_ns, 
 // Starts the thread. False if it could not be created.
 bool StartSender();
 
+// Wakes the sender now if it is sleeping between rounds (any thread, also a
+// signal handler: one atomic load, and a futex wake only when it sleeps).
+void NudgeSender();
+
 // Gives the sender a moment to deliver what the process recorded, when the
 // process exits (library destructor). Waits at most `timeout_ms`, and only if
 // the sender is connected or has not yet tried to connect.
