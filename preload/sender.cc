@@ -85,9 +85,10 @@ constexpr uint64_t kSentSlots = 1u << 18;
 // 10 ms cost it ~10% of its CPU, at ~40 ms ~3% (against a collector that
 // discards, as in bench/shim/run_breakdown.sh).
 // A quiet process wakes every kSleepMaxMs: ~10 wake-ups a second at ~50 us
-// of CPU each on the development VM. Application threads never wake the
-// sender (that would be a syscall on the sampling path); an exiting process
-// does.
+// of CPU each on the development VM. A burst can still outrun a sleep sized
+// for the last round's rate, so the push that starts each half of the ring
+// wakes the sender if it sleeps (NudgeSender: a syscall on the sampling
+// path once a half ring, only then); an exiting process wakes it too.
 constexpr uint64_t kSleepMinMs = 10, kSleepMaxMs = 100;
 constexpr uint64_t kFillFraction = 4;
 constexpr uint64_t kBusyFraction = 2;
