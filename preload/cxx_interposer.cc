@@ -155,7 +155,8 @@ __attribute__((noinline)) void* LibstdcxxNewSlow(size_t n) {
 // keeps no frame pointer (CMakeLists.txt gives one to every other frame;
 // GCC 12 honours "omit-frame-pointer" here only with an -O level beside it):
 // 15 instructions, where a call into the shim's malloc was 16, or 20 with
-// a frame pointer. Nothing samples inside it (a sample is a tail call to
+// a frame pointer (14 since the sampling check is a subtraction and its
+// flags). Nothing samples inside it (a sample is a tail call to
 // LibstdcxxNewSlow, which has one), so HEAPWATCH_UNWIND=fp never walks it.
 template <Fn throwing, Fn nothrow>
 __attribute__((noinline, optimize("omit-frame-pointer", "O2"))) void* LibstdcxxNew(size_t n) {

@@ -105,11 +105,7 @@ HW_EXPORT void* calloc(size_t n, size_t m) {
 
 HW_EXPORT void* realloc(void* p, size_t size) {
   if (!p) return malloc(size);
-  heapwatch::preload::ThreadState& t = t_thread;
-  if (__builtin_expect(!MaybeSampled(p) && size < t.sampler.bytes_left, 1)) {
-    t.sampler.bytes_left -= size;
-    return g_real.realloc(p, size);
-  }
+  if (__builtin_expect(!MaybeSampled(p) && Unsampled(size), 1)) return g_real.realloc(p, size);
   return ReallocSlow(p, size);
 }
 

@@ -85,14 +85,7 @@ inline bool MaybeSampled(const void* p) {
 // (and the bytes counted) if an allocation of `size` bytes is certainly not
 // sampled; false sends the caller to its slow path, which asks
 // SampleSlowPath.
-inline bool Unsampled(size_t size) {
-  ThreadState& t = t_thread;
-  if (__builtin_expect(size < t.sampler.bytes_left, 1)) {
-    t.sampler.bytes_left -= size;
-    return true;
-  }
-  return false;
-}
+inline bool Unsampled(size_t size) { return TakeUnsampled(&t_thread.sampler, size); }
 
 // Full decision, for callers that do not take a slow path of their own.
 inline bool ShouldRecord(size_t size) { return !Unsampled(size) && SampleSlowPath(size); }

@@ -50,10 +50,7 @@ bool SampleSlow(SamplerState* s, size_t size, uint64_t mean_bytes) {
     SeedSampler(s, static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 30) ^
                        reinterpret_cast<uintptr_t>(s),
                 mean_bytes);
-    if (size < s->bytes_left) {
-      s->bytes_left -= size;
-      return false;
-    }
+    if (TakeUnsampled(s, size)) return false;
   }
   s->bytes_left = NextGap(s, mean_bytes);
   return true;

@@ -1,8 +1,8 @@
 // Per-thread Poisson sampling over allocated bytes.
 //
 // Not thread safe: each thread owns one SamplerState (in initial-exec TLS,
-// zero-initialised). The fast path is inline: a compare, a subtract and a
-// branch. Everything else is out of line in sampler.cc.
+// zero-initialised). The fast path is inline: a subtraction and a branch on
+// its flags (TakeUnsampled). Everything else is out of line in sampler.cc.
 //
 // The maths. Think of every byte a thread allocates laid end to end on a line,
 // and of "sample points" scattered on that line by a Poisson process with rate
@@ -51,13 +51,30 @@ struct SamplerState {
 // Slow path: seeds on first use, decides, draws the next gap.
 bool SampleSlow(SamplerState* s, size_t size, uint64_t mean_bytes);
 
+// The fast path: true, and `size` taken off bytes_left, when an allocation
+// of `size` bytes is certainly not sampled (size < bytes_left); false sends
+// the caller to SampleSlow with the state unchanged. On x86 the subtraction
+// is the test: its flags say "size >= bytes_left" (borrow, or a zero
+// result), so there is no compare before it (sub, jbe: one instruction
+// fewer on every malloc and new). GCC does not derive the branch from the
+// subtraction itself.
+inline bool TakeUnsampled(SamplerState* s, size_t size) {
+  uint64_t left = s->bytes_left;
+#if defined(__x86_64__)
+  bool sampled;
+  asm("subq %[size], %[left]" : [left] "+r"(left), "=@ccbe"(sampled) : [size] "r"(size));
+  if (__builtin_expect(sampled, 0)) return false;
+#else
+  if (__builtin_expect(size >= left, 0)) return false;
+  left -= size;
+#endif
+  s->bytes_left = left;
+  return true;
+}
+
 // True when this allocation of `size` bytes must be recorded.
 inline bool ShouldSample(SamplerState* s, size_t size, uint64_t mean_bytes) {
-  if (__builtin_expect(size < s->bytes_left, 1)) {
-    s->bytes_left -= size;
-    return false;
-  }
-  return SampleSlow(s, size, mean_bytes);
+  return !TakeUnsampled(s, size) && SampleSlow(s, size, mean_bytes);
 }
 
 // Seeds the generator explicitly (tests; otherwise seeded from time, thread
