@@ -148,44 +148,36 @@ __attribute__((noinline)) void* LibstdcxxNewSlow(size_t n) {
   return NewSlow(throwing, nothrow, n);
 }
 
-// Out of line and tail-called, so that the entry's other paths stay leaves;
-// the operator's indices are template arguments, so only n is live across
-// the call. The shim's malloc fast path is repeated here (the sampling
-// check, then the real malloc, whose NULL needs a frame), and that frame
-// keeps no frame pointer (CMakeLists.txt gives one to every other frame;
-// GCC 12 honours "omit-frame-pointer" here only with an -O level beside it):
-// 15 instructions, where a call into the shim's malloc was 16, or 20 with
-// a frame pointer (14 since the sampling check is a subtraction and its
-// flags). Nothing samples inside it (a sample is a tail call to
-// LibstdcxxNewSlow, which has one), so HEAPWATCH_UNWIND=fp never walks it.
+// The hot operators (plain new and new[], the unaligned deletes) make the
+// shim's check themselves (new: the sampling countdown; delete: the live
+// table's filter) and, when it passes, jump through a target chosen once the
+// allocator is resolved: over jemalloc and tcmalloc, the allocator's own
+// operator, so the common case is the check and one indirect jump (new 6
+// instructions, delete 7); over libstdc++, the part of libstdc++'s operator
+// that matters without its call back into the shim (LibstdcxxNewTarget,
+// RealFreeTarget); for any other C++ runtime, its operator as it is. Which
+// allocator is underneath never changes after resolution, so a target is
+// written once. Until then the target is a chooser. (Before 2026-12-02 the
+// operators jumped to an entry that made the check: a jump more a call.)
+//
+// Over libstdc++: its new is malloc(n ? n : 1), then the new-handler and
+// bad_alloc only if that fails. The check has counted n; the real malloc
+// follows, whose NULL needs a frame, and that frame keeps no frame pointer
+// (CMakeLists.txt gives one to every other frame; GCC 12 honours
+// "omit-frame-pointer" here only with an -O level beside it). Nothing samples
+// inside it, so HEAPWATCH_UNWIND=fp never walks it. A failure goes to
+// libstdc++'s operator for the new-handler and the exception.
 template <Fn throwing, Fn nothrow>
-__attribute__((noinline, optimize("omit-frame-pointer", "O2"))) void* LibstdcxxNew(size_t n) {
-  const size_t m = n + (n == 0);
-  if (__builtin_expect(heapwatch::preload::Unsampled(m), 1)) {
-    if (void* p = heapwatch::preload::g_real.malloc(m)) return p;
-  }
-  return LibstdcxxNewSlow<throwing, nothrow>(n);
-}
-
-// The hot operators (plain new and new[], the unaligned deletes) jump
-// through an entry that starts as a chooser and, once the allocator is
-// resolved, becomes the path for it: the allocator's own operator with the
-// sampling check or the free-path filter (jemalloc, tcmalloc), the shim's
-// malloc or free (libstdc++), or the next operator as it is. One indirect
-// jump instead of testing the allocator on every call. Which allocator is
-// underneath never changes after resolution, so an entry is written once.
-// (The next operator is loaded where it is called: the compiler then jumps
-// through memory, one instruction fewer than a load at the top.)
-template <Fn throwing, Fn nothrow>
-void* OwnedNew(size_t n) {
-  if (__builtin_expect(heapwatch::preload::Unsampled(n), 1)) {
-    return reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed))(n);
-  }
+__attribute__((noinline, optimize("omit-frame-pointer", "O2"))) void* LibstdcxxNewTarget(size_t n) {
+  if (void* p = heapwatch::preload::g_real.malloc(n + (n == 0))) return p;
   return NewSlow(throwing, nothrow, n);
 }
 
+// Another runtime's operator new calls malloc, the shim's, which counts the
+// bytes again: give back what the check counted, so that they count once.
 template <Fn throwing>
-void* ForwardNew(size_t n) {
+void* ForwardNewTarget(size_t n) {
+  heapwatch::preload::t_thread.sampler.bytes_left += n;
   return reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed))(n);
 }
 
@@ -193,49 +185,68 @@ template <Fn throwing, Fn nothrow>
 void* ChooseNew(size_t n);
 
 template <Fn throwing, Fn nothrow>
-struct NewEntry {
+struct NewTarget {
   static constinit inline std::atomic<NewFn> fn{ChooseNew<throwing, nothrow>};
 };
 
 template <Fn throwing, Fn nothrow>
 void* ChooseNew(size_t n) {
   if (heapwatch::preload::ResolveRealAllocator() && Next<NewFn>(throwing)) {
-    NewFn path = Owns()                   ? OwnedNew<throwing, nothrow>
-                 : g_libstdcxx_new_delete ? LibstdcxxNew<throwing, nothrow>
-                                          : ForwardNew<throwing>;
-    NewEntry<throwing, nothrow>::fn.store(path, std::memory_order_relaxed);
-    return path(n);
+    NewFn target = Owns() ? reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed))
+                   : g_libstdcxx_new_delete ? LibstdcxxNewTarget<throwing, nothrow>
+                                            : ForwardNewTarget<throwing>;
+    NewTarget<throwing, nothrow>::fn.store(target, std::memory_order_relaxed);
+    return target(n);
   }
-  return NewSlow(throwing, nothrow, n);  // resolving, or no operator new to call
+  // Resolving, or no operator new to call: NewSlow counts for itself.
+  heapwatch::preload::t_thread.sampler.bytes_left += n;
+  return NewSlow(throwing, nothrow, n);
+}
+
+// The countdown reached a sample point (or this thread does not sample now,
+// or the allocator is not resolved yet): the countdown is as it was.
+template <Fn throwing, Fn nothrow>
+__attribute__((noinline)) void* NewAtSamplePoint(size_t n) {
+  if (heapwatch::preload::ResolveRealAllocator() && g_libstdcxx_new_delete) {
+    return LibstdcxxNewSlow<throwing, nothrow>(n);
+  }
+  return NewSlow(throwing, nothrow, n);
+}
+
+template <Fn throwing, Fn nothrow>
+inline void* HotNew(size_t n) {
+  if (__builtin_expect(heapwatch::preload::Unsampled(n), 1)) {
+    return NewTarget<throwing, nothrow>::fn.load(std::memory_order_relaxed)(n);
+  }
+  return NewAtSamplePoint<throwing, nothrow>(n);
 }
 
 template <Fn index, typename... Rest>
-void OwnedDelete(void* p, Rest... rest) {
-  using DeleteFn = void (*)(void*, Rest...);
-  if (__builtin_expect(!MaybeSampled(p), 1)) {
-    return reinterpret_cast<DeleteFn>(g_next[index].load(std::memory_order_relaxed))(p, rest...);
+void DeleteSlowOrFree(void* p, Rest... rest) {
+  if (heapwatch::preload::ResolveRealAllocator() && g_libstdcxx_new_delete) {
+    return heapwatch_own_free(p);  // libstdc++'s delete is free()
   }
-  DeleteSlow<DeleteFn>(index, p, rest...);
+  DeleteSlow<void (*)(void*, Rest...)>(index, p, rest...);
 }
 
+// The filter says p may be a sample (or a bootstrap arena block, or the
+// table is not set up yet).
 template <Fn index, typename... Rest>
-void ForwardDelete(void* p, Rest... rest) {
-  reinterpret_cast<void (*)(void*, Rest...)>(g_next[index].load(std::memory_order_relaxed))(p, rest...);
+__attribute__((noinline)) void DeleteMaybeSampled(void* p, Rest... rest) {
+  DeleteSlowOrFree<index, Rest...>(p, rest...);
 }
 
-// Over libstdc++, whose delete is free(): the shim's free fast path here
-// (the filter, then the real free), a jump fewer than going through free().
+// Over libstdc++: the real free.
 template <typename... Rest>
-void FreeDelete(void* p, Rest...) {
-  if (__builtin_expect(!MaybeSampled(p), 1)) return heapwatch::preload::g_real.free(p);
-  heapwatch_own_free(p);
+void RealFreeTarget(void* p, Rest...) {
+  heapwatch::preload::g_real.free(p);
 }
 
 template <Fn index, typename... Rest>
 void ChooseDelete(void* p, Rest... rest);
 
 template <Fn index, typename... Rest>
-struct DeleteEntry {
+struct DeleteTarget {
   static constinit inline std::atomic<void (*)(void*, Rest...)> fn{ChooseDelete<index, Rest...>};
 };
 
@@ -243,23 +254,27 @@ template <Fn index, typename... Rest>
 void ChooseDelete(void* p, Rest... rest) {
   using F = void (*)(void*, Rest...);
   if (heapwatch::preload::ResolveRealAllocator() && Next<F>(index)) {
-    F path = Owns()                   ? OwnedDelete<index, Rest...>
-             : g_libstdcxx_new_delete ? FreeDelete<Rest...>
-                                      : ForwardDelete<index, Rest...>;
-    DeleteEntry<index, Rest...>::fn.store(path, std::memory_order_relaxed);
-    return path(p, rest...);
+    F target = g_libstdcxx_new_delete
+                   ? RealFreeTarget<Rest...>
+                   : reinterpret_cast<F>(g_next[index].load(std::memory_order_relaxed));
+    DeleteTarget<index, Rest...>::fn.store(target, std::memory_order_relaxed);
+    return target(p, rest...);
   }
-  DeleteSlow<F>(index, p, rest...);
+  DeleteSlowOrFree<index, Rest...>(p, rest...);
+}
+
+template <Fn index, typename... Rest>
+inline void HotDelete(void* p, Rest... rest) {
+  if (__builtin_expect(!MaybeSampled(p), 1)) {
+    return DeleteTarget<index, Rest...>::fn.load(std::memory_order_relaxed)(p, rest...);
+  }
+  DeleteMaybeSampled<index, Rest...>(p, rest...);
 }
 
 }  // namespace
 
-HW_CXX_EXPORT void* operator new(size_t n) {
-  return NewEntry<kNew, kNewNothrow>::fn.load(std::memory_order_relaxed)(n);
-}
-HW_CXX_EXPORT void* operator new[](size_t n) {
-  return NewEntry<kNewArr, kNewArrNothrow>::fn.load(std::memory_order_relaxed)(n);
-}
+HW_CXX_EXPORT void* operator new(size_t n) { return HotNew<kNew, kNewNothrow>(n); }
+HW_CXX_EXPORT void* operator new[](size_t n) { return HotNew<kNewArr, kNewArrNothrow>(n); }
 
 namespace {
 
@@ -321,9 +336,7 @@ HW_CXX_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::noth
 // go through their entries (above); over libstdc++ they are free(), the
 // shim's own (real_allocator.h).
 #define HW_DELETE_ENTRY(Name, Index, Params, Args, ...)                       \
-  HW_CXX_EXPORT void Name Params noexcept {                                   \
-    return DeleteEntry<Index __VA_OPT__(, ) __VA_ARGS__>::fn.load(std::memory_order_relaxed) Args; \
-  }
+  HW_CXX_EXPORT void Name Params noexcept { return HotDelete<Index __VA_OPT__(, ) __VA_ARGS__> Args; }
 
 HW_DELETE_ENTRY(operator delete, kDel, (void* p), (p))
 HW_DELETE_ENTRY(operator delete, kDelSized, (void* p, size_t n), (p, n), size_t)
