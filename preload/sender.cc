@@ -590,6 +590,7 @@ void SenderForkChild() {
   g_connect_retryable.store(false, std::memory_order_relaxed);
   g_flush_requested.store(0, std::memory_order_relaxed);
   g_flush_done.store(0, std::memory_order_relaxed);
+  g_sleeping.store(false, std::memory_order_relaxed);  // the parent's sender slept, not ours
   if (g_state) {
     State* s = g_state;
     if (s->fd >= 0) close(s->fd);  // the parent's connection, not ours
