@@ -92,6 +92,28 @@ TEST(SamplerTest, TotalBytesEstimateIsUnbiasedForRandomSizes) {
   EXPECT_NEAR(estimate, truth, 5 * sqrt(variance));
 }
 
+TEST(SamplerTest, TheFastPathTakesExactlyTheAllocationsBeforeThePoint) {
+  // bytes_left = d: sampled iff size >= d (on x86 the subtraction's flags,
+  // borrow or zero, are the test).
+  for (uint64_t d : {1ull, 2ull, 4096ull, 1ull << 40}) {
+    SamplerState s{d, 1};
+    EXPECT_FALSE(TakeUnsampled(&s, d)) << d;
+    EXPECT_EQ(s.bytes_left, d) << "a refused allocation leaves the state as it was";
+    EXPECT_FALSE(TakeUnsampled(&s, d + 1)) << d;
+    EXPECT_FALSE(TakeUnsampled(&s, SIZE_MAX)) << d;
+    EXPECT_TRUE(TakeUnsampled(&s, d - 1)) << d;
+    EXPECT_EQ(s.bytes_left, 1u);
+    EXPECT_TRUE(TakeUnsampled(&s, 0));  // 0 < 1
+    EXPECT_FALSE(TakeUnsampled(&s, 1));
+  }
+  SamplerState every{0, 1};  // R = 1 (and unseeded): every allocation, zero bytes too
+  EXPECT_FALSE(TakeUnsampled(&every, 0));
+  EXPECT_FALSE(TakeUnsampled(&every, 1));
+  SamplerState off{};
+  DisableSampler(&off);
+  EXPECT_TRUE(TakeUnsampled(&off, 1u << 30));
+}
+
 TEST(SamplerTest, ZeroByteAllocationsAreNeverSampled) {
   SamplerState s{};
   SeedSampler(&s, 3, kR);
