@@ -173,11 +173,15 @@ __attribute__((noinline, optimize("omit-frame-pointer", "O2"))) void* LibstdcxxN
   return NewSlow(throwing, nothrow, n);
 }
 
+// Undoes the hot path's count of n bytes, for a path that counts them again
+// (the shim's malloc or NewSlow): bytes count once.
+inline void GiveBackCount(size_t n) { heapwatch::preload::t_thread.sampler.bytes_left += n; }
+
 // Another runtime's operator new calls malloc, the shim's, which counts the
-// bytes again: give back what the check counted, so that they count once.
+// bytes again.
 template <Fn throwing>
 void* ForwardNewTarget(size_t n) {
-  heapwatch::preload::t_thread.sampler.bytes_left += n;
+  GiveBackCount(n);
   return reinterpret_cast<NewFn>(g_next[throwing].load(std::memory_order_relaxed))(n);
 }
 
@@ -199,7 +203,7 @@ void* ChooseNew(size_t n) {
     return target(n);
   }
   // Resolving, or no operator new to call: NewSlow counts for itself.
-  heapwatch::preload::t_thread.sampler.bytes_left += n;
+  GiveBackCount(n);
   return NewSlow(throwing, nothrow, n);
 }
 
@@ -221,19 +225,14 @@ inline void* HotNew(size_t n) {
   return NewAtSamplePoint<throwing, nothrow>(n);
 }
 
+// The filter says p may be a sample (or a bootstrap arena block, or the
+// table is not set up yet), or the allocator is not resolved yet.
 template <Fn index, typename... Rest>
-void DeleteSlowOrFree(void* p, Rest... rest) {
+__attribute__((noinline)) void DeleteMaybeSampled(void* p, Rest... rest) {
   if (heapwatch::preload::ResolveRealAllocator() && g_libstdcxx_new_delete) {
     return heapwatch_own_free(p);  // libstdc++'s delete is free()
   }
   DeleteSlow<void (*)(void*, Rest...)>(index, p, rest...);
-}
-
-// The filter says p may be a sample (or a bootstrap arena block, or the
-// table is not set up yet).
-template <Fn index, typename... Rest>
-__attribute__((noinline)) void DeleteMaybeSampled(void* p, Rest... rest) {
-  DeleteSlowOrFree<index, Rest...>(p, rest...);
 }
 
 // Over libstdc++: the real free.
@@ -260,7 +259,7 @@ void ChooseDelete(void* p, Rest... rest) {
     DeleteTarget<index, Rest...>::fn.store(target, std::memory_order_relaxed);
     return target(p, rest...);
   }
-  DeleteSlowOrFree<index, Rest...>(p, rest...);
+  DeleteMaybeSampled<index, Rest...>(p, rest...);
 }
 
 template <Fn index, typename... Rest>

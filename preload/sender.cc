@@ -415,9 +415,15 @@ bool Connect(State* s) {
   return SendModules(s) && (replay || Resync(s)) && SendStats(s) && Flush(s);
 }
 
-// Sleeps until the idle period ends or an exiting process wakes the sender;
-// then notices a collector that hung up, and reads and ignores anything it
-// sent.
+// Ends the sender's sleep in Idle now (or makes its next one return at once).
+void WakeSender() {
+  g_wake.fetch_add(1, std::memory_order_acq_rel);
+  syscall(SYS_futex, &g_wake, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+}
+
+// Sleeps until the idle period ends or something wakes the sender (an
+// exiting process, a ring filling up); then notices a collector that hung
+// up, and reads and ignores anything it sent.
 void Idle(State* s, uint64_t wait_ms) {
   uint32_t seen = g_wake.load(std::memory_order_acquire);
   // A flush requested after `seen` was read changes g_wake, and the futex
@@ -549,8 +555,7 @@ bool StartSender() {
 void NudgeSender() {
   if (!g_sleeping.load(std::memory_order_seq_cst)) return;
   int saved_errno = errno;  // called from inside malloc
-  g_wake.fetch_add(1, std::memory_order_acq_rel);
-  syscall(SYS_futex, &g_wake, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  WakeSender();
   errno = saved_errno;
 }
 
@@ -563,8 +568,7 @@ void FlushSenderAtExit(int timeout_ms) {
   // whole round (drain, stats, flush) began after this request and
   // succeeded: what the process pushed before now is in the socket.
   uint64_t ticket = g_flush_requested.fetch_add(1, std::memory_order_acq_rel) + 1;
-  g_wake.fetch_add(1, std::memory_order_acq_rel);
-  syscall(SYS_futex, &g_wake, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  WakeSender();
   while (g_flush_done.load(std::memory_order_acquire) < ticket) {
     // Nobody to deliver to: the collector is absent (no socket, refused).
     // A full listen backlog is worth retrying; so is a short-lived process
