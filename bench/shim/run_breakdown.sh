@@ -12,7 +12,18 @@
 # The workload is built with frame pointers (shim_alloc_workload_fp), so that
 # both unwinders see the same stacks.
 #
-#   bench/shim/run_breakdown.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
+# ABLATE=1 splits "sampling" into its steps with a benchmark build of the
+# shim: HEAD with bench/shim/ablation.patch, built in a scratch directory
+# (~1 min), where HEAPWATCH_ABLATE stops every sample after one step and
+# nothing is pushed to the ring. Three more rows, after "nothing sampled":
+#   samples decided, nothing recorded  the sampler's slow path, the real call
+#   + stack and depot                  the unwind, the stack's id, the depot
+#   + live table, no events            the insert, and the free that finds
+#                                      and removes the sample
+# "sampling, no collector" then adds the events (pushed, and discarded by a
+# sender with no collector).
+#
+#   [ABLATE=1] bench/shim/run_breakdown.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-$here/../../build-shim}
@@ -25,21 +36,41 @@ idle=$build/bench/shim/libshim_idle_thread.so
 for f in "$shim" "$workload" "$idle"; do
   [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
 done
+ablated=""
+if [[ ${ABLATE:-0} == 1 ]]; then
+  scratch=$(mktemp -d /tmp/hw-ablate-XXXXXX)
+  trap 'rm -rf "$scratch"' EXIT
+  repo=$(git -C "$here" rev-parse --show-toplevel)
+  git -C "$repo" archive HEAD | tar -x -C "$scratch"
+  patch -d "$scratch" -p1 --quiet < "$here/ablation.patch" ||
+    { echo "bench/shim/ablation.patch no longer applies to preload/recorder.cc: update it" >&2; exit 1; }
+  build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt")
+  cmake -S "$scratch" -B "$scratch/build" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE="${build_type:-RelWithDebInfo}" >/dev/null
+  cmake --build "$scratch/build" --target heapwatch_preload -j"$(nproc)" >/dev/null
+  ablated=$scratch/build/preload/libheapwatch.so
+fi
 
-PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$idle" <<'PY'
+PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$idle" "$ablated" <<'PY'
 import os, statistics, subprocess, sys
 from rounds import ChildUsage, interleaved, ratio_summary
 from sink import start_discarding_sink
 
-shim, workload, rounds, threads, ops, idle = sys.argv[1:]
+shim, workload, rounds, threads, ops, idle, ablated = sys.argv[1:]
 rounds = int(rounds)
 sock = start_discarding_sink("hw-breakdown-")
+steps = [
+    ("samples decided, nothing recorded", "decide"),
+    ("+ stack and depot", "stack"),
+    ("+ live table, no events", "table"),
+] if ablated else []
 configs = [
     ("no profiler (glibc malloc)", {}),
     ("an idle preloaded thread (no shim)", {"LD_PRELOAD": idle}),
     ("shim loaded, HEAPWATCH_DISABLE=1", {"LD_PRELOAD": shim, "HEAPWATCH_DISABLE": "1"}),
     ("shim on, nothing sampled (R = 10^12)", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock,
                                               "HEAPWATCH_SAMPLE_BYTES": "1000000000000"}),
+    *[(f"{name} (ablated build)", {"LD_PRELOAD": ablated, "HEAPWATCH_SOCKET": sock,
+                                   "HEAPWATCH_ABLATE": step}) for name, step in steps],
     ("sampling at R = 512 KiB, no collector", {"LD_PRELOAD": shim,
                                                "HEAPWATCH_SOCKET": "/nonexistent"}),
     ("sampling and sending", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock}),
