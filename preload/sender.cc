@@ -23,6 +23,7 @@
 #include "modules.h"
 #include "raw_memory.h"
 #include "recorder.h"
+#include "sent_stacks.h"
 
 // Resync, and why replaying the ring after the table scan is correct.
 //
@@ -116,11 +117,10 @@ struct State {
   uint64_t sleep_ms = kSleepMinMs;
   uint64_t last_round_ns = 0;  // when the previous round began (rate of events)
   uint32_t batch_len = 0;
-  uint64_t sent_count = 0;
   uint8_t* out_mem = nullptr;
   uint8_t* module_mem = nullptr;
   wire::EventRecord* batch = nullptr;
-  uint64_t* sent = nullptr;  // open-addressing set of stack ids sent on this connection
+  SentStacks sent;  // the stacks sent on this connection
   FrameWriter out{nullptr, 0};
   char exe[wire::kMaxPathBytes + 1] = {};
 };
@@ -214,33 +214,12 @@ bool AddEvent(State* s, const wire::EventRecord& ev) {
   return true;
 }
 
-bool SentContains(State* s, uint64_t id, bool insert) {
-  for (uint64_t i = id;; ++i) {
-    uint64_t& slot = s->sent[i & (kSentSlots - 1)];
-    if (slot == id) return true;
-    if (slot == 0) {
-      if (insert) {
-        slot = id;
-        ++s->sent_count;
-      }
-      return false;
-    }
-  }
-}
-
-void ClearSent(State* s) {
-  // Nothing to clear on a fresh set: writing it would fault in 2 MiB.
-  if (s->sent_count == 0) return;
-  memset(s->sent, 0, kSentSlots * sizeof(uint64_t));
-  s->sent_count = 0;
-}
-
 // Makes sure the collector has the stack before an event naming it. Its kStack
 // frame goes straight to the output, ahead of the pending batch. Returns false
 // (event to be skipped) if the stack is unknown; *io_ok turns false on a
 // connection error.
 bool EnsureStack(State* s, uint64_t id, bool* io_ok) {
-  if (SentContains(s, id, false)) return true;
+  if (s->sent.Contains(id)) return true;
   const uint64_t* pcs = nullptr;
   uint32_t depth = 0;
   StackDepot::FindResult r = g_shim.depot.Find(id, &pcs, &depth);
@@ -254,13 +233,12 @@ bool EnsureStack(State* s, uint64_t id, bool* io_ok) {
     g_shim.counters.unwind_failures.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
-  if (s->sent_count > kSentSlots / 4 * 3) ClearSent(s);  // re-sending is harmless
   if (!Reserve(s, sizeof(wire::Stack) + depth * sizeof(uint64_t))) {
     *io_ok = false;
     return false;
   }
   s->out.AppendStack(id, pcs, depth);
-  SentContains(s, id, true);
+  s->sent.Add(id);
   return true;
 }
 
@@ -391,7 +369,7 @@ bool Connect(State* s) {
   s->fd = fd;
   s->out.Clear();
   s->batch_len = 0;
-  ClearSent(s);
+  s->sent.Clear();
 
   char exe_buf[wire::kMaxPathBytes];
   size_t exe_len = strlen(s->exe);
@@ -530,8 +508,7 @@ bool StartSender() {
     s->out_mem = static_cast<uint8_t*>(MapZeroed(kOutBytes));
     s->module_mem = static_cast<uint8_t*>(MapZeroed(kModuleBytes));
     s->batch = static_cast<wire::EventRecord*>(MapZeroed(kBatchEvents * sizeof(wire::EventRecord)));
-    s->sent = static_cast<uint64_t*>(MapZeroed(kSentSlots * sizeof(uint64_t)));
-    if (!s->out_mem || !s->module_mem || !s->batch || !s->sent) return false;
+    if (!s->out_mem || !s->module_mem || !s->batch || !s->sent.Init(kSentSlots)) return false;
     s->out = FrameWriter(s->out_mem, kOutBytes);
     g_state = s;
   }
