@@ -42,7 +42,7 @@ if [[ ${ABLATE:-0} == 1 ]]; then
   trap 'rm -rf "$scratch"' EXIT
   repo=$(git -C "$here" rev-parse --show-toplevel)
   git -C "$repo" archive HEAD | tar -x -C "$scratch"
-  patch -d "$scratch" -p1 --quiet < "$here/ablation.patch" ||
+  git -C "$scratch" apply "$here/ablation.patch" 2>/dev/null ||
     { echo "bench/shim/ablation.patch no longer applies to preload/recorder.cc: update it" >&2; exit 1; }
   build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$build/CMakeCache.txt")
   cmake -S "$scratch" -B "$scratch/build" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE="${build_type:-RelWithDebInfo}" >/dev/null
