@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
+#include <time.h>
 
 #include <atomic>
 
@@ -18,6 +19,17 @@ namespace {
 
 bool g_frame_pointers = false;
 uintptr_t g_skip_start = 0, g_skip_end = 0;
+// False in a forked child until ProbeUnwinder has unwound once (unwinder.h).
+std::atomic<bool> g_ready{true};
+// When ProbeUnwinder began (CLOCK_MONOTONIC ns); 0 when not in it.
+std::atomic<uint64_t> g_probe_started_ns{0};
+constexpr uint64_t kProbeStuckNs = 200'000'000;
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
 
 // Which of libunwind's two ways a thread unwinds with (see unwinder.h): it
 // steps, and every kStepsPerTry samples tries to take a trace cache.
@@ -171,6 +183,25 @@ uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_rela
 void UnwinderForkChild() {
   // The child's only thread is the one that forked.
   g_caches_in_use.store(t_unwind.trace_cache ? 1 : 0, std::memory_order_relaxed);
+  g_ready.store(false, std::memory_order_relaxed);
+  g_probe_started_ns.store(0, std::memory_order_relaxed);
+}
+
+bool UnwinderReady() { return g_ready.load(std::memory_order_acquire); }
+
+void ProbeUnwinder() {
+  g_probe_started_ns.store(MonotonicNs(), std::memory_order_release);
+  // unw_step takes libunwind's cache lock and glibc's dl_iterate_phdr lock
+  // for each frame, as the application's threads would.
+  void* pcs[4];
+  StepBacktrace(pcs, 4);
+  g_ready.store(true, std::memory_order_release);
+  g_probe_started_ns.store(0, std::memory_order_release);
+}
+
+bool UnwinderProbeStuck() {
+  uint64_t since = g_probe_started_ns.load(std::memory_order_acquire);
+  return since != 0 && MonotonicNs() - since > kProbeStuckNs;
 }
 
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
@@ -178,6 +209,7 @@ uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
   if (max > wire::kMaxFrames) max = wire::kMaxFrames;
   uint32_t want = max + kSkipSlack;
   int walked = g_frame_pointers ? WalkFramePointers(raw, want) : -1;
+  if (walked < 0 && !UnwinderReady()) return 0;
   uint32_t n = walked >= 0 ? static_cast<uint32_t>(walked) : LibunwindBacktrace(raw, want);
   if (n == 0) return 0;
   uint32_t first = 0;

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -22,6 +24,33 @@ __attribute__((noinline)) bool Capture(int n) {
   for (int i = 0; i < n; ++i) ok = ok && CaptureStack(pcs, 64) > 0;
   asm volatile("" ::: "memory");
   return ok;
+}
+
+// A forked child may hold libunwind's and the loader's locks as threads of
+// the parent left them: no unwinding there until the probe has returned.
+TEST(UnwinderTest, AForkedChildUnwindsOnlyAfterItsProbe) {
+  ASSERT_TRUE(UnwinderReady());
+  EXPECT_FALSE(UnwinderProbeStuck());
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    UnwinderForkChild();  // what the shim's atfork handler calls
+    int code = 0;
+    if (UnwinderReady()) code |= 1;
+    if (Capture(1)) code |= 2;  // must fail without touching libunwind
+    ProbeUnwinder();
+    if (!UnwinderReady()) code |= 4;
+    if (!Capture(3)) code |= 8;
+    if (UnwinderProbeStuck()) code |= 16;
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "bits: 1 ready before the probe, 2 unwound before it, "
+                                       "4 not ready after it, 8 no stack after it, 16 stuck";
+  EXPECT_TRUE(UnwinderReady());  // the parent never stopped
+  EXPECT_TRUE(Capture(1));
 }
 
 // One binary, one process-wide configuration: a cap of one trace cache.

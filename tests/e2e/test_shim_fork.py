@@ -51,6 +51,32 @@ class ShimForkTest(ShimSocketTest):
         # left live is the runtime's (stdio, thread stacks' TLS...), a handful.
         self.assertLess(len(parent.live), 50)
 
+    def test_fork_while_other_threads_unwind(self):
+        # Without trace caches every sample steps with unw_step, which holds
+        # libunwind's cache lock and the loader's for most of its time, so
+        # children are forked with those locks held by threads they do not
+        # have. Children used to hang at their first sample (3 to 12 forks
+        # in); the program kills and counts a child not done in 5 s.
+        cmd = [program("shim_fork_unwinding"), "3", "200"]
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096, HEAPWATCH_UNWIND_CACHES=0),
+                preload=SHIM)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("forks=200 hung=0 failed=0", r.stdout)
+        def closed_with_stats():
+            return [c for c in rx.snapshot() if c.closed and c.hello and c.stats]
+
+        parent = wait_until(lambda: [c for c in closed_with_stats() if c.hello["ppid"] == os.getpid()]
+                            or None, what="the parent's connection closed")
+        self.assertEqual(len(parent), 1)
+        self.assertGreater(parent[0].stats["sampled_allocs"], 100)
+        # A child unwinds once its sender has (ProbeUnwinder): most do, and
+        # report samples of their own.
+        children = [c for c in closed_with_stats() if c.hello["ppid"] == parent[0].pid]
+        self.assertTrue(any(c.stats["sampled_allocs"] > 0 for c in children),
+                        f"{len(children)} children reported: {[c.stats for c in children][:3]}")
+
     def test_gcc_fork_exec_chain(self):
         src = os.path.join(self.dir, "hello.cc")
         with open(src, "w") as f:
