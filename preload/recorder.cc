@@ -46,8 +46,14 @@ void PushOrDrop(const wire::EventRecord& ev) {
   if (__builtin_expect(half_lap, 0)) NudgeSender();
 }
 
-void ForkPrepare() { SenderForkPrepare(); }
-void ForkParent() { SenderForkParent(); }
+void ForkPrepare() {
+  UnwinderForkPrepare();
+  SenderForkPrepare();
+}
+void ForkParent() {
+  SenderForkParent();
+  UnwinderForkParent();
+}
 
 void ForkChild() {
   // The child is a new process to the collector. Its heap is a copy of the

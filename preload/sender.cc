@@ -24,7 +24,6 @@
 #include "raw_memory.h"
 #include "recorder.h"
 #include "sent_stacks.h"
-#include "unwinder.h"
 
 // Resync, and why replaying the ring after the table scan is correct.
 //
@@ -144,13 +143,8 @@ std::atomic<uint32_t> g_wake{0};
 // runs its course, as without nudges.
 std::atomic<bool> g_sleeping{false};
 // Held by the sender around dl_iterate_phdr and by fork's prepare handler, so
-// a child is never born while the sender holds the loader's lock. Not in a
-// child whose ProbeUnwinder has not returned: the sender may be stuck in it
-// for good (unwinder.h), and a fork must not wait for that. A grandchild
-// born meanwhile probes for itself. Per forking thread: whether its prepare
-// handler took the lock.
+// a child is never born while the sender holds the loader's lock.
 std::atomic<bool> g_loader_busy{false};
-__thread bool t_fork_locked_loader __attribute__((tls_model("initial-exec")));
 
 void LockLoader() {
   bool expected = false;
@@ -427,7 +421,6 @@ void Idle(State* s, uint64_t wait_ms) {
 }
 
 void RunOnce(State* s) {
-  if (!UnwinderReady()) ProbeUnwinder();  // a forked child's first round
   uint64_t flush_requested = g_flush_requested.load(std::memory_order_acquire);
   // The process is exiting and waits for this round: no backoff, drain all.
   bool exiting = flush_requested != g_flush_done.load(std::memory_order_relaxed);
@@ -563,17 +556,12 @@ void FlushSenderAtExit(int timeout_ms) {
       return;
     }
     if (MonoMs() >= deadline) return;
-    // Stuck for good after a fork (unwinder.h), and nothing was recorded.
-    if (UnwinderProbeStuck()) return;
     poll(nullptr, 0, 1);
   }
 }
 
-void SenderForkPrepare() {
-  t_fork_locked_loader = UnwinderReady();
-  if (t_fork_locked_loader) LockLoader();
-}
-void SenderForkParent() { if (t_fork_locked_loader) UnlockLoader(); }
+void SenderForkPrepare() { LockLoader(); }
+void SenderForkParent() { UnlockLoader(); }
 
 void SenderForkChild() {
   UnlockLoader();

@@ -3,7 +3,7 @@
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
-#include <time.h>
+#include <sched.h>
 
 #include <atomic>
 
@@ -19,17 +19,6 @@ namespace {
 
 bool g_frame_pointers = false;
 uintptr_t g_skip_start = 0, g_skip_end = 0;
-// False in a forked child until ProbeUnwinder has unwound once (unwinder.h).
-std::atomic<bool> g_ready{true};
-// When ProbeUnwinder began (CLOCK_MONOTONIC ns); 0 when not in it.
-std::atomic<uint64_t> g_probe_started_ns{0};
-constexpr uint64_t kProbeStuckNs = 200'000'000;
-
-uint64_t MonotonicNs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
 
 // Which of libunwind's two ways a thread unwinds with (see unwinder.h): it
 // steps, and every kStepsPerTry samples tries to take a trace cache.
@@ -38,12 +27,30 @@ struct UnwindState {
   bool trace_cache;
   bool exiting;
   uint32_t steps;
+  bool in_libunwind;  // between EnterLibunwind and LeaveLibunwind
+  uint32_t slot;      // this thread's UnwindSlot + 1; 0 none yet; kNoSlot none free
   // The frame pointer walk's bounds: this thread's stack, [0, 0) until
   // known, and kNoStack if the thread's stack cannot be found.
   uintptr_t stack_lo, stack_hi;
 };
 constexpr uintptr_t kNoStack = 1;
 __thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
+
+// Forks and libunwind (unwinder.h, UnwinderForkPrepare). Each thread that
+// unwinds with libunwind owns a slot whose `busy` it sets for the length of
+// the unwind; a thread that finds none free uses g_shared_busy. A slot is a
+// cache line of its own: setting it costs a thread one fenced store to a
+// line no other thread writes.
+constexpr uint32_t kUnwindSlots = 256;
+constexpr uint32_t kNoSlot = UINT32_MAX;
+struct alignas(64) UnwindSlot {
+  std::atomic<uint32_t> owned{0};
+  std::atomic<uint32_t> busy{0};
+};
+UnwindSlot g_slots[kUnwindSlots];
+std::atomic<uint32_t> g_shared_busy{0};
+std::atomic<bool> g_forking{false};
+
 uint32_t g_cache_limit = 0;
 std::atomic<uint32_t> g_caches_in_use{0};
 // Its destructor gives a thread's trace cache back when the thread exits
@@ -51,12 +58,57 @@ std::atomic<uint32_t> g_caches_in_use{0};
 pthread_key_t g_cache_key;
 bool g_have_cache_key = false;
 
-void ReleaseCache(void*) {
+void ReleaseThread(void*) {
+  UnwindState& t = t_unwind;
   // Anything this exiting thread still samples steps (libunwind may already
-  // have freed the cache).
-  t_unwind.trace_cache = false;
-  t_unwind.exiting = true;
-  g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
+  // have freed the cache) and goes without a slot.
+  if (t.trace_cache) g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
+  t.trace_cache = false;
+  t.exiting = true;
+  if (t.slot != 0 && t.slot != kNoSlot) g_slots[t.slot - 1].owned.store(0, std::memory_order_release);
+  t.slot = kNoSlot;
+}
+
+uint32_t ClaimSlot() {
+  if (!g_have_cache_key || t_unwind.exiting) return kNoSlot;
+  for (uint32_t i = 0; i < kUnwindSlots; ++i) {
+    uint32_t free_slot = 0;
+    if (g_slots[i].owned.load(std::memory_order_relaxed) == 0 &&
+        g_slots[i].owned.compare_exchange_strong(free_slot, 1, std::memory_order_acquire)) {
+      if (pthread_setspecific(g_cache_key, &g_caches_in_use) == 0) return i + 1;
+      g_slots[i].owned.store(0, std::memory_order_release);
+      return kNoSlot;
+    }
+  }
+  return kNoSlot;
+}
+
+void LeaveLibunwind() {
+  UnwindState& t = t_unwind;
+  t.in_libunwind = false;
+  if (t.slot != kNoSlot) {
+    g_slots[t.slot - 1].busy.store(0, std::memory_order_release);
+  } else {
+    g_shared_busy.fetch_sub(1, std::memory_order_release);
+  }
+}
+
+// Marks this thread as inside libunwind; false (and nothing marked) while a
+// fork is being prepared. A Dekker pair with UnwinderForkPrepare: each
+// stores its flag, fences, then reads the other's.
+bool EnterLibunwind() {
+  UnwindState& t = t_unwind;
+  if (t.slot == 0) t.slot = ClaimSlot();
+  if (t.slot != kNoSlot) {
+    g_slots[t.slot - 1].busy.store(1, std::memory_order_relaxed);
+  } else {
+    g_shared_busy.fetch_add(1, std::memory_order_relaxed);
+  }
+  t.in_libunwind = true;
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (!g_forking.load(std::memory_order_relaxed)) return true;
+  LeaveLibunwind();
+  return false;
 }
 
 bool TakeCache() {
@@ -65,7 +117,8 @@ bool TakeCache() {
   do {
     if (n >= g_cache_limit) return false;
   } while (!g_caches_in_use.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
-  if (pthread_setspecific(g_cache_key, &g_caches_in_use) != 0) {
+  if (pthread_getspecific(g_cache_key) == nullptr &&
+      pthread_setspecific(g_cache_key, &g_caches_in_use) != 0) {
     g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
@@ -91,11 +144,16 @@ uint32_t StepBacktrace(void** out, uint32_t max) {
 uint32_t LibunwindBacktrace(void** out, uint32_t max) {
   UnwindState& t = t_unwind;
   if (!t.trace_cache && !t.exiting && ++t.steps % kStepsPerTry == 0) t.trace_cache = TakeCache();
+  if (!EnterLibunwind()) return 0;  // a fork is being prepared
+  uint32_t n = 0;
   if (t.trace_cache) {
-    int n = unw_backtrace(out, static_cast<int>(max));
-    return n > 0 ? static_cast<uint32_t>(n) : 0;
+    int got = unw_backtrace(out, static_cast<int>(max));
+    n = got > 0 ? static_cast<uint32_t>(got) : 0;
+  } else {
+    n = StepBacktrace(out, max);
   }
-  return StepBacktrace(out, max);
+  LeaveLibunwind();
+  return n;
 }
 
 // Slack for the shim's own frames on top of the requested depth.
@@ -175,33 +233,39 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   // Also with frame pointers: the fallback where the walk cannot start.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   g_cache_limit = trace_caches;
-  g_have_cache_key = trace_caches > 0 && pthread_key_create(&g_cache_key, ReleaseCache) == 0;
+  g_have_cache_key = pthread_key_create(&g_cache_key, ReleaseThread) == 0;
 }
 
 uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_relaxed); }
 
+void UnwinderForkPrepare() {
+  g_forking.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  // Not this thread's own mark: a fork from a signal handler that
+  // interrupted an unwind of this thread (libunwind blocks signals while it
+  // holds its lock, so that one is free).
+  const UnwindState& t = t_unwind;
+  const uint32_t own_slot = t.in_libunwind ? t.slot : 0;
+  for (uint32_t i = 0; i < kUnwindSlots; ++i) {
+    if (own_slot == i + 1) continue;
+    while (g_slots[i].busy.load(std::memory_order_acquire) != 0) sched_yield();
+  }
+  const uint32_t own_shared = t.in_libunwind && t.slot == kNoSlot ? 1 : 0;
+  while (g_shared_busy.load(std::memory_order_acquire) > own_shared) sched_yield();
+}
+
+void UnwinderForkParent() { g_forking.store(false, std::memory_order_release); }
+
 void UnwinderForkChild() {
   // The child's only thread is the one that forked.
   g_caches_in_use.store(t_unwind.trace_cache ? 1 : 0, std::memory_order_relaxed);
-  g_ready.store(false, std::memory_order_relaxed);
-  g_probe_started_ns.store(0, std::memory_order_relaxed);
-}
-
-bool UnwinderReady() { return g_ready.load(std::memory_order_acquire); }
-
-void ProbeUnwinder() {
-  g_probe_started_ns.store(MonotonicNs(), std::memory_order_release);
-  // unw_step takes libunwind's cache lock and glibc's dl_iterate_phdr lock
-  // for each frame, as the application's threads would.
-  void* pcs[4];
-  StepBacktrace(pcs, 4);
-  g_ready.store(true, std::memory_order_release);
-  g_probe_started_ns.store(0, std::memory_order_release);
-}
-
-bool UnwinderProbeStuck() {
-  uint64_t since = g_probe_started_ns.load(std::memory_order_acquire);
-  return since != 0 && MonotonicNs() - since > kProbeStuckNs;
+  const uint32_t own = t_unwind.slot;
+  for (uint32_t i = 0; i < kUnwindSlots; ++i) {
+    g_slots[i].owned.store(own == i + 1 ? 1 : 0, std::memory_order_relaxed);
+    g_slots[i].busy.store(0, std::memory_order_relaxed);
+  }
+  g_shared_busy.store(0, std::memory_order_relaxed);
+  g_forking.store(false, std::memory_order_relaxed);
 }
 
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
@@ -209,7 +273,6 @@ uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
   if (max > wire::kMaxFrames) max = wire::kMaxFrames;
   uint32_t want = max + kSkipSlack;
   int walked = g_frame_pointers ? WalkFramePointers(raw, want) : -1;
-  if (walked < 0 && !UnwinderReady()) return 0;
   uint32_t n = walked >= 0 ? static_cast<uint32_t>(walked) : LibunwindBacktrace(raw, want);
   if (n == 0) return 0;
   uint32_t first = 0;

@@ -43,36 +43,27 @@ namespace heapwatch::preload {
 void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
                   uint32_t trace_caches);
 
-// In a forked child: only the calling thread survives, with its cache if it
-// had one. libunwind is off in the child until ProbeUnwinder returns.
-//
-// Why: a child inherits every lock as it was at the fork, held or not, and
-// nobody will ever release the ones that threads of the parent held. Two
-// are held on the shim's behalf for most of an unwind that steps (a thread
-// without a trace cache, or a frame not yet in one): libunwind's global
-// cache lock (a mutex taken with all signals blocked) and glibc's
-// dl_iterate_phdr lock, which glibc 2.36's fork does not reset in the child.
-// A child forked then would hang at its first sample. So until the sender
-// thread of the child has unwound once itself (ProbeUnwinder, which never
-// returns if a lock was inherited held), CaptureStack fails without calling
-// libunwind: the child's first samples, or all of them in the unlucky case,
-// are dropped and counted as unwind failures, and the child runs on.
+// fork's prepare handler: waits until no other thread is inside libunwind,
+// and until UnwinderForkParent (or the child's UnwinderForkChild) no thread
+// enters it; a sample taken meanwhile gets no stack (an unwind failure).
+// Why: a child inherits every lock as it was at the fork, and nobody will
+// release the ones threads of the parent held. An unwind holds two for much
+// of its time (all of it, stepping): libunwind's global cache lock, taken
+// with every signal blocked, and glibc's dl_iterate_phdr lock, which glibc
+// 2.36's fork does not reset. A child forked meanwhile hung at its first
+// sample. (A lock the application itself holds at the fork, in its own
+// dl_iterate_phdr, can still hang a child that unwinds; glibc's problem, and
+// the application's child would hang on it too at its first use.)
+void UnwinderForkPrepare();
+void UnwinderForkParent();
+// In a forked child: only the calling thread survives, with its cache (and
+// its place among the threads that unwind) if it had one.
 void UnwinderForkChild();
-// True unless this is a forked child whose ProbeUnwinder has not returned.
-bool UnwinderReady();
-// Unwinds a few frames of the calling thread with libunwind and turns it on.
-// The sender thread only (it may wait forever); see UnwinderForkChild.
-void ProbeUnwinder();
-// True once a ProbeUnwinder has been running for 200 ms: it is stuck for
-// good (a healthy one takes well under a millisecond). An exiting child
-// does not wait for such a sender.
-bool UnwinderProbeStuck();
 
 // Threads holding a trace cache now (tests).
 uint32_t TraceCachesInUse();
 
-// Fills at most `max` pcs (innermost first); returns the depth (0 = failed,
-// also while libunwind is off after a fork).
+// Fills at most `max` pcs (innermost first); returns the depth (0 = failed).
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max);
 
 // The executable range of the object containing this code (the shim), found

@@ -3,10 +3,9 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -24,33 +23,6 @@ __attribute__((noinline)) bool Capture(int n) {
   for (int i = 0; i < n; ++i) ok = ok && CaptureStack(pcs, 64) > 0;
   asm volatile("" ::: "memory");
   return ok;
-}
-
-// A forked child may hold libunwind's and the loader's locks as threads of
-// the parent left them: no unwinding there until the probe has returned.
-TEST(UnwinderTest, AForkedChildUnwindsOnlyAfterItsProbe) {
-  ASSERT_TRUE(UnwinderReady());
-  EXPECT_FALSE(UnwinderProbeStuck());
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    UnwinderForkChild();  // what the shim's atfork handler calls
-    int code = 0;
-    if (UnwinderReady()) code |= 1;
-    if (Capture(1)) code |= 2;  // must fail without touching libunwind
-    ProbeUnwinder();
-    if (!UnwinderReady()) code |= 4;
-    if (!Capture(3)) code |= 8;
-    if (UnwinderProbeStuck()) code |= 16;
-    _exit(code);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status));
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "bits: 1 ready before the probe, 2 unwound before it, "
-                                       "4 not ready after it, 8 no stack after it, 16 stuck";
-  EXPECT_TRUE(UnwinderReady());  // the parent never stopped
-  EXPECT_TRUE(Capture(1));
 }
 
 // One binary, one process-wide configuration: a cap of one trace cache.
@@ -192,6 +164,31 @@ TEST(UnwinderTest, FramePointerWalkLeavesAnAlternateStackToLibunwind) {
   ASSERT_GE(i, 0) << "depth " << g_in_handler.depth;
   // Past the handler's frames: the signal frame and the raise() below it.
   EXPECT_GT(g_in_handler.depth, static_cast<uint32_t>(i + 3));
+}
+
+// fork's prepare handler waits for unwinds in flight and holds new ones
+// off until the parent's handler, so that no child is born with libunwind's
+// or the loader's lock held by a thread it does not have.
+TEST(UnwinderTest, ForkPrepareWaitsForUnwindsAndHoldsNewOnesOff) {
+  InitUnwinder(false, 0, 0, 1);  // libunwind (the tests above left frame pointers on)
+  std::atomic<bool> stop{false};
+  std::atomic<int> unwound{0}, refused{0};
+  std::thread worker([&] {
+    while (!stop.load()) (Capture(1) ? unwound : refused).fetch_add(1);
+  });
+  auto wait_for = [](auto done) {
+    for (int i = 0; i < 5000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return done();
+  };
+  ASSERT_TRUE(wait_for([&] { return unwound.load() > 20; }));
+  UnwinderForkPrepare();
+  const int refused_at_prepare = refused.load(), unwound_at_prepare = unwound.load();
+  EXPECT_TRUE(wait_for([&] { return refused.load() > refused_at_prepare + 20; }));
+  EXPECT_LE(unwound.load(), unwound_at_prepare + 1);  // one may have been past the check
+  UnwinderForkParent();
+  EXPECT_TRUE(wait_for([&] { return unwound.load() > unwound_at_prepare + 20; }));
+  stop.store(true);
+  worker.join();
 }
 
 }  // namespace
