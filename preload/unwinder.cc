@@ -258,13 +258,15 @@ void UnwinderForkParent() { g_forking.store(false, std::memory_order_release); }
 
 void UnwinderForkChild() {
   // The child's only thread is the one that forked.
-  g_caches_in_use.store(t_unwind.trace_cache ? 1 : 0, std::memory_order_relaxed);
-  const uint32_t own = t_unwind.slot;
+  const UnwindState& t = t_unwind;
+  g_caches_in_use.store(t.trace_cache ? 1 : 0, std::memory_order_relaxed);
+  // Its own mark stays if it forked from a signal handler inside an unwind.
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
-    g_slots[i].owned.store(own == i + 1 ? 1 : 0, std::memory_order_relaxed);
-    g_slots[i].busy.store(0, std::memory_order_relaxed);
+    const bool own = t.slot == i + 1;
+    g_slots[i].owned.store(own ? 1 : 0, std::memory_order_relaxed);
+    g_slots[i].busy.store(own && t.in_libunwind ? 1 : 0, std::memory_order_relaxed);
   }
-  g_shared_busy.store(0, std::memory_order_relaxed);
+  g_shared_busy.store(t.in_libunwind && t.slot == kNoSlot ? 1 : 0, std::memory_order_relaxed);
   g_forking.store(false, std::memory_order_relaxed);
 }
 
