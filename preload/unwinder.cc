@@ -53,10 +53,11 @@ std::atomic<bool> g_forking{false};
 
 uint32_t g_cache_limit = 0;
 std::atomic<uint32_t> g_caches_in_use{0};
-// Its destructor gives a thread's trace cache back when the thread exits
-// (libunwind frees the cache itself from a destructor of its own).
-pthread_key_t g_cache_key;
-bool g_have_cache_key = false;
+// Set for a thread that holds a trace cache or a slot; its destructor gives
+// both back when the thread exits (libunwind frees the cache itself from a
+// destructor of its own).
+pthread_key_t g_thread_key;
+bool g_have_thread_key = false;
 
 void ReleaseThread(void*) {
   UnwindState& t = t_unwind;
@@ -70,12 +71,12 @@ void ReleaseThread(void*) {
 }
 
 uint32_t ClaimSlot() {
-  if (!g_have_cache_key || t_unwind.exiting) return kNoSlot;
+  if (!g_have_thread_key || t_unwind.exiting) return kNoSlot;
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
     uint32_t free_slot = 0;
     if (g_slots[i].owned.load(std::memory_order_relaxed) == 0 &&
         g_slots[i].owned.compare_exchange_strong(free_slot, 1, std::memory_order_acquire)) {
-      if (pthread_setspecific(g_cache_key, &g_caches_in_use) == 0) return i + 1;
+      if (pthread_setspecific(g_thread_key, &g_caches_in_use) == 0) return i + 1;
       g_slots[i].owned.store(0, std::memory_order_release);
       return kNoSlot;
     }
@@ -112,13 +113,13 @@ bool EnterLibunwind() {
 }
 
 bool TakeCache() {
-  if (!g_have_cache_key) return false;
+  if (!g_have_thread_key) return false;
   uint32_t n = g_caches_in_use.load(std::memory_order_relaxed);
   do {
     if (n >= g_cache_limit) return false;
   } while (!g_caches_in_use.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
-  if (pthread_getspecific(g_cache_key) == nullptr &&
-      pthread_setspecific(g_cache_key, &g_caches_in_use) != 0) {
+  if (pthread_getspecific(g_thread_key) == nullptr &&
+      pthread_setspecific(g_thread_key, &g_caches_in_use) != 0) {
     g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
@@ -233,7 +234,7 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   // Also with frame pointers: the fallback where the walk cannot start.
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
   g_cache_limit = trace_caches;
-  g_have_cache_key = pthread_key_create(&g_cache_key, ReleaseThread) == 0;
+  g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
 }
 
 uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_relaxed); }
