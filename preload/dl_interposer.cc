@@ -2,12 +2,15 @@
 // one, so that stacks captured before and after an object is unmapped get
 // different ids even when their pcs are the same numbers (another object
 // mapped where the first one was), and the collector can tell which module
-// map names them. dlopen is left alone: loading reuses no address.
+// map names them. dlopen is left alone: loading reuses no address (and
+// glibc's dlopen resolves names from its caller's RUNPATH, which a wrapper
+// would replace with the shim's).
 #include <dlfcn.h>
 
 #include <atomic>
 
 #include "modules.h"
+#include "unloaded_code.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -46,11 +49,17 @@ DlcloseFn RealDlclose() {
 // RecordAlloc reads the epoch after the unwind; by the above either order
 // gives the same answer. The sender sees the epoch move (ModulesGeneration)
 // and sends a map stamped with it.
+//
+// And the code it unmapped stays free of new code while libunwind's trace
+// caches may still describe it (unloaded_code.h).
 HW_EXPORT int dlclose(void* handle) {
   DlcloseFn real = RealDlclose();
   if (!real) return -1;
+  heapwatch::preload::CodeSnapshot snapshot;
+  heapwatch::preload::SnapshotCode(&snapshot);
   heapwatch::preload::NoteUnload();
   int rc = real(handle);
   heapwatch::preload::NoteUnload();
+  heapwatch::preload::KeepUnloadedCodeAway(&snapshot);
   return rc;
 }

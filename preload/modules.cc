@@ -3,6 +3,9 @@
 #include <elf.h>
 #include <link.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "unloaded_code.h"
 
 namespace heapwatch::preload {
 
@@ -93,7 +96,46 @@ int ReadGeneration(dl_phdr_info* info, size_t size, void* arg) {
   return 1;  // one object is enough
 }
 
+uint64_t Fnv1a(const uint8_t* p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
+struct CodeContext {
+  CodeRange* out;
+  size_t max;
+  size_t count;
+  uintptr_t page;
+};
+
+int ListCode(dl_phdr_info* info, size_t, void* arg) {
+  auto* ctx = static_cast<CodeContext*>(arg);
+  const uint8_t* build_id = nullptr;
+  uint16_t id_len = FindBuildId(info, &build_id);
+  const char* name = info->dlpi_name ? info->dlpi_name : "";
+  uint64_t id = id_len ? Fnv1a(build_id, id_len)
+                       : Fnv1a(reinterpret_cast<const uint8_t*>(name), strlen(name), 0x84222325cbf29ce4ull);
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X) || ph.p_memsz == 0) continue;
+    uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    uintptr_t hi = lo + ph.p_memsz;
+    if (ctx->count < ctx->max) {
+      ctx->out[ctx->count] = CodeRange{lo & ~(ctx->page - 1), (hi + ctx->page - 1) & ~(ctx->page - 1), id};
+    }
+    ++ctx->count;
+  }
+  return 0;
+}
+
 }  // namespace
+
+size_t LoadedCode(CodeRange* out, size_t max) {
+  long page = sysconf(_SC_PAGESIZE);
+  CodeContext ctx{out, max, 0, page > 0 ? static_cast<uintptr_t>(page) : 4096};
+  dl_iterate_phdr(ListCode, &ctx);
+  return ctx.count;
+}
 
 uint64_t ModulesGeneration() {
   uint64_t gen = 0;

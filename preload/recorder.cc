@@ -11,6 +11,7 @@
 #include "modules.h"
 #include "real_allocator.h"
 #include "sender.h"
+#include "unloaded_code.h"
 #include "unwinder.h"
 
 namespace heapwatch::preload {
@@ -64,6 +65,7 @@ void ForkChild() {
   g_shim.start_time_ns = RealtimeNs();
   g_shim.ring.ResetUnsafe();
   UnwinderForkChild();
+  UnloadedCodeForkChild();
   Counters& c = g_shim.counters;
   for (auto* a : {&c.sampled_allocs, &c.sampled_frees, &c.dropped_events, &c.table_full,
                   &c.unwind_failures, &c.reconnects, &c.bytes_sent}) {

@@ -25,7 +25,9 @@ uintptr_t g_skip_start = 0, g_skip_end = 0;
 constexpr uint32_t kStepsPerTry = 16;
 struct UnwindState {
   bool trace_cache;
+  bool retired;  // had a trace cache, retired (RetireTraceCaches)
   bool exiting;
+  uint32_t cache_generation;  // g_cache_generation when this thread took its cache
   uint32_t steps;
   bool in_libunwind;  // between EnterLibunwind and LeaveLibunwind
   uint32_t slot;      // this thread's UnwindSlot + 1; 0 none yet; kNoSlot none free
@@ -53,6 +55,10 @@ std::atomic<bool> g_forking{false};
 
 uint32_t g_cache_limit = 0;
 std::atomic<uint32_t> g_caches_in_use{0};
+// Moved by RetireTraceCaches: a cache taken under an older generation is not
+// used any more.
+std::atomic<uint32_t> g_cache_generation{0};
+std::atomic<uint32_t> g_caches_retired{0};
 // Set for a thread that holds a trace cache or a slot; its destructor gives
 // both back when the thread exits (libunwind frees the cache itself from a
 // destructor of its own).
@@ -63,8 +69,9 @@ void ReleaseThread(void*) {
   UnwindState& t = t_unwind;
   // Anything this exiting thread still samples steps (libunwind may already
   // have freed the cache) and goes without a slot.
-  if (t.trace_cache) g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
+  if (t.trace_cache || t.retired) g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
   t.trace_cache = false;
+  t.retired = false;
   t.exiting = true;
   if (t.slot != 0 && t.slot != kNoSlot) g_slots[t.slot - 1].owned.store(0, std::memory_order_release);
   t.slot = kNoSlot;
@@ -123,6 +130,10 @@ bool TakeCache() {
     g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
+  // Read before the cache exists (libunwind makes it at this thread's next
+  // unw_backtrace): a retirement in between retires it too, needlessly but
+  // safely.
+  t_unwind.cache_generation = g_cache_generation.load(std::memory_order_acquire);
   return true;
 }
 
@@ -144,7 +155,15 @@ uint32_t StepBacktrace(void** out, uint32_t max) {
 
 uint32_t LibunwindBacktrace(void** out, uint32_t max) {
   UnwindState& t = t_unwind;
-  if (!t.trace_cache && !t.exiting && ++t.steps % kStepsPerTry == 0) t.trace_cache = TakeCache();
+  if (t.trace_cache) {
+    if (__builtin_expect(t.cache_generation != g_cache_generation.load(std::memory_order_acquire), 0)) {
+      t.trace_cache = false;
+      t.retired = true;
+      g_caches_retired.fetch_add(1, std::memory_order_relaxed);
+    }
+  } else if (!t.retired && !t.exiting && ++t.steps % kStepsPerTry == 0) {
+    t.trace_cache = TakeCache();
+  }
   if (!EnterLibunwind()) return 0;  // a fork is being prepared
   uint32_t n = 0;
   if (t.trace_cache) {
@@ -239,6 +258,19 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
 
 uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_relaxed); }
 
+bool TraceCachesEnabled() { return g_have_thread_key && g_cache_limit > 0; }
+
+void ForgetUnmappedCode() {
+  if (g_have_thread_key) unw_flush_cache(unw_local_addr_space, 0, 0);
+}
+
+void RetireTraceCaches() {
+  g_cache_generation.fetch_add(1, std::memory_order_acq_rel);
+  ForgetUnmappedCode();
+}
+
+uint32_t TraceCachesRetired() { return g_caches_retired.load(std::memory_order_relaxed); }
+
 void UnwinderForkPrepare() {
   g_forking.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -260,7 +292,7 @@ void UnwinderForkParent() { g_forking.store(false, std::memory_order_release); }
 void UnwinderForkChild() {
   // The child's only thread is the one that forked.
   const UnwindState& t = t_unwind;
-  g_caches_in_use.store(t.trace_cache ? 1 : 0, std::memory_order_relaxed);
+  g_caches_in_use.store(t.trace_cache || t.retired ? 1 : 0, std::memory_order_relaxed);
   // Its own mark stays if it forked from a signal handler inside an unwind.
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
     const bool own = t.slot == i + 1;

@@ -63,6 +63,30 @@ void UnwinderForkChild();
 // Threads holding a trace cache now (tests).
 uint32_t TraceCachesInUse();
 
+// Trace caches and unloaded code. libunwind keys a thread's trace cache by
+// pc alone and has no way to empty it (unw_flush_cache does not reach it).
+// Once dlclose has unmapped an object, an entry for one of its pcs describes
+// a frame that is gone; if other code is later mapped there and a stack
+// passes through that pc, unw_backtrace computes the caller's frame with the
+// old rule, and with a frame pointer rule reads wherever rbp points: the
+// host died of SIGSEGV (tests/e2e/test_shim_modules.py, StaleTraceCacheTest).
+// So dlclose keeps the addresses of unmapped code from taking new code
+// (dl_interposer.cc), and where it cannot, retires the caches.
+//
+// Whether threads may take trace caches at all (false before InitUnwinder
+// and with HEAPWATCH_UNWIND_CACHES=0).
+bool TraceCachesEnabled();
+// dlclose unmapped code: drops what libunwind's global caches hold
+// (unw_flush_cache), which the stepping unwinds read.
+void ForgetUnmappedCode();
+// Every thread that took its trace cache before this call stops using it
+// and steps from then on (its cache stays allocated until it exits and is
+// still counted against HEAPWATCH_UNWIND_CACHES). Threads that take a cache
+// later use it.
+void RetireTraceCaches();
+// Threads retired so far (tests).
+uint32_t TraceCachesRetired();
+
 // Fills at most `max` pcs (innermost first); returns the depth (0 = failed).
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max);
 

@@ -66,6 +66,44 @@ TEST(UnwinderTest, TraceCachesAreCappedTakenLateAndGivenBackAtThreadExit) {
   EXPECT_EQ(TraceCachesInUse(), 0u);
 }
 
+// After RetireTraceCaches a thread that held a cache steps for good (its
+// stacks keep coming) and still counts against the cap until it exits; a
+// thread that takes its cache afterwards uses it.
+TEST(UnwinderTest, RetiredCachesAreNotUsedAgainAndNewOnesAre) {
+  InitUnwinder(false, 0, 0, 2);
+  ASSERT_TRUE(TraceCachesEnabled());
+  const uint32_t retired = TraceCachesRetired();
+  std::atomic<int> step{0};
+  std::thread old_thread([&] {
+    EXPECT_TRUE(Capture(16));  // takes a cache
+    step = 1;
+    while (step != 2) std::this_thread::yield();
+    EXPECT_TRUE(Capture(1));  // finds it retired
+    EXPECT_EQ(TraceCachesRetired(), retired + 1);
+    EXPECT_TRUE(Capture(64));  // and never takes one again
+    EXPECT_EQ(TraceCachesRetired(), retired + 1);
+    step = 3;
+    while (step != 4) std::this_thread::yield();
+  });
+  while (step != 1) std::this_thread::yield();
+  EXPECT_EQ(TraceCachesInUse(), 1u);
+  RetireTraceCaches();
+  step = 2;
+  while (step != 3) std::this_thread::yield();
+  EXPECT_EQ(TraceCachesInUse(), 1u);
+
+  std::thread new_thread([&] {
+    EXPECT_TRUE(Capture(16));
+    EXPECT_EQ(TraceCachesInUse(), 2u);
+    EXPECT_TRUE(Capture(16));
+    EXPECT_EQ(TraceCachesRetired(), retired + 1);
+  });
+  new_thread.join();
+  step = 4;
+  old_thread.join();
+  EXPECT_EQ(TraceCachesInUse(), 0u);
+}
+
 // Outer -> Middle -> Inner -> CaptureStack, each keeping a frame pointer.
 // Inner and Middle note their return addresses: the pcs a correct stack
 // holds one after the other above CaptureStack's own frames.

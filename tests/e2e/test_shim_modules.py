@@ -7,7 +7,12 @@ the map change again: the first plugin gone, the second one named.
 And blocks a plugin allocated and never freed outlive it: after it is
 closed and another is loaded at the same address, each block stays named
 after the plugin that allocated it (module and function), whether the
-sender had time to send a map between the steps or not."""
+sender had time to send a map between the steps or not.
+
+And a plugin loaded where another was unwinds with its own frames, not
+with what libunwind's trace cache remembers of the other one's: the shim
+keeps the addresses of unloaded code free while it can, and retires the
+caches when it cannot."""
 import os
 import re
 import unittest
@@ -17,6 +22,8 @@ from test_shim_support import finish_interactive, program, start_interactive
 
 ALPHA = program("libshim_plugin_alpha.so")
 BETA = program("libshim_plugin_beta.so")
+FPFRAME = program("libshim_plugin_fpframe.so")
+SPFRAME = program("libshim_plugin_spframe.so")
 BLOCKS, BLOCK_BYTES = 32, 65536
 
 
@@ -82,11 +89,16 @@ class LeakedPluginBlocksTest(CollectorTestCase):
     """Plugin alpha allocates blocks and is closed with them live; plugin
     beta, built from the same source and loaded where alpha was, allocates
     more. Their Hoard()s sit at the same offsets, so the pcs of the two
-    plugins' stacks are the same numbers."""
+    plugins' stacks are the same numbers.
+
+    Without trace caches (HEAPWATCH_UNWIND_CACHES=0): with them, the shim
+    keeps alpha's code addresses from beta (StaleTraceCacheTest). These
+    tests are about a map in which an object took another's place, which
+    can still happen (past the reservations, or code mapped by other means)."""
     ALPHA_BLOCKS, BETA_BLOCKS = 24, 8
 
     def start(self):
-        return start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1)
+        return start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1, UNWIND_CACHES=0)
 
     command = ModuleMapTest.command
 
@@ -142,6 +154,90 @@ class LeakedPluginBlocksTest(CollectorTestCase):
         self.assertEqual(unloaded, "unloaded", swapped)
         self.assertEqual(alpha_base, beta_base, "beta was not loaded where alpha was")
         self.check_attribution(pid, f"alpha and beta at {alpha_base}, swapped at once")
+        finish_interactive(self, proc)
+
+
+class StaleTraceCacheTest(CollectorTestCase):
+    """Two plugins whose hw_plugin_alloc returns from malloc at the same
+    offset: fpframe's caller frame is found from rbp, spframe's from rsp with
+    rbp 0 across the call. libunwind's trace cache remembers a pc's rule for
+    the thread's life. The shim before this test existed loaded spframe
+    where fpframe had been, and its unwind took fpframe's rule there, read
+    near address 0 and killed the program (SIGSEGV)."""
+    ALLOCS, BYTES = 64, 64  # 64 samples at R = 1: the thread has its trace cache
+
+    def start(self):
+        return start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1)
+
+    def command(self, proc, line):
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        answer = proc.stdout.readline().strip()
+        if not answer:
+            proc.wait(10)
+            self.fail(f"{line!r}: the program died, exit status {proc.returncode}")
+        self.assertFalse(answer.startswith("error"), f"{line!r}: {answer!r}")
+        return answer
+
+    def cycle(self, proc, library):
+        """Opens `library`, allocates from it, frees, closes; its base."""
+        base = self.command(proc, f"o {library}").split()[1]
+        self.command(proc, f"a 20 {self.BYTES}")
+        self.command(proc, "f")
+        self.assertEqual(self.command(proc, "c"), "closed unloaded")
+        return base
+
+    def check_frames(self, pid, library):
+        """All of the last plugin's live bytes under its hw_plugin_alloc, in
+        its module, called from main: its own frame was unwound."""
+        def matches(node, path=()):
+            path = path + (node,)
+            if node["name"] == "hw_plugin_alloc" and node["value"] > 0:
+                yield node, path
+            for child in node.get("children", []):
+                yield from matches(child, path)
+
+        def found():
+            tree = self.collector.get_json(f"/api/v1/profile?pid={pid}&type=inuse_space")
+            hits = list(matches(tree["root"]))
+            return hits if sum(n["value"] for n, _ in hits) >= self.ALLOCS * self.BYTES else None
+        hits = wait_until(found, 30, what=f"hw_plugin_alloc of {library} holding its blocks")
+        for node, path in hits:
+            self.assertEqual(os.path.basename(node.get("module", "")), os.path.basename(library), node)
+            self.assertIn("main", [n["name"] for n in path])
+        self.assertEqual(sum(n["value"] for n, _ in hits), self.ALLOCS * self.BYTES)
+
+    def test_a_plugin_loaded_after_another_unwinds_with_its_own_frames(self):
+        proc = self.start()
+        self.collector.wait_for_process(proc.pid, lambda p: p["connected"])
+        fp_base = self.command(proc, f"o {FPFRAME}").split()[1]
+        self.command(proc, f"a {self.ALLOCS} {self.BYTES}")
+        self.command(proc, "f")
+        self.assertEqual(self.command(proc, "c"), "closed unloaded")
+        sp_base = self.command(proc, f"o {SPFRAME}").split()[1]
+        self.command(proc, f"a {self.ALLOCS} {self.BYTES}")
+        # The shim kept fpframe's code addresses free.
+        self.assertNotEqual(fp_base, sp_base)
+        self.check_frames(proc.pid, SPFRAME)
+        finish_interactive(self, proc)
+
+    def test_past_its_reservations_the_shim_retires_the_caches(self):
+        # Each unload keeps its code's addresses, up to 64 of them
+        # (CodeReservations::kMaxReservations); the next one retires every
+        # trace cache and frees them all, and plugins load where others
+        # were again. The program's thread now steps, and unwinds right.
+        proc = self.start()
+        self.collector.wait_for_process(proc.pid, lambda p: p["connected"])
+        libraries = [FPFRAME, SPFRAME] * 40
+        bases = [self.cycle(proc, library) for library in libraries]
+        self.assertEqual(len(set(bases[:65])), 65, "an unload's addresses were taken before 64 unloads")
+        reused = [i for i in range(65, len(bases))
+                  if any(bases[j] == bases[i] and libraries[j] != libraries[i] for j in range(i))]
+        self.assertTrue(reused, f"no plugin was loaded where the other one had been: {bases}")
+        last = libraries[reused[-1]]
+        self.command(proc, f"o {last}")
+        self.command(proc, f"a {self.ALLOCS} {self.BYTES}")
+        self.check_frames(proc.pid, last)
         finish_interactive(self, proc)
 
 
