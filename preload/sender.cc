@@ -21,6 +21,7 @@
 
 #include "frame_writer.h"
 #include "modules.h"
+#include "descriptors.h"
 #include "raw_memory.h"
 #include "recorder.h"
 #include "sent_stacks.h"
@@ -105,7 +106,7 @@ bool g_prefaulted = false;
 enum class Thread : int { kNone = 0, kRunning = 1 };
 
 struct State {
-  int fd = -1;
+  OwnSocket sock;  // the connection (descriptors.h: the application may take its number)
   bool ever_connected = false;
   // The ring holds every event since recording began (see the top of the file).
   bool ring_complete = true;
@@ -159,8 +160,7 @@ uint64_t MonoNs() { return ClockNs(CLOCK_MONOTONIC); }
 uint64_t MonoMs() { return MonoNs() / 1000000; }
 
 void Disconnect(State* s) {
-  if (s->fd >= 0) close(s->fd);
-  s->fd = -1;
+  s->sock.Close();
   s->out.Clear();
   s->batch_len = 0;
   g_connected.store(false, std::memory_order_release);
@@ -171,8 +171,12 @@ void Disconnect(State* s) {
 // application), up to a deadline after which the collector counts as gone.
 bool Flush(State* s) {
   uint64_t deadline = MonoMs() + kWriteDeadlineMs;
+  if (s->out.size() > 0 && !s->sock.StillOurs()) {
+    Disconnect(s);
+    return false;
+  }
   while (s->out.size() > 0) {
-    ssize_t n = send(s->fd, s->out.data(), s->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send(s->sock.fd(), s->out.data(), s->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       g_shim.counters.bytes_sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       s->out.Consume(static_cast<size_t>(n));
@@ -182,7 +186,7 @@ bool Flush(State* s) {
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       uint64_t now = MonoMs();
       if (now >= deadline) break;
-      pollfd p{s->fd, POLLOUT, 0};
+      pollfd p{s->sock.fd(), POLLOUT, 0};
       poll(&p, 1, static_cast<int>(deadline - now < 100 ? deadline - now : 100));
       continue;
     }
@@ -366,7 +370,7 @@ bool Connect(State* s) {
     return false;
   }
   g_connect_retryable.store(false, std::memory_order_relaxed);
-  s->fd = fd;
+  if (!s->sock.Adopt(fd)) return false;
   s->out.Clear();
   s->batch_len = 0;
   s->sent.Clear();
@@ -414,9 +418,10 @@ void Idle(State* s, uint64_t wait_ms) {
   g_sleeping.store(true, std::memory_order_seq_cst);
   syscall(SYS_futex, &g_wake, FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
   g_sleeping.store(false, std::memory_order_relaxed);
-  if (s->fd < 0) return;
+  if (s->sock.fd() < 0) return;
+  if (!s->sock.StillOurs()) return Disconnect(s);
   char sink[512];
-  ssize_t n = recv(s->fd, sink, sizeof(sink), MSG_DONTWAIT);
+  ssize_t n = recv(s->sock.fd(), sink, sizeof(sink), MSG_DONTWAIT);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) Disconnect(s);
 }
 
@@ -427,11 +432,11 @@ void RunOnce(State* s) {
   uint64_t round_ns = MonoNs();
   NoteEventTime();
   uint32_t drained = 0;
-  if (s->fd < 0 && (exiting || MonoMs() >= s->next_connect_ms)) {
+  if (s->sock.fd() < 0 && (exiting || MonoMs() >= s->next_connect_ms)) {
     if (Connect(s)) {
       s->backoff_ms = kBackoffMinMs;
     } else {
-      if (s->fd >= 0) Disconnect(s);
+      if (s->sock.fd() >= 0) Disconnect(s);
       s->backoff_ms = s->backoff_ms * 2 > kBackoffMaxMs ? kBackoffMaxMs : s->backoff_ms * 2;
       s->next_connect_ms = MonoMs() + s->backoff_ms;
     }
@@ -440,7 +445,7 @@ void RunOnce(State* s) {
   // Connected or not (free() pays either way); a scan of 8 KiB by default,
   // so a heap that grows is read through the fine filter within a round.
   g_shim.table.ChooseFilter();
-  if (s->fd < 0) {
+  if (s->sock.fd() < 0) {
     DiscardRing();  // nobody to tell; the next connection resyncs anyway
   } else {
     bool ok = true;
@@ -574,8 +579,7 @@ void SenderForkChild() {
   g_sleeping.store(false, std::memory_order_relaxed);  // the parent's sender slept, not ours
   if (g_state) {
     State* s = g_state;
-    if (s->fd >= 0) close(s->fd);  // the parent's connection, not ours
-    s->fd = -1;
+    s->sock.Close();  // the parent's connection, not ours
     s->out.Clear();
     s->batch_len = 0;
     s->ever_connected = false;

@@ -251,10 +251,15 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_skip_start = skip_start;
   g_skip_end = skip_end;
   // Also with frame pointers: the fallback where the walk cannot start.
+  // libunwind sets itself up here, and opens its pipe (descriptors.h).
+  t_unwind.in_libunwind = true;
   unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  t_unwind.in_libunwind = false;
   g_cache_limit = trace_caches;
   g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
 }
+
+bool InsideLibunwind() { return t_unwind.in_libunwind; }
 
 uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_relaxed); }
 

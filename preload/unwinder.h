@@ -60,6 +60,10 @@ void UnwinderForkParent();
 // its place among the threads that unwind) if it had one.
 void UnwinderForkChild();
 
+// Whether this thread is inside a libunwind call the shim made (pipe2's
+// interposer moves the pipe libunwind opens then: descriptors.h).
+bool InsideLibunwind();
+
 // Threads holding a trace cache now (tests).
 uint32_t TraceCachesInUse();
 

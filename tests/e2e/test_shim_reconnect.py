@@ -1,8 +1,13 @@
 """The collector goes away mid-run and comes back: the program runs on, the
 shim reconnects (backoff capped at 500 ms), and after the resync the
-receiver's live set is exactly the program's: no phantom leak, nothing lost."""
+receiver's live set is exactly the program's: no phantom leak, nothing lost.
+
+And a program that closes every descriptor it did not open (as daemons do)
+closes the shim's socket: the shim neither writes into, reads from nor
+closes the descriptors the program opens next, and connects again."""
 import os
 import subprocess
+import threading
 import time
 import unittest
 
@@ -79,6 +84,58 @@ class ShimReconnectTest(ShimSocketTest):
         # And once more, to be sure the view stays exact while churning.
         self.assert_view_matches(rx, proc, 1)
         proc.stdin.write("q")
+        proc.stdin.flush()
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+
+class ShimClosedSocketTest(ShimSocketTest):
+    MARKER = 300007  # shim_fd_closer's kept blocks, sampled always at R = 4 KiB
+
+    def command(self, proc, line, deadline=30):
+        """Sends a command; its answer. A program that hangs (in the shim, on a
+        descriptor that is the program's now) is killed after `deadline` s."""
+        watchdog = threading.Timer(deadline, proc.kill)
+        watchdog.start()
+        try:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            answer = proc.stdout.readline().strip()
+        finally:
+            watchdog.cancel()
+        if not answer:
+            proc.wait(10)
+            self.fail(f"{line!r}: no answer; the program died or hung, exit status {proc.returncode}")
+        return answer
+
+    def test_the_program_closes_the_shims_socket_and_opens_its_own(self):
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        env = dict(os.environ)
+        env.update(LD_PRELOAD=SHIM, **shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096))
+        proc = subprocess.Popen([program("shim_fd_closer")], env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+        self.assertEqual(proc.stdout.readline(), "ready\n")
+        first = wait_until(lambda: (rx.snapshot() or [None])[0], what="the program's connection")
+        self.assertEqual(self.command(proc, "k 8"), "kept")
+        wait_until(lambda: len(first.live_of_size(self.MARKER)) == 8, what="8 kept blocks live")
+
+        self.assertEqual(self.command(proc, "c"), "closed")
+        # Its own sockets take the lowest free numbers, the shim's old one
+        # among them; every message must pass unchanged, with nothing added.
+        answer = self.command(proc, "x 3")
+        self.assertTrue(answer.startswith("exchanged"), answer)
+        wait_until(lambda: first.closed, what="the closed socket's connection to end")
+
+        self.assertEqual(self.command(proc, "k 8"), "kept")
+        second = wait_until(lambda: rx.snapshot()[1] if len(rx.snapshot()) > 1 else None,
+                            what="the shim to connect again")
+        self.assertEqual(second.hello["pid"], proc.pid)
+        wait_until(lambda: len(second.live_of_size(self.MARKER)) == 16, timeout=30,
+                   what="all 16 kept blocks live on the new connection")
+        self.assertEqual(second.errors, [])
+        self.assertEqual(self.command(proc, "x 1").split()[0], "exchanged")
+        proc.stdin.write("q\n")
         proc.stdin.flush()
         self.assertEqual(proc.wait(timeout=30), 0)
 

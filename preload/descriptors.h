@@ -1,0 +1,50 @@
+// The shim's file descriptors in a process that is not ours. The
+// application may close any descriptor, the shim's too (daemons close
+// everything from 3 up), and the kernel then gives that number to the next
+// file or socket it opens. Whoever went on using the number wrote into the
+// application's socket, read (and dropped) its bytes, closed its descriptor
+// or, reading a blocking one, hung (tests/e2e/test_shim_reconnect.py,
+// ShimClosedSocketTest). Two holders:
+//  - the sender's socket (OwnSocket below);
+//  - libunwind's pipe, which it opens once and through which it checks that
+//    an address can be read (it reads a byte from one end, writes the byte
+//    at the address into the other). The application's thread hung in
+//    malloc, in libunwind's read() of the application's socket.
+// So both live at high numbers, which the kernel hands out last
+// (pipe_interposer.cc moves libunwind's), and before each use the sender
+// checks that its number still names the socket it opened (its inode); if
+// not, it forgets the number without closing it and connects again.
+#ifndef HEAPWATCH_PRELOAD_DESCRIPTORS_H_
+#define HEAPWATCH_PRELOAD_DESCRIPTORS_H_
+
+#include <sys/types.h>
+
+namespace heapwatch::preload {
+
+// Moves `fd` to the lowest free number from 3/4 of the soft RLIMIT_NOFILE,
+// capped at 1024 (a higher number would grow the kernel's descriptor table),
+// close-on-exec, and closes `fd`; returns the new number. Where it cannot
+// (the limit is low, no number is free), returns `fd`, untouched.
+int MoveToHighDescriptor(int fd);
+
+class OwnSocket {
+ public:
+  // Takes `fd` (a socket): moves it high (MoveToHighDescriptor) and notes
+  // its identity. False (and `fd` closed) if it cannot be identified.
+  bool Adopt(int fd);
+  // The descriptor, or -1.
+  int fd() const { return fd_; }
+  // Whether fd() still names the socket Adopt took. One fstat.
+  bool StillOurs() const;
+  // Closes the socket if fd() still names it; forgets the number either way.
+  void Close();
+
+ private:
+  int fd_ = -1;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+};
+
+}  // namespace heapwatch::preload
+
+#endif  // HEAPWATCH_PRELOAD_DESCRIPTORS_H_
