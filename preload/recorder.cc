@@ -1,5 +1,6 @@
 #include "recorder.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -25,6 +26,16 @@ namespace {
 struct GuardScope {
   GuardScope() { ++t_thread.guard; }
   ~GuardScope() { --t_thread.guard; }
+};
+
+// A successful malloc or free leaves errno as it was, as glibc's do. Recording
+// one may not: libunwind's first check of an address reads an empty pipe
+// (EAGAIN), and the very first sampled malloc of a process changed errno
+// (tests/programs/shim/shim_errno.cc). An error path that allocates before it
+// reads errno reported "Resource temporarily unavailable".
+struct KeepErrno {
+  int saved = errno;
+  ~KeepErrno() { errno = saved; }
 };
 
 // Sampled allocations and frees are counted by the sender as it takes their
@@ -133,6 +144,7 @@ bool SampleSlowPath(size_t size) {
 
 void RecordAlloc(void* p, size_t size) {
   if (!p || t_thread.guard) return;
+  KeepErrno keep_errno;
   GuardScope guard;
   auto address = reinterpret_cast<uintptr_t>(p);
   // The cache misses of the table slot and the ring slot then overlap the
@@ -160,6 +172,7 @@ void RecordAlloc(void* p, size_t size) {
 }
 
 bool RecordFree(void* p, LiveTable::Entry* removed) {
+  KeepErrno keep_errno;
   LiveTable::Entry e;
   auto address = reinterpret_cast<uintptr_t>(p);
   g_shim.ring.PrefetchForPush();  // its miss overlaps Remove's
@@ -171,6 +184,7 @@ bool RecordFree(void* p, LiveTable::Entry* removed) {
 }
 
 void RestoreLive(const LiveTable::Entry& e) {
+  KeepErrno keep_errno;
   if (!g_shim.table.Insert(e)) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;

@@ -4,8 +4,8 @@ import os
 import textwrap
 import unittest
 
-from test_shim_support import (KEPT, MARKERS, SHIM, ShimSocketTest, WireReceiver, program,
-                               real_python, run, shim_env, wait_until)
+from test_shim_support import (JEMALLOC, KEPT, MARKERS, SHIM, TCMALLOC, ShimSocketTest,
+                               WireReceiver, program, real_python, run, shim_env, wait_until)
 
 
 class ShimApiTest(ShimSocketTest):
@@ -30,6 +30,24 @@ class ShimApiTest(ShimSocketTest):
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertEqual(r.stdout, want)
                 self.assertEqual(r.stderr, "", "the shim must not log")
+
+    def test_successful_calls_leave_errno_alone(self):
+        # The first sampled malloc of a process used to leave EAGAIN behind
+        # (libunwind's first address check reads an empty pipe).
+        errno_program = [program("shim_errno"), "500"]
+        want = run(errno_program)
+        self.assertEqual(want.returncode, 0, want.stdout)
+        for preload, extra in ((SHIM, {"HEAPWATCH_SAMPLE_BYTES": "1"}),
+                               (SHIM, {"HEAPWATCH_SAMPLE_BYTES": "4096"}),
+                               (SHIM, {"HEAPWATCH_SAMPLE_BYTES": "1", "HEAPWATCH_UNWIND_CACHES": "0"}),
+                               (SHIM, {"HEAPWATCH_SAMPLE_BYTES": "1", "HEAPWATCH_UNWIND": "fp"}),
+                               (f"{SHIM}:{JEMALLOC}", {"HEAPWATCH_SAMPLE_BYTES": "1"}),
+                               (f"{SHIM}:{TCMALLOC}", {"HEAPWATCH_SAMPLE_BYTES": "1"})):
+            with self.subTest(preload=os.path.basename(preload.split(":")[-1]), **extra):
+                r = run(errno_program, shim_env(os.path.join(self.dir, "absent.sock"), **extra),
+                        preload=preload)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertEqual(r.stdout, want.stdout)
 
     def markers(self, **extra):
         """The markers under the shim over glibc's malloc (record_markers)."""
