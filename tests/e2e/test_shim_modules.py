@@ -18,7 +18,7 @@ import re
 import unittest
 
 from harness import CollectorTestCase, find_path, wait_until, walk_tree
-from test_shim_support import finish_interactive, program, start_interactive
+from test_shim_support import command, finish_interactive, program, start_interactive
 
 ALPHA = program("libshim_plugin_alpha.so")
 BETA = program("libshim_plugin_beta.so")
@@ -32,11 +32,7 @@ class ModuleMapTest(CollectorTestCase):
         return start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1)
 
     def command(self, proc, line):
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-        answer = proc.stdout.readline().strip()
-        self.assertFalse(answer.startswith("error") or not answer, f"{line!r}: {answer!r}")
-        return answer
+        return command(self, proc, line)
 
     def profile(self, pid):
         return self.collector.get_json(f"/api/v1/profile?pid={pid}&type=inuse_space")
@@ -169,15 +165,7 @@ class StaleTraceCacheTest(CollectorTestCase):
     def start(self):
         return start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1)
 
-    def command(self, proc, line):
-        proc.stdin.write(line + "\n")
-        proc.stdin.flush()
-        answer = proc.stdout.readline().strip()
-        if not answer:
-            proc.wait(10)
-            self.fail(f"{line!r}: the program died, exit status {proc.returncode}")
-        self.assertFalse(answer.startswith("error"), f"{line!r}: {answer!r}")
-        return answer
+    command = ModuleMapTest.command
 
     def cycle(self, proc, library):
         """Opens `library`, allocates from it, frees, closes; its base."""

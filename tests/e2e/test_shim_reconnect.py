@@ -5,13 +5,10 @@ receiver's live set is exactly the program's: no phantom leak, nothing lost.
 And a program that closes every descriptor it did not open (as daemons do)
 closes the shim's socket: the shim neither writes into, reads from nor
 closes the descriptors the program opens next, and connects again."""
-import os
-import subprocess
-import threading
 import time
 import unittest
 
-from test_shim_support import SHIM, ShimSocketTest, WireReceiver, program, shim_env, wait_until
+from test_shim_support import ShimSocketTest, WireReceiver, command, start_on_socket, wait_until
 
 MARKER_SIZE = 200003  # shim_churn's marker blocks
 
@@ -19,15 +16,9 @@ MARKER_SIZE = 200003  # shim_churn's marker blocks
 class ShimReconnectTest(ShimSocketTest):
 
     def start_churn(self):
-        env = dict(os.environ)
-        env.update(LD_PRELOAD=SHIM, **shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096))
         # R = 4 KiB makes a 200 KB marker block sampled with probability
         # 1 - exp(-48.8): all 64 of them, always.
-        proc = subprocess.Popen([program("shim_churn")], env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
-        self.assertEqual(proc.stdout.readline(), "ready\n")
-        return proc
+        return start_on_socket(self, "shim_churn", self.sock, HEAPWATCH_SAMPLE_BYTES=4096)
 
     @staticmethod
     def pause(proc):
@@ -91,31 +82,13 @@ class ShimReconnectTest(ShimSocketTest):
 class ShimClosedSocketTest(ShimSocketTest):
     MARKER = 300007  # shim_fd_closer's kept blocks, sampled always at R = 4 KiB
 
-    def command(self, proc, line, deadline=30):
-        """Sends a command; its answer. A program that hangs (in the shim, on a
-        descriptor that is the program's now) is killed after `deadline` s."""
-        watchdog = threading.Timer(deadline, proc.kill)
-        watchdog.start()
-        try:
-            proc.stdin.write(line + "\n")
-            proc.stdin.flush()
-            answer = proc.stdout.readline().strip()
-        finally:
-            watchdog.cancel()
-        if not answer:
-            proc.wait(10)
-            self.fail(f"{line!r}: no answer; the program died or hung, exit status {proc.returncode}")
-        return answer
+    def command(self, proc, line):
+        return command(self, proc, line)
 
     def test_the_program_closes_the_shims_socket_and_opens_its_own(self):
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
-        env = dict(os.environ)
-        env.update(LD_PRELOAD=SHIM, **shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096))
-        proc = subprocess.Popen([program("shim_fd_closer")], env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
-        self.assertEqual(proc.stdout.readline(), "ready\n")
+        proc = start_on_socket(self, "shim_fd_closer", self.sock, HEAPWATCH_SAMPLE_BYTES=4096)
         first = wait_until(lambda: (rx.snapshot() or [None])[0], what="the program's connection")
         self.assertEqual(self.command(proc, "k 8"), "kept")
         wait_until(lambda: len(first.live_of_size(self.MARKER)) == 8, what="8 kept blocks live")

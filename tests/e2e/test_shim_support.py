@@ -146,6 +146,38 @@ def start_interactive(case, name, **shim):
     return proc
 
 
+def start_on_socket(case, name, socket_path, **env):
+    """Starts test program `name` under the shim, sending to `socket_path`
+    (keyword args are HEAPWATCH_* variables, full names), with pipes for
+    its commands; returns it once it has said "ready". Killed at cleanup."""
+    full = dict(os.environ)
+    full.update(LD_PRELOAD=SHIM, **shim_env(socket_path, **env))
+    proc = subprocess.Popen([program(name)], env=full, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    case.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
+    case.assertEqual(proc.stdout.readline(), "ready\n")
+    return proc
+
+
+def command(case, proc, line, deadline=30):
+    """Sends one command line to an interactive test program; its answer.
+    Fails if the answer is an error, or if none comes: a program that hangs
+    (in the shim, say) is killed after `deadline` s."""
+    watchdog = threading.Timer(deadline, proc.kill)
+    watchdog.start()
+    try:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        answer = proc.stdout.readline().strip()
+    finally:
+        watchdog.cancel()
+    if not answer:
+        proc.wait(10)
+        case.fail(f"{line!r}: no answer; the program died or hung, exit status {proc.returncode}")
+    case.assertFalse(answer.startswith("error"), f"{line!r}: {answer!r}")
+    return answer
+
+
 def finish_interactive(case, proc):
     """Tells a program started by start_interactive to quit ("q") and checks
     that it exits 0."""
