@@ -1,5 +1,6 @@
 #include "recorder.h"
 
+#include <alloca.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -151,8 +152,12 @@ void RecordAlloc(void* p, size_t size) {
   // unwind instead of following it.
   g_shim.table.PrefetchForInsert(address);
   g_shim.ring.PrefetchForPush();
-  uint64_t pcs[wire::kMaxFrames];
-  uint32_t depth = CaptureStack(pcs, g_shim.config.max_frames);
+  // HEAPWATCH_MAX_FRAMES entries (512 bytes by default), not kMaxFrames:
+  // the stack is the host's.
+  const uint32_t max_frames = g_shim.config.max_frames < wire::kMaxFrames ? g_shim.config.max_frames
+                                                                          : wire::kMaxFrames;
+  auto* pcs = static_cast<uint64_t*>(alloca(max_frames * sizeof(uint64_t)));
+  uint32_t depth = CaptureStack(pcs, max_frames);
   if (depth == 0) {
     g_shim.counters.unwind_failures.fetch_add(1, std::memory_order_relaxed);
     return;

@@ -1,5 +1,6 @@
 #include "unwinder.h"
 
+#include <alloca.h>
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
@@ -309,9 +310,11 @@ void UnwinderForkChild() {
 }
 
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
-  void* raw[wire::kMaxFrames + kSkipSlack];
   if (max > wire::kMaxFrames) max = wire::kMaxFrames;
   uint32_t want = max + kSkipSlack;
+  // Sized for `max`, not for kMaxFrames: a sample's stack use is the host's
+  // (unwinder.h), and at the default 64 frames this is 640 bytes, not 2 KiB.
+  void** raw = static_cast<void**>(alloca(want * sizeof(void*)));
   int walked = g_frame_pointers ? WalkFramePointers(raw, want) : -1;
   uint32_t n = walked >= 0 ? static_cast<uint32_t>(walked) : LibunwindBacktrace(raw, want);
   if (n == 0) return 0;

@@ -27,6 +27,10 @@
 // most. bench/shim/run_threads.sh: 64 threads, RSS and CPU with and without
 // caches.
 //
+// Stack: a capture takes ~(max + 16) x 8 bytes of the thread's stack for its
+// pcs and libunwind ~2-6 KiB for its cursor and DWARF state (preload/README,
+// "Known limits").
+//
 // Frames inside the shim itself are skipped, so pcs[0] is the return address
 // into the caller of malloc (or into the C++ runtime's operator new).
 // Called on the recording path with the re-entrancy guard held: libunwind may
