@@ -16,18 +16,19 @@ class ThinPathTest(CollectorTestCase):
         self.assertEqual(proc["sample_bytes"], 524288)
         self.assertGreater(proc["stacks"], 0)
 
-        # The leak dominates the live heap; its function must be in the tree,
-        # with a name, under main's worker threads.
+        # The leak comes to dominate the live heap; its function must be in
+        # the tree, with a name, under main's worker threads. (Not at once: at
+        # 2 MiB the live heap is ~4 samples of ~0.5 MB, and requests in flight
+        # hold 4 KiB blocks too; a 2-2 split failed the check in CI.)
         def leak_node():
             tree = self.collector.get_json(f"/api/v1/profile?pid={demo.pid}&type=inuse_space")
             found = find_path(tree["root"], "RememberSession")
-            return (tree, found) if found else None
+            return (tree, found) if found and found[0]["value"] > 0.5 * tree["total"] else None
 
-        tree, (node, path) = wait_until(leak_node, 20, what="RememberSession in the profile")
+        tree, (node, path) = wait_until(leak_node, 20, what="RememberSession holding most of the profile")
         self.assertEqual(tree["type"], "inuse_space")
         self.assertEqual(tree["unit"], "bytes")
         self.assertIn("Serve", " ".join(n["name"] for n in path))
-        self.assertGreater(node["value"], 0.5 * tree["total"])
         self.assertTrue(node["file"].endswith("demo_service.cc"), node["file"])
         self.assertGreater(node["line"], 0)
 
