@@ -152,10 +152,9 @@ void RecordAlloc(void* p, size_t size) {
   // unwind instead of following it.
   g_shim.table.PrefetchForInsert(address);
   g_shim.ring.PrefetchForPush();
-  // HEAPWATCH_MAX_FRAMES entries (512 bytes by default), not kMaxFrames:
-  // the stack is the host's.
-  const uint32_t max_frames = g_shim.config.max_frames < wire::kMaxFrames ? g_shim.config.max_frames
-                                                                          : wire::kMaxFrames;
+  // HEAPWATCH_MAX_FRAMES entries (512 bytes by default, at most
+  // wire::kMaxFrames: config.cc), not kMaxFrames: the stack is the host's.
+  const uint32_t max_frames = g_shim.config.max_frames;
   auto* pcs = static_cast<uint64_t*>(alloca(max_frames * sizeof(uint64_t)));
   uint32_t depth = CaptureStack(pcs, max_frames);
   if (depth == 0) {

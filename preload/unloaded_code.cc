@@ -40,36 +40,31 @@ void SnapshotCode(CodeSnapshot* s) {
 
 void KeepUnloadedCodeAway(CodeSnapshot* s) {
   if (!TraceCachesEnabled()) return;
-  if (!s->ranges) {
-    // No list from before: whatever went cannot be told. Retire.
-    Lock();
+  // Without a list from before (no memory for it), or one that did not
+  // fit, whatever went cannot be told: the caches retire.
+  CodeRange gone[64];
+  constexpr size_t kMaxGone = sizeof(gone) / sizeof(gone[0]);
+  bool replaced = false, complete = false;
+  size_t n_gone = 0;
+  if (s->ranges) {
+    CodeRange* after = s->ranges + kSnapshotRanges;
+    size_t n_after = LoadedCode(after, kSnapshotRanges);
+    n_gone = GoneCode(s->ranges, s->count < kSnapshotRanges ? s->count : kSnapshotRanges, after,
+                      n_after < kSnapshotRanges ? n_after : kSnapshotRanges, gone, kMaxGone, &replaced);
+    complete = s->count <= kSnapshotRanges && n_after <= kSnapshotRanges && n_gone <= kMaxGone;
+    Unmap(s->ranges, kSnapshotBytes);
+  }
+  *s = CodeSnapshot{};
+  if (n_gone == 0 && complete) return;
+  ForgetUnmappedCode();
+  Lock();
+  bool kept = complete && !replaced;
+  for (size_t i = 0; kept && i < n_gone; ++i) kept = g_reservations.Reserve(gone[i]);
+  if (!kept) {
     RetireTraceCaches();
     g_reservations.ReleaseAll();
-    Unlock();
-    return;
   }
-  CodeRange* after = s->ranges + kSnapshotRanges;
-  size_t n_after = LoadedCode(after, kSnapshotRanges);
-  CodeRange gone[64];
-  bool replaced = false;
-  size_t n_before = s->count < kSnapshotRanges ? s->count : kSnapshotRanges;
-  size_t n_gone = GoneCode(s->ranges, n_before, after, n_after < kSnapshotRanges ? n_after : kSnapshotRanges,
-                           gone, sizeof(gone) / sizeof(gone[0]), &replaced);
-  bool complete = s->count <= kSnapshotRanges && n_after <= kSnapshotRanges &&
-                  n_gone <= sizeof(gone) / sizeof(gone[0]);
-  if (n_gone > 0 || !complete) {
-    ForgetUnmappedCode();
-    Lock();
-    bool kept = complete && !replaced;
-    for (size_t i = 0; kept && i < n_gone; ++i) kept = g_reservations.Reserve(gone[i]);
-    if (!kept) {
-      RetireTraceCaches();
-      g_reservations.ReleaseAll();
-    }
-    Unlock();
-  }
-  Unmap(s->ranges, kSnapshotBytes);
-  *s = CodeSnapshot{};
+  Unlock();
 }
 
 void UnloadedCodeForkChild() { g_lock.store(false, std::memory_order_relaxed); }

@@ -270,10 +270,7 @@ void ForgetUnmappedCode() {
   if (g_have_thread_key) unw_flush_cache(unw_local_addr_space, 0, 0);
 }
 
-void RetireTraceCaches() {
-  g_cache_generation.fetch_add(1, std::memory_order_acq_rel);
-  ForgetUnmappedCode();
-}
+void RetireTraceCaches() { g_cache_generation.fetch_add(1, std::memory_order_acq_rel); }
 
 uint32_t TraceCachesRetired() { return g_caches_retired.load(std::memory_order_relaxed); }
 
