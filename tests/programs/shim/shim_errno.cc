@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "at_depth.h"
+
 namespace {
 
 int g_changed = 0, g_calls = 0;
@@ -19,39 +21,31 @@ void Check(const char* what) {
   if (g_changed++ < 3) printf("%s #%d left errno %d (%s)\n", what, g_calls, errno, strerror(errno));
 }
 
-__attribute__((noinline)) void At(int depth) {
-  volatile char frame[2048];
-  frame[0] = static_cast<char>(depth);
-  if (depth > 0) {
-    At(depth - 1);
-  } else {
-    for (int i = 0; i < 8; ++i) {
-      errno = ENOENT;
-      void* p = malloc(4096 + static_cast<size_t>(i) * 512);
-      Check("malloc");
-      errno = ENOENT;
-      p = realloc(p, 65536);
-      Check("realloc");
-      errno = ENOENT;
-      free(p);
-      Check("free");
-      errno = ENOENT;
-      char* q = new char[1000];
-      Check("new[]");
-      errno = ENOENT;
-      delete[] q;
-      Check("delete[]");
-    }
+void Churn() {
+  for (int i = 0; i < 8; ++i) {
+    errno = ENOENT;
+    void* p = malloc(4096 + static_cast<size_t>(i) * 512);
+    Check("malloc");
+    errno = ENOENT;
+    p = realloc(p, 65536);
+    Check("realloc");
+    errno = ENOENT;
+    free(p);
+    Check("free");
+    errno = ENOENT;
+    char* q = new char[1000];
+    Check("new[]");
+    errno = ENOENT;
+    delete[] q;
+    Check("delete[]");
   }
-  asm volatile("" ::: "memory");
-  frame[1] = frame[0];
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : 2000;
-  for (int n = 0; n < rounds; ++n) At(n % 16);
+  for (int n = 0; n < rounds; ++n) AtDepth(n % 16, Churn);
   if (g_changed == 0) printf("errno kept in %d calls\n", g_calls);
   return g_changed == 0 ? 0 : 1;
 }

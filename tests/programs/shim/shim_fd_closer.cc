@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "at_depth.h"
+
 namespace {
 
 constexpr size_t kMarkerBytes = 300007;
@@ -35,23 +37,14 @@ __attribute__((noinline)) void* KeptAlloc(size_t bytes) {
   return block;
 }
 
-// Frees and allocates 64 KiB blocks from `depth` frames of 2 KiB down: the
-// samples' stacks end on other pages each time.
-__attribute__((noinline)) void ChurnAt(int depth) {
-  volatile char frame[2048];
-  frame[0] = static_cast<char>(depth);
-  if (depth > 0) {
-    ChurnAt(depth - 1);
-  } else {
-    void* blocks[4];
-    for (auto& b : blocks) {
-      b = malloc(65536);
-      if (b) memset(b, 1, 64);
-    }
-    for (auto* b : blocks) free(b);
+// 64 KiB blocks come and go.
+void Churn() {
+  void* blocks[4];
+  for (auto& b : blocks) {
+    b = malloc(65536);
+    if (b) memset(b, 1, 64);
   }
-  asm volatile("" ::: "memory");
-  frame[1] = frame[0];
+  for (auto* b : blocks) free(b);
 }
 
 double Now() {
@@ -100,7 +93,7 @@ bool Exchange(double seconds, unsigned long* messages) {
       if (*bad) bad_pair = i;
       ++n;
     }
-    ChurnAt(static_cast<int>(n / kPairs % 16));
+    AtDepth(static_cast<int>(n / kPairs % 16), Churn);  // stacks on other pages each time
   }
   if (*bad) {
     printf("bad pair %d (fds %d, %d) after %lu messages: %s (errno %s)\n", bad_pair, fds[bad_pair][0],
