@@ -71,8 +71,8 @@ class ShimForkTest(ShimSocketTest):
                             or None, what="the parent's connection closed")
         self.assertEqual(len(parent), 1)
         self.assertGreater(parent[0].stats["sampled_allocs"], 100)
-        # A child unwinds once its sender has (ProbeUnwinder): most do, and
-        # report samples of their own.
+        # A child unwinds from its first sample (fork waits for the parent's
+        # unwinds in flight): children report samples of their own.
         children = [c for c in closed_with_stats() if c.hello["ppid"] == parent[0].pid]
         self.assertTrue(any(c.stats["sampled_allocs"] > 0 for c in children),
                         f"{len(children)} children reported: {[c.stats for c in children][:3]}")

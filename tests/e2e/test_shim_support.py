@@ -133,30 +133,30 @@ def marker_frames(conn, sizes):
             for size, sid in conn.alloc_stacks.items() if size in sizes}
 
 
-def start_interactive(case, name, **shim):
-    """Starts test program `name` under the shim, talking to case.collector
-    (keyword args become HEAPWATCH_* variables), with pipes for its commands;
-    returns it once it has said "ready". case reaps it."""
-    import harness
-    proc = subprocess.Popen([program(name)], env=harness.shim_env(case.collector, **shim),
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+def _start_ready(case, name, env):
+    """Starts test program `name` with environment `env` and pipes for its
+    commands; returns it once it has said "ready"."""
+    proc = subprocess.Popen([program(name)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    case._children.append(proc)
-    case.assertEqual(proc.stdout.readline(), "ready\n")
-    return proc
-
-
-def start_on_socket(case, name, socket_path, **env):
-    """Starts test program `name` under the shim, sending to `socket_path`
-    (keyword args are HEAPWATCH_* variables, full names), with pipes for
-    its commands; returns it once it has said "ready". Killed at cleanup."""
-    full = dict(os.environ)
-    full.update(LD_PRELOAD=SHIM, **shim_env(socket_path, **env))
-    proc = subprocess.Popen([program(name)], env=full, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     case.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
     case.assertEqual(proc.stdout.readline(), "ready\n")
     return proc
+
+
+def start_interactive(case, name, **shim):
+    """Starts test program `name` under the shim, talking to case.collector
+    (keyword args become HEAPWATCH_* variables), with pipes for its commands;
+    returns it once it has said "ready"."""
+    import harness
+    return _start_ready(case, name, harness.shim_env(case.collector, **shim))
+
+
+def start_on_socket(case, name, socket_path, **env):
+    """Like start_interactive, sending to `socket_path` (keyword args are
+    HEAPWATCH_* variables, full names) instead of a collector."""
+    full = dict(os.environ)
+    full.update(LD_PRELOAD=SHIM, **shim_env(socket_path, **env))
+    return _start_ready(case, name, full)
 
 
 def command(case, proc, line, deadline=30):
