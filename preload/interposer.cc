@@ -9,6 +9,7 @@
 
 #include <dlfcn.h>
 
+#include "alloc_paths.h"
 #include "real_allocator.h"
 #include "recorder.h"
 #include "sender.h"
@@ -17,33 +18,16 @@
 #define HW_NOINLINE __attribute__((noinline))
 
 using heapwatch::preload::g_real;
-using heapwatch::preload::g_shim;
 using heapwatch::preload::InArena;
 using heapwatch::preload::MaybeSampled;
 using heapwatch::preload::RecordAlloc;
-using heapwatch::preload::RecordFree;
 using heapwatch::preload::SampleSlowPath;
-using heapwatch::preload::ShouldRecord;
-using heapwatch::preload::t_thread;
 using heapwatch::preload::Unsampled;
 
 namespace {
 
-// The allocating calls share one shape: the common case (not sampled) is a
-// leaf that jumps to the real allocator, with no frame to set up; a sample
-// goes to a function of its own, which keeps a frame pointer for
-// HEAPWATCH_UNWIND=fp's walk. `alloc` is the real allocator's call (first:
-// its captures then sit in the registers the call's own arguments came in,
-// and the fast paths move nothing).
-template <typename Alloc>
-HW_NOINLINE void* AllocSlow(Alloc alloc, size_t size) {
-  if (!SampleSlowPath(size)) return alloc();
-  void* p = alloc();
-  RecordAlloc(p, size);
-  return p;
-}
+using heapwatch::preload::AllocSlow;
 
-// posix_memalign's, which returns its block through `out`.
 HW_NOINLINE int PosixMemalignSlow(void** out, size_t alignment, size_t size) {
   if (!SampleSlowPath(size)) return g_real.posix_memalign(out, alignment, size);
   int rc = g_real.posix_memalign(out, alignment, size);
@@ -51,37 +35,11 @@ HW_NOINLINE int PosixMemalignSlow(void** out, size_t alignment, size_t size) {
   return rc;
 }
 
-HW_NOINLINE void FreeSlow(void* p) {
-  // Most pointers here only share a filter cell with a sample (a third of
-  // all frees at a 4 GiB heap); the cell's fingerprint settles them.
-  if (!g_shim.table.MaybeHolds(reinterpret_cast<uintptr_t>(p))) return g_real.free(p);
-  if (InArena(p)) return;  // bootstrap blocks are never reused
-  RecordFree(p);
-  g_real.free(p);
-}
-
-void* ReallocFromArena(void* p, size_t size) {
-  void* q = malloc(size);
-  if (q) {
-    size_t old = heapwatch::preload::ArenaBlockSize(p);
-    memcpy(q, p, old < size ? old : size);
-  }
-  return q;
-}
-
 HW_NOINLINE void* ReallocSlow(void* p, size_t size) {
-  if (InArena(p)) return ReallocFromArena(p, size);
-  heapwatch::preload::LiveTable::Entry old;
-  bool was_sampled = RecordFree(p, &old);
-  bool sample = ShouldRecord(size);
-  void* q = g_real.realloc(p, size);
-  if (!q) {
-    // realloc(p, 0) may free p and return NULL; any other NULL leaves p live.
-    if (was_sampled && size != 0) heapwatch::preload::RestoreLive(old);
-    return nullptr;
-  }
-  if (sample) RecordAlloc(q, size);
-  return q;
+  if (InArena(p)) return heapwatch::preload::MoveFromArena(p, size, [size] { return malloc(size); });
+  // realloc(p, 0) may free p and return NULL; any other NULL leaves p live.
+  return heapwatch::preload::ResizeSlow(p, size, size == 0,
+                                        [p, size] { return g_real.realloc(p, size); });
 }
 
 }  // namespace
@@ -93,7 +51,7 @@ HW_EXPORT void* malloc(size_t size) {
 
 HW_EXPORT void free(void* p) {
   if (__builtin_expect(!MaybeSampled(p), 1)) return g_real.free(p);
-  FreeSlow(p);
+  heapwatch::preload::FreeSlow(p, [](void* q) { g_real.free(q); });
 }
 
 HW_EXPORT void* calloc(size_t n, size_t m) {
