@@ -7,8 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <dlfcn.h>
-
 #include "alloc_paths.h"
 #include "real_allocator.h"
 #include "recorder.h"
@@ -117,14 +115,14 @@ namespace {
 
 __attribute__((constructor)) void HeapwatchStart() {
   heapwatch::preload::ResolveRealAllocator();
-  // If an allocator was preloaded before the shim, its malloc is the one the
-  // program calls and ours is never reached for most allocations: say so
-  // once and stay out of the way.
-  bool other_first = dlsym(RTLD_DEFAULT, "malloc") != reinterpret_cast<void*>(&heapwatch_own_malloc);
+  // If an allocator was preloaded before the shim (or the executable has its
+  // own), its malloc is the one the program calls and ours is never reached
+  // for most allocations: say so once and stay out of the way.
+  bool other_first = heapwatch::preload::AllocatorPrecedes(reinterpret_cast<void*>(&heapwatch_own_malloc));
   if (other_first && !getenv("HEAPWATCH_DISABLE")) {
     static const char kMsg[] =
-        "heapwatch: another allocator precedes libheapwatch.so in LD_PRELOAD; "
-        "profiling disabled (put libheapwatch.so first)\n";
+        "heapwatch: another allocator precedes libheapwatch.so (in the executable or "
+        "earlier in LD_PRELOAD); profiling disabled (put libheapwatch.so first)\n";
     ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
     (void)ignored;
   }

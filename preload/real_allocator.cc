@@ -140,6 +140,46 @@ const void* ObjectOf(const void* addr, const char** name = nullptr) {
   return q.object;
 }
 
+// True if the object `info` describes defines `name` (a symbol of its own,
+// not an import), looked up in its GNU hash table. An object without one (no
+// linker has omitted it for years; the vDSO, which defines no malloc) counts
+// as not defining it.
+bool DefinesSymbol(const dl_phdr_info* info, const char* name) {
+  const ElfW(Dyn)* dynamic = nullptr;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) {
+      dynamic = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    }
+  }
+  if (!dynamic) return false;
+  uintptr_t gnu_hash = 0, symtab = 0, strtab = 0;
+  for (const ElfW(Dyn)* d = dynamic; d->d_tag != DT_NULL; ++d) {
+    // ld.so relocates these in place on x86-64, but not in the vDSO.
+    uintptr_t at = d->d_un.d_ptr < info->dlpi_addr ? d->d_un.d_ptr + info->dlpi_addr : d->d_un.d_ptr;
+    if (d->d_tag == DT_GNU_HASH) gnu_hash = at;
+    if (d->d_tag == DT_SYMTAB) symtab = at;
+    if (d->d_tag == DT_STRTAB) strtab = at;
+  }
+  if (!gnu_hash || !symtab || !strtab) return false;
+  const auto* header = reinterpret_cast<const uint32_t*>(gnu_hash);
+  uint32_t nbuckets = header[0], symoffset = header[1], bloom_words = header[2];
+  if (nbuckets == 0) return false;
+  const auto* buckets = reinterpret_cast<const uint32_t*>(
+      gnu_hash + 16 + size_t{bloom_words} * sizeof(ElfW(Addr)));
+  const uint32_t* chain = buckets + nbuckets;
+  uint32_t hash = 5381;
+  for (const char* c = name; *c; ++c) hash = hash * 33 + static_cast<unsigned char>(*c);
+  const auto* symbols = reinterpret_cast<const ElfW(Sym)*>(symtab);
+  for (uint32_t i = buckets[hash % nbuckets]; i >= symoffset; ++i) {
+    uint32_t h = chain[i - symoffset];
+    if ((h | 1) == (hash | 1) && strcmp(reinterpret_cast<const char*>(strtab) + symbols[i].st_name, name) == 0) {
+      return symbols[i].st_shndx != SHN_UNDEF;
+    }
+    if (h & 1) break;  // the end of the bucket's chain
+  }
+  return false;
+}
+
 // True if `f` lies in libstdc++ (its file name starts "libstdc++.so").
 bool InLibstdcxx(void* f) {
   const char* name = nullptr;
@@ -155,6 +195,28 @@ Fn Lookup(const char* name, Fn fallback) {
 }
 
 }  // namespace
+
+bool AllocatorPrecedes(const void* own_malloc) {
+  // Objects come in load order, which for those loaded at start is the order
+  // in which symbols are looked up: the executable, then LD_PRELOAD's.
+  // dlsym(RTLD_DEFAULT, "malloc") cannot tell: a non-PIE executable that
+  // takes malloc's address (Debian's python3 does) makes its own PLT entry
+  // the address every object sees, while its calls still reach the first
+  // definition, the shim's.
+  struct Walk {
+    const void* shim;
+    bool found = false;
+  } walk{ObjectOf(own_malloc)};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        auto* w = static_cast<Walk*>(arg);
+        if (info->dlpi_phdr == w->shim) return 1;
+        w->found = DefinesSymbol(info, "malloc");
+        return w->found ? 1 : 0;
+      },
+      &walk);
+  return walk.found;
+}
 
 RealAllocator g_real = {BootMalloc,       BootFree,         BootCalloc,   BootRealloc,
                         BootPosixMemalign, BootAlignedAlloc, BootMemalign, BootValloc,

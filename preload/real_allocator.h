@@ -34,6 +34,11 @@ bool ResolveRealAllocator();
 // False if resolution never finished.
 bool WaitForRealAllocator();
 
+// True if an object that comes before the shim in symbol lookup (the
+// executable, or an earlier LD_PRELOAD entry) defines malloc: then the
+// program's calls go there, not to `own_malloc`, the shim's.
+bool AllocatorPrecedes(const void* own_malloc);
+
 // True if the allocator's malloc and C++ operator new live in the same object
 // (tcmalloc, jemalloc): its operator new does not call malloc, so the shim's
 // operator new must record. False with libstdc++'s operator new, which calls

@@ -71,6 +71,23 @@ class ShimAllocatorsTest(ShimSocketTest):
         self.assertEqual(rx.snapshot(), [])
 
 
+class OwnMallocTest(ShimSocketTest):
+    def test_executable_with_its_own_malloc_is_left_alone(self):
+        # Its malloc comes before any LD_PRELOAD entry's: the shim says so once
+        # and stays a pass-through.
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        cmd = [program("shim_own_malloc")]
+        base = run(cmd)
+        r = run(cmd, shim_env(self.sock), preload=SHIM)
+        self.assertEqual((r.returncode, r.stdout), (0, base.stdout))
+        self.assertEqual(base.stdout, "own malloc calls: 2000\n")
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("put libheapwatch.so first", lines[0])
+        self.assertEqual(rx.snapshot(), [])
+
+
 class JemallocApiTest(ShimSocketTest):
     """jemalloc's own API (mallocx, rallocx, xallocx, dallocx, sdallocx) on
     blocks that the standard calls also allocate and free. A sampled block

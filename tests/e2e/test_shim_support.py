@@ -60,8 +60,9 @@ class ShimSocketTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.sock = os.path.join(self.dir, "hw.sock")
 
-    def record_markers(self, preload, base, want=MARKERS, **env):
-        """Runs shim_api_edge's markers at R = 1 under `preload`, sending to a
+    def record_markers(self, preload, base, want=MARKERS, name="shim_api_edge", **env):
+        """Runs shim_api_edge's markers (or those of `name`, a build of the
+        same program) at R = 1 under `preload`, sending to a
         WireReceiver; it must behave as `base`, the same run without the
         shim. Checks that each marker in `want` was recorded once, none
         dropped, the kept one still live, and that the events' times lie
@@ -71,7 +72,7 @@ class ShimSocketTest(unittest.TestCase):
         self.addCleanup(rx.stop)
         started_ns = time.time_ns()
         # A ring big enough that a slow Python receiver never makes it drop.
-        r = run([program("shim_api_edge")],
+        r = run([program(name)],
                 shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20,
                          SHIM_MARKERS=1, **env),
                 preload=preload)
@@ -79,7 +80,7 @@ class ShimSocketTest(unittest.TestCase):
         self.assertEqual(r.stdout, base.stdout)
         self.assertEqual(r.stderr, base.stderr)
         main = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
-                                   c.exe.endswith("shim_api_edge") and
+                                   c.exe.endswith(name) and
                                    c.hello["ppid"] == os.getpid()],
                           what="the program's connection closed")[0]
         rx.stop()
