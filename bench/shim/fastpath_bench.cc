@@ -1,7 +1,10 @@
 // Fast-path costs. BM_MallocFree* call the process's malloc/free, so running
 // this binary with LD_PRELOAD=libheapwatch.so and without gives the ns the
 // shim adds per pair (HEAPWATCH_SAMPLE_BYTES=1 makes every pair sampled).
-// BM_Sampler* and BM_FreeFilter* time the shim's inline checks alone.
+// BM_MallocxSdallocx does the same with jemalloc's own API, found at run time
+// (preload jemalloc, after the shim or alone). BM_Sampler* and BM_FreeFilter*
+// time the shim's inline checks alone.
+#include <dlfcn.h>
 #include <stdlib.h>
 
 #include <benchmark/benchmark.h>
@@ -32,6 +35,22 @@ void BM_MallocFreeBatch(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 64);
 }
 BENCHMARK(BM_MallocFreeBatch);
+
+void BM_MallocxSdallocx(benchmark::State& state) {
+  auto mallocx = reinterpret_cast<void* (*)(size_t, int)>(dlsym(RTLD_DEFAULT, "mallocx"));
+  auto sdallocx = reinterpret_cast<void (*)(void*, size_t, int)>(dlsym(RTLD_DEFAULT, "sdallocx"));
+  if (!mallocx || !sdallocx) {
+    state.SkipWithError("no mallocx/sdallocx: preload jemalloc");
+    return;
+  }
+  const size_t size = static_cast<size_t>(state.range(0));
+  for (auto _ : state) {
+    void* p = mallocx(size, 0);
+    benchmark::DoNotOptimize(p);
+    sdallocx(p, size, 0);
+  }
+}
+BENCHMARK(BM_MallocxSdallocx)->Arg(16)->Arg(256)->Arg(4096);
 
 void BM_SamplerFastPath(benchmark::State& state) {
   heapwatch::preload::SamplerState s{};
