@@ -119,14 +119,18 @@ uint64_t Work(uint64_t seed, int iterations, std::atomic<int>* progress) {
   return sum;
 }
 
+// Prints once `forked` is set (if given): the forking thread flushes stdout
+// before it forks, so lines printed earlier would come out ahead of the
+// child's, which a loaded machine's scheduler made happen now and then.
 int RunThreads(int threads, int iterations, uint64_t seed_base, std::atomic<int>* progress,
-               const char* who) {
+               const char* who, const std::atomic<bool>* forked = nullptr) {
   std::vector<uint64_t> sums(threads);
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&, t] { sums[t] = Work(seed_base + t, iterations, progress); });
   }
   for (auto& th : pool) th.join();
+  while (forked && !forked->load()) std::this_thread::yield();
   int bad = 0;
   for (int t = 0; t < threads; ++t) {
     if (sums[t] == UINT64_MAX) ++bad;
@@ -142,6 +146,7 @@ int main(int argc, char** argv) {
   int iterations = argc > 2 ? atoi(argv[2]) : 200000;
   std::atomic<int> progress{0};
   int child_status = -1;
+  std::atomic<bool> forked{false};
   std::thread forker([&] {
     while (progress.load() < threads) std::this_thread::yield();
     fflush(stdout);
@@ -153,11 +158,12 @@ int main(int argc, char** argv) {
       // own sender, started at fork), which the fork test checks.
       exit(bad == 0 ? 0 : 3);
     }
+    forked.store(true);
     int status = 0;
     waitpid(pid, &status, 0);
     child_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   });
-  int bad = RunThreads(threads, iterations, 1, &progress, "parent");
+  int bad = RunThreads(threads, iterations, 1, &progress, "parent", &forked);
   forker.join();
   printf("child status %d\n", child_status);
   return bad == 0 && child_status == 0 ? 0 : 1;
