@@ -3,9 +3,17 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace heapwatch::preload {
+namespace {
+
+// fstat(2) itself: glibc's fstat symbol is new in 2.33 (glibc_compat.h). On
+// x86-64 the kernel's struct stat is glibc's.
+int FdStat(int fd, struct stat* st) { return static_cast<int>(syscall(SYS_fstat, fd, st)); }
+
+}  // namespace
 
 int MoveToHighDescriptor(int fd) {
   rlimit limit{};
@@ -23,7 +31,7 @@ bool OwnSocket::Adopt(int fd) {
   Close();
   fd = MoveToHighDescriptor(fd);
   struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+  if (FdStat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
     close(fd);
     return false;
   }
@@ -35,7 +43,7 @@ bool OwnSocket::Adopt(int fd) {
 
 bool OwnSocket::StillOurs() const {
   struct stat st;
-  return fd_ >= 0 && fstat(fd_, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev_ && st.st_ino == ino_;
+  return fd_ >= 0 && FdStat(fd_, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev_ && st.st_ino == ino_;
 }
 
 void OwnSocket::Close() {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -121,9 +122,21 @@ void StartRecorder(bool other_allocator_first) {
   }
   uintptr_t lo, hi;
   SelfCodeRange(&lo, &hi);
+  bool unwinder = false;
+  const char* error = "";
   {
-    GuardScope guard;  // libunwind's set-up may allocate
-    InitUnwinder(c.frame_pointers, lo, hi, c.unwind_caches);
+    GuardScope guard;  // loading libunwind and its set-up allocate
+    unwinder = InitUnwinder(c.frame_pointers, lo, hi, c.unwind_caches, &error);
+  }
+  if (!unwinder) {
+    // An application image whose glibc is older than the shim's libunwind
+    // needs (2.34), or one without the shim's directory intact.
+    static const char kMsg[] = "heapwatch: cannot load libunwind.so.8; profiling disabled: ";
+    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    ignored = write(STDERR_FILENO, error, strlen(error));
+    ignored = write(STDERR_FILENO, "\n", 1);
+    (void)ignored;
+    return off();
   }
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();

@@ -1,12 +1,14 @@
 #include "unwinder.h"
 
 #include <alloca.h>
+#include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
+#include <type_traits>
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -20,6 +22,61 @@ namespace {
 
 bool g_frame_pointers = false;
 uintptr_t g_skip_start = 0, g_skip_end = 0;
+
+// libunwind, loaded with dlopen rather than linked: the libunwind.so.8 that
+// travels with the shim is Debian 12's and needs glibc 2.34, and a preloaded
+// object whose dependencies need a newer glibc than the application's stops
+// the application from starting (ld.so: "version `GLIBC_2.34' not found",
+// exit 1). A dlopen that fails only leaves the shim off. The names are
+// libunwind's own (UNW_LOCAL_ONLY's macros spell them out).
+#define HW_NAME(macro) HW_NAME2(macro)
+#define HW_NAME2(name) #name
+struct Libunwind {
+  int (*getcontext)(unw_context_t*);
+  int (*init_local)(unw_cursor_t*, unw_context_t*);
+  int (*get_reg)(unw_cursor_t*, unw_regnum_t, unw_word_t*);
+  int (*step)(unw_cursor_t*);
+  int (*backtrace)(void**, int);
+  int (*set_caching_policy)(unw_addr_space_t, unw_caching_policy_t);
+  void (*flush_cache)(unw_addr_space_t, unw_word_t, unw_word_t);
+  unw_addr_space_t* local_addr_space;
+};
+Libunwind g_lu;
+
+bool LoadLibunwind(const char** error) {
+  // libunwind's own dependency first: dlopen looks for the library in the
+  // shim's DT_RPATH (its directory, where the copies travel), but not for
+  // the library's dependencies, which an image need not have. Once loaded it
+  // is found by its soname. Absent is fine where the system has one.
+  if (!dlopen("liblzma.so.5", RTLD_NOW | RTLD_LOCAL)) dlerror();  // no error left for the program
+  // RTLD_LOCAL: its _Unwind_* stay out of the application's lookups.
+  void* h = dlopen("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    *error = dlerror();
+    return false;
+  }
+  Libunwind lu;
+  bool ok = true;
+  auto find = [&](auto* slot, const char* name) {
+    void* f = dlsym(h, name);
+    ok = ok && f;
+    *slot = reinterpret_cast<std::remove_pointer_t<decltype(slot)>>(f);
+  };
+  find(&lu.getcontext, HW_NAME(unw_tdep_getcontext));  // unw_getcontext(uc) is a macro
+  find(&lu.init_local, HW_NAME(unw_init_local));
+  find(&lu.get_reg, HW_NAME(unw_get_reg));
+  find(&lu.step, HW_NAME(unw_step));
+  find(&lu.backtrace, "unw_backtrace");
+  find(&lu.set_caching_policy, HW_NAME(unw_set_caching_policy));
+  find(&lu.flush_cache, HW_NAME(unw_flush_cache));
+  find(&lu.local_addr_space, HW_NAME(unw_local_addr_space));
+  if (!ok) {
+    *error = "libunwind.so.8 lacks the local unwinder's entry points";
+    return false;
+  }
+  g_lu = lu;
+  return true;
+}
 
 // Which of libunwind's two ways a thread unwinds with (see unwinder.h): it
 // steps, and every kStepsPerTry samples tries to take a trace cache.
@@ -144,13 +201,13 @@ bool TakeCache() {
 uint32_t StepBacktrace(void** out, uint32_t max) {
   unw_context_t context;
   unw_cursor_t cursor;
-  if (unw_getcontext(&context) != 0 || unw_init_local(&cursor, &context) != 0) return 0;
+  if (g_lu.getcontext(&context) != 0 || g_lu.init_local(&cursor, &context) != 0) return 0;
   uint32_t n = 0;
   do {
     unw_word_t ip = 0;
-    if (unw_get_reg(&cursor, UNW_REG_IP, &ip) != 0 || ip == 0) break;
+    if (g_lu.get_reg(&cursor, UNW_REG_IP, &ip) != 0 || ip == 0) break;
     out[n++] = reinterpret_cast<void*>(ip);
-  } while (n < max && unw_step(&cursor) > 0);
+  } while (n < max && g_lu.step(&cursor) > 0);
   return n;
 }
 
@@ -168,7 +225,7 @@ uint32_t LibunwindBacktrace(void** out, uint32_t max) {
   if (!EnterLibunwind()) return 0;  // a fork is being prepared
   uint32_t n = 0;
   if (t.trace_cache) {
-    int got = unw_backtrace(out, static_cast<int>(max));
+    int got = g_lu.backtrace(out, static_cast<int>(max));
     n = got > 0 ? static_cast<uint32_t>(got) : 0;
   } else {
     n = StepBacktrace(out, max);
@@ -246,18 +303,21 @@ void SelfCodeRange(uintptr_t* start, uintptr_t* end) {
   }
 }
 
-void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
-                  uint32_t trace_caches) {
+bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
+                  uint32_t trace_caches, const char** error) {
   g_frame_pointers = frame_pointers;
   g_skip_start = skip_start;
   g_skip_end = skip_end;
   // Also with frame pointers: the fallback where the walk cannot start.
   // libunwind sets itself up here, and opens its pipe (descriptors.h).
   t_unwind.in_libunwind = true;
-  unw_set_caching_policy(unw_local_addr_space, UNW_CACHE_PER_THREAD);
+  bool loaded = LoadLibunwind(error);
+  if (loaded) g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
   t_unwind.in_libunwind = false;
+  if (!loaded) return false;
   g_cache_limit = trace_caches;
   g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
+  return true;
 }
 
 bool InsideLibunwind() { return t_unwind.in_libunwind; }
@@ -267,7 +327,7 @@ uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_rela
 bool TraceCachesEnabled() { return g_have_thread_key && g_cache_limit > 0; }
 
 void ForgetUnmappedCode() {
-  if (g_have_thread_key) unw_flush_cache(unw_local_addr_space, 0, 0);
+  if (g_have_thread_key) g_lu.flush_cache(*g_lu.local_addr_space, 0, 0);
 }
 
 void RetireTraceCaches() { g_cache_generation.fetch_add(1, std::memory_order_acq_rel); }

@@ -43,9 +43,11 @@
 namespace heapwatch::preload {
 
 // Once, before the first capture. [skip_start, skip_end) is the shim's code;
-// `trace_caches` threads at a time may use unw_backtrace (see above).
-void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
-                  uint32_t trace_caches);
+// `trace_caches` threads at a time may use unw_backtrace (see above). Loads
+// libunwind.so.8 (dlopen: unwinder.cc says why); false, with dlerror()'s
+// message in *error, if that fails: then nothing may be captured.
+bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
+                  uint32_t trace_caches, const char** error);
 
 // fork's prepare handler: waits until no other thread is inside libunwind,
 // and until UnwinderForkParent (or the child's UnwinderForkChild) no thread

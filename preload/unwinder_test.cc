@@ -15,6 +15,8 @@
 namespace heapwatch::preload {
 namespace {
 
+const char* g_error = "";  // InitUnwinder's
+
 // Stacks from a known function, n times on the calling thread; false if any
 // capture came back empty.
 __attribute__((noinline)) bool Capture(int n) {
@@ -27,7 +29,7 @@ __attribute__((noinline)) bool Capture(int n) {
 
 // One binary, one process-wide configuration: a cap of one trace cache.
 TEST(UnwinderTest, TraceCachesAreCappedTakenLateAndGivenBackAtThreadExit) {
-  InitUnwinder(false, 0, 0, 1);
+  ASSERT_TRUE(InitUnwinder(false, 0, 0, 1, &g_error)) << g_error;
   EXPECT_EQ(TraceCachesInUse(), 0u);
 
   std::atomic<int> step{0};
@@ -70,7 +72,7 @@ TEST(UnwinderTest, TraceCachesAreCappedTakenLateAndGivenBackAtThreadExit) {
 // stacks keep coming) and still counts against the cap until it exits; a
 // thread that takes its cache afterwards uses it.
 TEST(UnwinderTest, RetiredCachesAreNotUsedAgainAndNewOnesAre) {
-  InitUnwinder(false, 0, 0, 2);
+  ASSERT_TRUE(InitUnwinder(false, 0, 0, 2, &g_error)) << g_error;
   ASSERT_TRUE(TraceCachesEnabled());
   const uint32_t retired = TraceCachesRetired();
   std::atomic<int> step{0};
@@ -132,7 +134,7 @@ __attribute__((noinline)) void Outer(Chain* c) {
 
 // One call site for both unwinders, so that the frame above Outer's matches.
 __attribute__((noinline)) void CaptureWith(bool frame_pointers, Chain* c) {
-  InitUnwinder(frame_pointers, 0, 0, 1);
+  ASSERT_TRUE(InitUnwinder(frame_pointers, 0, 0, 1, &g_error)) << g_error;
   Outer(c);
   asm volatile("" ::: "memory");
 }
@@ -176,7 +178,7 @@ void CaptureInHandler(int) { Outer(&g_in_handler); }
 // are not on the thread's stack), so libunwind takes the sample, and it
 // unwinds through the signal frame into the code that raised the signal.
 TEST(UnwinderTest, FramePointerWalkLeavesAnAlternateStackToLibunwind) {
-  InitUnwinder(true, 0, 0, 1);
+  ASSERT_TRUE(InitUnwinder(true, 0, 0, 1, &g_error)) << g_error;
   Chain on_stack;
   Outer(&on_stack);  // learns this thread's stack first
   ASSERT_GE(FindCallers(on_stack), 0);
@@ -208,7 +210,8 @@ TEST(UnwinderTest, FramePointerWalkLeavesAnAlternateStackToLibunwind) {
 // off until the parent's handler, so that no child is born with libunwind's
 // or the loader's lock held by a thread it does not have.
 TEST(UnwinderTest, ForkPrepareWaitsForUnwindsAndHoldsNewOnesOff) {
-  InitUnwinder(false, 0, 0, 1);  // libunwind (the tests above left frame pointers on)
+  // libunwind (the tests above left frame pointers on)
+  ASSERT_TRUE(InitUnwinder(false, 0, 0, 1, &g_error)) << g_error;
   std::atomic<bool> stop{false};
   std::atomic<int> unwound{0}, refused{0};
   std::thread worker([&] {

@@ -1,6 +1,9 @@
 """The shim under the API edge-case program and python3: same behaviour as
 without the shim, and the right records on the wire (WireReceiver)."""
 import os
+import re
+import shutil
+import tempfile
 import textwrap
 import unittest
 
@@ -107,6 +110,51 @@ class ShimApiTest(ShimSocketTest):
         # The program has exited (and forked a child that exited): had either
         # connected, the receiver would have accepted it by now.
         self.assertEqual(rx.snapshot(), [])
+
+    def test_needs_no_glibc_newer_than_2_17(self):
+        # A preload that needs a newer glibc than the application image has
+        # stops the application from starting ("version `GLIBC_2.34' not
+        # found", exit 1): the shim binds old versions (glibc_compat.h) and
+        # loads libunwind, which needs 2.34, with dlopen.
+        dump = run(["objdump", "-p", SHIM])
+        self.assertEqual(dump.returncode, 0, dump.stderr)
+        versions = re.findall(r"\bGLIBC_(\d+)\.(\d+)", dump.stdout.split("Version References:")[1])
+        self.assertTrue(versions, dump.stdout)
+        newest = max((int(a), int(b)) for a, b in versions)
+        self.assertLessEqual(newest, (2, 17), dump.stdout)
+        needed = re.findall(r"NEEDED\s+(\S+)", dump.stdout)
+        self.assertNotIn("libunwind.so.8", needed)
+        # Where glibc before 2.34 keeps pthread_* and dl*.
+        self.assertLessEqual({"libpthread.so.0", "libdl.so.2"}, set(needed))
+
+    def test_runs_unprofiled_when_libunwind_cannot_be_loaded(self):
+        # The shim loads libunwind.so.8 from its own directory first (rpath
+        # $ORIGIN). One that cannot be loaded (here: not an ELF file; one
+        # without libunwind's functions) leaves the program running as
+        # without the shim, with one line on stderr and nothing sent.
+        want = self.baseline()
+        for name, content in (("garbage", b"not an ELF file\n" * 64), ("other library", None)):
+            with self.subTest(libunwind=name):
+                shim_dir = tempfile.mkdtemp(dir=self.dir)
+                shutil.copy(SHIM, shim_dir)
+                fake = os.path.join(shim_dir, "libunwind.so.8")
+                if content is None:
+                    shutil.copy(os.path.realpath("/lib/x86_64-linux-gnu/libdl.so.2"), fake)
+                else:
+                    with open(fake, "wb") as f:
+                        f.write(content)
+                rx = WireReceiver(self.sock)
+                self.addCleanup(rx.stop)
+                r = run([self.api], shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1),
+                        preload=os.path.join(shim_dir, os.path.basename(SHIM)))
+                self.assertEqual((r.returncode, r.stdout), (0, want))
+                # One line (the program's forked child inherits the shim off).
+                lines = r.stderr.splitlines()
+                self.assertEqual(len(lines), 1, r.stderr)
+                self.assertTrue(lines[0].startswith(
+                    "heapwatch: cannot load libunwind.so.8; profiling disabled: "), lines[0])
+                self.assertEqual(rx.snapshot(), [])
+                rx.stop()
 
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")

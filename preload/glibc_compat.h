@@ -1,0 +1,34 @@
+// Included first in every source of the shim (-include, CMakeLists.txt).
+//
+// The shim is preloaded into application images we do not build. A preloaded
+// object that needs a newer glibc than the image's stops the application from
+// starting: ld.so fails with "version `GLIBC_2.34' not found" and exit 1,
+// and in Kubernetes the pod restarts in a loop. So the shim binds each glibc
+// function it calls to its oldest version that means the same, and needs
+// nothing newer than GLIBC_2.17 (tests/e2e/test_shim_api.py checks).
+// libunwind is loaded with dlopen for the same reason (unwinder.cc).
+//
+// Before glibc 2.34 the pthread_* and dl* functions lived in libpthread.so.0
+// and libdl.so.2, so the shim names both as DT_NEEDED (empty stubs since
+// 2.34); ld.so finds a versioned symbol in whichever object defines it.
+#ifndef HEAPWATCH_PRELOAD_GLIBC_COMPAT_H_
+#define HEAPWATCH_PRELOAD_GLIBC_COMPAT_H_
+
+#ifdef __x86_64__
+#define HEAPWATCH_GLIBC_OLD(name) __asm__(".symver " #name "," #name "@GLIBC_2.2.5")
+HEAPWATCH_GLIBC_OLD(dlopen);
+HEAPWATCH_GLIBC_OLD(dlsym);
+HEAPWATCH_GLIBC_OLD(dlerror);
+HEAPWATCH_GLIBC_OLD(pthread_create);
+HEAPWATCH_GLIBC_OLD(pthread_key_create);
+HEAPWATCH_GLIBC_OLD(pthread_getspecific);
+HEAPWATCH_GLIBC_OLD(pthread_setspecific);
+HEAPWATCH_GLIBC_OLD(pthread_attr_getstack);
+HEAPWATCH_GLIBC_OLD(pthread_getattr_np);
+HEAPWATCH_GLIBC_OLD(pthread_sigmask);
+// libm's log@GLIBC_2.29 is a faster build of the same function.
+HEAPWATCH_GLIBC_OLD(log);
+#undef HEAPWATCH_GLIBC_OLD
+#endif
+
+#endif  // HEAPWATCH_PRELOAD_GLIBC_COMPAT_H_
