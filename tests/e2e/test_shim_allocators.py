@@ -18,6 +18,8 @@ JE_MARKERS = {2000000 + k for k in (0, 1, 2, 3, 4, 6, 7, 8, 9, 10)} | {4000005}
 JE_RECORDED = sorted(JE_MARKERS) + [2000010]
 JE_KEPT = 2000009
 JE_CHURN = range(100000, 101000)
+# Churn rounds of shim_jemalloc_api (R = 1: each is an event or two).
+JE_ROUNDS = "4000"
 
 
 class ShimAllocatorsTest(ShimSocketTest):
@@ -101,7 +103,7 @@ class JemallocApiTest(ShimSocketTest):
         self.assertEqual(base.returncode, 0, base.stdout + base.stderr)
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
-        r = run([program(name), "20000"],
+        r = run([program(name), JE_ROUNDS],
                 shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20),
                 preload=preload)
         self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, base.stderr))
@@ -118,22 +120,22 @@ class JemallocApiTest(ShimSocketTest):
                          "freed markers are gone from the live set, the kept one is live")
         self.assertEqual([s for s in live if s in JE_CHURN], [], "churn blocks left live")
         # Every allocation of the churn is recorded at R = 1 (about 2 in 3 of
-        # its 20,000 rounds allocate; the rest resize in place or free).
-        self.assertGreater(sum(1 for s in conn.alloc_sizes if s in JE_CHURN), 10000)
+        # its rounds allocate; the rest resize in place or free).
+        self.assertGreater(sum(1 for s in conn.alloc_sizes if s in JE_CHURN), int(JE_ROUNDS) // 2)
 
     def test_program_linked_against_jemalloc(self):
         name = "shim_jemalloc_api"
-        self.check_api(name, SHIM, run([program(name), "20000"]))
+        self.check_api(name, SHIM, run([program(name), JE_ROUNDS]))
 
     def test_api_looked_up_with_jemalloc_preloaded(self):
         name = "shim_jemalloc_probe"
-        self.check_api(name, f"{SHIM}:{JEMALLOC}", run([program(name), "20000"], preload=JEMALLOC))
+        self.check_api(name, f"{SHIM}:{JEMALLOC}", run([program(name), JE_ROUNDS], preload=JEMALLOC))
 
     def test_stand_ins_over_other_allocators(self):
         # Without jemalloc the names resolve to the shim's stand-ins, built on
         # the allocator underneath (without the shim a program finds none).
         # A program that looks them up must see what it sees over jemalloc.
-        over_jemalloc = run([program("shim_jemalloc_api"), "20000"])
+        over_jemalloc = run([program("shim_jemalloc_api"), JE_ROUNDS])
         for allocator in (None, TCMALLOC):
             with self.subTest(allocator=allocator):
                 alone = run([program("shim_jemalloc_probe")], preload=allocator)

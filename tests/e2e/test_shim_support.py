@@ -310,12 +310,24 @@ class WireReceiver:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(self.path)
         self._listener.listen(64)
-        threading.Thread(target=self._accept, args=(self._listener,), daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, args=(self._listener,), daemon=True)
+        self._acceptor.start()
 
     def stop(self):
         """Like a collector being killed: listener and connections vanish."""
         listener, self._listener = self._listener, None
         if listener:
+            # Wake the accept thread (accept fails with EINVAL) and wait for
+            # it before the descriptor is closed: a thread between reading
+            # the number and calling accept() would otherwise accept on the
+            # next listener given that number, and file its connections
+            # under this receiver (a test's shim connected, flushed, and its
+            # own receiver never saw it: about one run in ten under load).
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._acceptor.join(10)
             listener.close()
         with self._lock:
             for s in self._socks:
