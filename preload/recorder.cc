@@ -123,21 +123,23 @@ void StartRecorder(bool other_allocator_first) {
   uintptr_t lo, hi;
   SelfCodeRange(&lo, &hi);
   bool unwinder = false;
-  const char* error = "";
+  const char* error = nullptr;
   {
     GuardScope guard;  // loading libunwind and its set-up allocate
     unwinder = InitUnwinder(c.frame_pointers, lo, hi, c.unwind_caches, &error);
   }
-  if (!unwinder) {
+  if (error) {
     // An application image whose glibc is older than the shim's libunwind
-    // needs (2.34), or one without the shim's directory intact.
-    static const char kMsg[] = "heapwatch: cannot load libunwind.so.8; profiling disabled: ";
-    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    // needs (2.34), or one without the shim's directory intact. With
+    // HEAPWATCH_UNWIND=fp the shim goes on with frame pointers alone.
+    const char* what = unwinder ? "heapwatch: cannot load libunwind.so.8; frame pointers only: "
+                                : "heapwatch: cannot load libunwind.so.8; profiling disabled: ";
+    ssize_t ignored = write(STDERR_FILENO, what, strlen(what));
     ignored = write(STDERR_FILENO, error, strlen(error));
     ignored = write(STDERR_FILENO, "\n", 1);
     (void)ignored;
-    return off();
   }
+  if (!unwinder) return off();
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
   pthread_atfork(ForkPrepare, ForkParent, ForkChild);

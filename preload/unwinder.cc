@@ -42,6 +42,7 @@ struct Libunwind {
   unw_addr_space_t* local_addr_space;
 };
 Libunwind g_lu;
+bool g_have_libunwind = false;
 
 bool LoadLibunwind(const char** error) {
   // libunwind's own dependency first: dlopen looks for the library in the
@@ -313,10 +314,12 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   // Also with frame pointers: the fallback where the walk cannot start.
   // libunwind sets itself up here, and opens its pipe (descriptors.h).
   t_unwind.in_libunwind = true;
-  bool loaded = LoadLibunwind(error);
-  if (loaded) g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
+  g_have_libunwind = LoadLibunwind(error);
+  if (g_have_libunwind) g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
   t_unwind.in_libunwind = false;
-  if (!loaded) return false;
+  // Without libunwind the frame pointer walk still works, but for samples on
+  // an alternate signal stack (no stack, an unwind failure).
+  if (!g_have_libunwind) return frame_pointers;
   g_cache_limit = trace_caches;
   g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
   return true;
@@ -375,7 +378,9 @@ uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
   // (unwinder.h), and at the default 64 frames this is 640 bytes, not 2 KiB.
   void** raw = static_cast<void**>(alloca(want * sizeof(void*)));
   int walked = g_frame_pointers ? WalkFramePointers(raw, want) : -1;
-  uint32_t n = walked >= 0 ? static_cast<uint32_t>(walked) : LibunwindBacktrace(raw, want);
+  uint32_t n = walked >= 0       ? static_cast<uint32_t>(walked)
+               : g_have_libunwind ? LibunwindBacktrace(raw, want)
+                                  : 0;
   if (n == 0) return 0;
   uint32_t first = 0;
   while (first < n) {

@@ -44,8 +44,11 @@ namespace heapwatch::preload {
 
 // Once, before the first capture. [skip_start, skip_end) is the shim's code;
 // `trace_caches` threads at a time may use unw_backtrace (see above). Loads
-// libunwind.so.8 (dlopen: unwinder.cc says why); false, with dlerror()'s
-// message in *error, if that fails: then nothing may be captured.
+// libunwind.so.8 (dlopen: unwinder.cc says why); if that fails, sets *error
+// (dlerror()'s message) and returns `frame_pointers`: the walk works without
+// libunwind (but for samples on an alternate signal stack, which then have
+// no stack); false means nothing may be captured. *error is left alone when
+// libunwind loads.
 bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
                   uint32_t trace_caches, const char** error);
 

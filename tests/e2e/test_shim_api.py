@@ -131,7 +131,8 @@ class ShimApiTest(ShimSocketTest):
         # The shim loads libunwind.so.8 from its own directory first (rpath
         # $ORIGIN). One that cannot be loaded (here: not an ELF file; one
         # without libunwind's functions) leaves the program running as
-        # without the shim, with one line on stderr and nothing sent.
+        # without the shim, with one line on stderr and nothing sent; unless
+        # told to walk frame pointers, which need no libunwind.
         want = self.baseline()
         for name, content in (("garbage", b"not an ELF file\n" * 64), ("other library", None)):
             with self.subTest(libunwind=name):
@@ -155,6 +156,14 @@ class ShimApiTest(ShimSocketTest):
                     "heapwatch: cannot load libunwind.so.8; profiling disabled: "), lines[0])
                 self.assertEqual(rx.snapshot(), [])
                 rx.stop()
+                # With HEAPWATCH_UNWIND=fp it goes on with frame pointers alone
+                # (this program has them): every marker, with its stack.
+                base = run([self.api], {"SHIM_MARKERS": "1"})
+                main = self.record_markers(os.path.join(shim_dir, os.path.basename(SHIM)), base,
+                                           HEAPWATCH_UNWIND="fp", expect_stderr=(
+                                               "heapwatch: cannot load libunwind.so.8; "
+                                               "frame pointers only: "))
+                self.assertGreater(max(len(pcs) for pcs in main.stacks.values()), 2)
 
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")

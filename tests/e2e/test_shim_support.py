@@ -60,9 +60,11 @@ class ShimSocketTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.sock = os.path.join(self.dir, "hw.sock")
 
-    def record_markers(self, preload, base, want=MARKERS, name="shim_api_edge", **env):
+    def record_markers(self, preload, base, want=MARKERS, name="shim_api_edge", expect_stderr=None,
+                       **env):
         """Runs shim_api_edge's markers (or those of `name`, a build of the
-        same program) at R = 1 under `preload`, sending to a
+        same program; `expect_stderr` begins a line the shim must print
+        first) at R = 1 under `preload`, sending to a
         WireReceiver; it must behave as `base`, the same run without the
         shim. Checks that each marker in `want` was recorded once, none
         dropped, the kept one still live, and that the events' times lie
@@ -78,7 +80,12 @@ class ShimSocketTest(unittest.TestCase):
                 preload=preload)
         self.assertEqual(r.returncode, base.returncode, r.stderr)
         self.assertEqual(r.stdout, base.stdout)
-        self.assertEqual(r.stderr, base.stderr)
+        if expect_stderr is None:
+            self.assertEqual(r.stderr, base.stderr)
+        else:  # the shim's one line first (`expect_stderr` begins it), then the program's
+            first, _, rest = r.stderr.partition("\n")
+            self.assertTrue(first.startswith(expect_stderr), r.stderr)
+            self.assertEqual(rest, base.stderr)
         main = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
                                    c.exe.endswith(name) and
                                    c.hello["ppid"] == os.getpid()],
