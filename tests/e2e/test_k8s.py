@@ -483,6 +483,22 @@ class ShimTest(unittest.TestCase):
         self.assertEqual(result.stderr.splitlines(),
                          ["heapwatch: cannot load libunwind.so.8; profiling disabled: "
                           "libunwind.so.8: cannot open shared object file: No such file or directory"])
+        # With HEAPWATCH_UNWIND=fp it profiles on frame pointers alone.
+        os.makedirs(os.path.dirname(root + pod["socket"]), exist_ok=True)
+        receiver = WireReceiver(root + pod["socket"])
+        self.addCleanup(receiver.stop)
+        result = run_in(root, [program] + args,
+                        dict(env, LD_PRELOAD="/shim-alone/libheapwatch.so", HEAPWATCH_UNWIND="fp"))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stderr.splitlines(),
+                         ["heapwatch: cannot load libunwind.so.8; frame pointers only: "
+                          "libunwind.so.8: cannot open shared object file: No such file or directory"])
+        conn = receiver.wait_for(lambda cs: [c for c in cs if c.closed and c.stats],
+                                 what="the program's connection (frame pointers only)")[0]
+        self.assertEqual(conn.errors, [])
+        self.assertGreater(conn.stats["sampled_allocs"], 10, conn.stats)
+        self.assertFalse(any("libunwind" in m["path"] for m in conn.modules), conn.modules)
+        receiver.stop()
 
         os.makedirs(os.path.dirname(root + pod["socket"]), exist_ok=True)
         receiver = WireReceiver(root + pod["socket"])
