@@ -24,6 +24,7 @@ HEAPWATCH_GLIBC_OLD(pthread_key_create);
 HEAPWATCH_GLIBC_OLD(pthread_getspecific);
 HEAPWATCH_GLIBC_OLD(pthread_setspecific);
 HEAPWATCH_GLIBC_OLD(pthread_attr_getstack);
+HEAPWATCH_GLIBC_OLD(pthread_attr_setstacksize);
 HEAPWATCH_GLIBC_OLD(pthread_getattr_np);
 HEAPWATCH_GLIBC_OLD(pthread_sigmask);
 // libm's log@GLIBC_2.29 is a faster build of the same function.

@@ -104,6 +104,7 @@ constexpr size_t kPrefaultMaxBytes = size_t{1} << 20;
 bool g_prefaulted = false;
 
 enum class Thread : int { kNone = 0, kRunning = 1 };
+constexpr size_t kSenderStackBytes = 256 << 10;
 
 struct State {
   OwnSocket sock;  // the connection (descriptors.h: the application may take its number)
@@ -523,6 +524,11 @@ bool StartSender() {
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  // Address space the application's limits count (RLIMIT_AS, strict
+  // overcommit): the default would be RLIMIT_STACK's 8 MiB. The sender's
+  // deepest call is a few KiB (its path buffers, libc's socket and
+  // dl_iterate_phdr calls); no signal handler runs here (all blocked).
+  pthread_attr_setstacksize(&attr, kSenderStackBytes);
   pthread_t thread;
   ++t_thread.guard;  // pthread_create allocates
   int rc = pthread_create(&thread, &attr, SenderMain, nullptr);
