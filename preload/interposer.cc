@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "alloc_paths.h"
@@ -26,6 +25,7 @@ namespace {
 
 using heapwatch::preload::AllocSlow;
 
+// posix_memalign's, which returns its block through `out`.
 HW_NOINLINE int PosixMemalignSlow(void** out, size_t alignment, size_t size) {
   if (!SampleSlowPath(size)) return g_real.posix_memalign(out, alignment, size);
   int rc = g_real.posix_memalign(out, alignment, size);

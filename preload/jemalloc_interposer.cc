@@ -46,9 +46,8 @@ void* StandInMallocx(size_t size, int flags) {
   if (align <= alignof(max_align_t)) {
     return (flags & kZero) ? g_real.calloc(1, size) : g_real.malloc(size);
   }
-  void* p = nullptr;
-  if (g_real.posix_memalign(&p, align, size) != 0) return nullptr;
-  if (flags & kZero) memset(p, 0, size);
+  void* p = g_real.memalign(align, size);  // the allocator's, or built on its posix_memalign
+  if (p && (flags & kZero)) memset(p, 0, size);
   return p;
 }
 
