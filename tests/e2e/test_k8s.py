@@ -500,7 +500,6 @@ class ShimTest(unittest.TestCase):
         self.assertFalse(any("libunwind" in m["path"] for m in conn.modules), conn.modules)
         receiver.stop()
 
-        os.makedirs(os.path.dirname(root + pod["socket"]), exist_ok=True)
         receiver = WireReceiver(root + pod["socket"])
         self.addCleanup(receiver.stop)
         result = run_in(root, [program] + args, env)

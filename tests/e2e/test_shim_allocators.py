@@ -2,9 +2,7 @@
 when an allocator is preloaded before it."""
 import unittest
 
-import os
-
-from harness import CollectorTestCase, start_under_shim, wait_until
+from harness import CollectorTestCase, start_under_shim
 from test_shim_support import (JEMALLOC, MARKERS, SHIM, TCMALLOC, ShimSocketTest, WireReceiver,
                                program, run, shim_env)
 
@@ -97,22 +95,11 @@ class JemallocApiTest(ShimSocketTest):
     leak that was not there."""
 
     def check_api(self, name, preload, base):
-        """Runs `name` at R = 1 under `preload`; it must print what `base`
-        (a run without the shim) printed, and every marker and churn block
-        must be recorded once and freed."""
+        """Runs `name` under `preload` (ShimSocketTest.record_run, R = 1); it
+        must print what `base` (a run without the shim) printed, and every
+        marker and churn block must be recorded once and freed."""
         self.assertEqual(base.returncode, 0, base.stdout + base.stderr)
-        rx = WireReceiver(self.sock)
-        self.addCleanup(rx.stop)
-        r = run([program(name), JE_ROUNDS],
-                shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20),
-                preload=preload)
-        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, base.stderr))
-        conn = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
-                                   c.exe.endswith(name) and c.hello["ppid"] == os.getpid()],
-                          what="the program's connection closed")[0]
-        rx.stop()
-        self.assertEqual(conn.errors, [])
-        self.assertEqual(conn.stats["dropped_events"], 0)
+        conn = self.record_run([program(name), JE_ROUNDS], preload, base)
         self.assertEqual(sorted(s for s in conn.alloc_sizes if s in JE_MARKERS), sorted(JE_RECORDED),
                          "each marker allocation exactly once, none twice")
         live = [s for s, _ in conn.live.values()]

@@ -60,39 +60,34 @@ class ShimSocketTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, self.dir, True)
         self.sock = os.path.join(self.dir, "hw.sock")
 
-    def record_markers(self, preload, base, want=MARKERS, name="shim_api_edge", expect_stderr=None,
-                       **env):
-        """Runs shim_api_edge's markers (or those of `name`, a build of the
-        same program; `expect_stderr` begins a line the shim must print
-        first) at R = 1 under `preload`, sending to a
-        WireReceiver; it must behave as `base`, the same run without the
-        shim. Checks that each marker in `want` was recorded once, none
-        dropped, the kept one still live, and that the events' times lie
-        within the run (the time the sender noted at its last round, or the
-        clock before its first). Returns the program's closed connection."""
+    def record_run(self, cmd, preload, base, **env):
+        """Runs cmd at R = 1 under `preload`, sending to a WireReceiver; it
+        must behave as `base`, the same run without the shim. Returns the
+        program's closed connection, which must have no protocol errors and
+        no dropped events."""
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
-        started_ns = time.time_ns()
         # A ring big enough that a slow Python receiver never makes it drop.
-        r = run([program(name)],
-                shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20,
-                         SHIM_MARKERS=1, **env),
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20, **env),
                 preload=preload)
-        self.assertEqual(r.returncode, base.returncode, r.stderr)
-        self.assertEqual(r.stdout, base.stdout)
-        if expect_stderr is None:
-            self.assertEqual(r.stderr, base.stderr)
-        else:  # the shim's one line first (`expect_stderr` begins it), then the program's
-            first, _, rest = r.stderr.partition("\n")
-            self.assertTrue(first.startswith(expect_stderr), r.stderr)
-            self.assertEqual(rest, base.stderr)
-        main = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
-                                   c.exe.endswith(name) and
-                                   c.hello["ppid"] == os.getpid()],
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (base.returncode, base.stdout, base.stderr))
+        name = os.path.basename(cmd[0])
+        conn = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and
+                                   c.exe.endswith(name) and c.hello["ppid"] == os.getpid()],
                           what="the program's connection closed")[0]
         rx.stop()
-        self.assertEqual(main.errors, [])
-        self.assertEqual(main.stats["dropped_events"], 0)
+        self.assertEqual(conn.errors, [])
+        self.assertEqual(conn.stats["dropped_events"], 0)
+        return conn
+
+    def record_markers(self, preload, base, want=MARKERS, name="shim_api_edge", **env):
+        """Runs shim_api_edge's markers (or those of `name`, a build of the
+        same program) with record_run. Checks that each marker in `want` was
+        recorded once, the kept one still live, and that the events' times lie
+        within the run (the time the sender noted at its last round, or the
+        clock before its first). Returns the program's closed connection."""
+        started_ns = time.time_ns()
+        main = self.record_run([program(name)], preload, base, SHIM_MARKERS=1, **env)
         markers = [s for s in main.alloc_sizes if s in MARKERS]
         self.assertEqual(sorted(markers), sorted(want),
                          "each marker allocation exactly once, none twice")
