@@ -16,6 +16,8 @@
 
 #include <heapwatch/wire.h>
 
+#include "side_stack.h"
+
 extern "C" const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 
 namespace heapwatch::preload {
@@ -110,8 +112,9 @@ struct UnwindState {
   uint32_t steps;
   bool in_libunwind;  // between EnterLibunwind and LeaveLibunwind
   uint32_t slot;      // this thread's UnwindSlot + 1; 0 none yet; kNoSlot none free
-  // The frame pointer walk's bounds: this thread's stack, [0, 0) until
-  // known, and kNoStack if the thread's stack cannot be found.
+  // This thread's stack (the frame pointer walk's bounds, and where
+  // libunwind may run), [0, 0) until known, and kNoStack if it cannot be
+  // found.
   uintptr_t stack_lo, stack_hi;
 };
 constexpr uintptr_t kNoStack = 1;
@@ -154,6 +157,7 @@ void ReleaseThread(void*) {
   t.exiting = true;
   if (t.slot != 0 && t.slot != kNoSlot) g_slots[t.slot - 1].owned.store(0, std::memory_order_release);
   t.slot = kNoSlot;
+  ReleaseSideStack();
 }
 
 uint32_t ClaimSlot() {
@@ -258,26 +262,72 @@ uint32_t LibunwindBacktrace(void** out, uint32_t max) {
 // Slack for the shim's own frames on top of the requested depth.
 constexpr uint32_t kSkipSlack = 16;
 
-// This thread's stack, from its pthread attributes (for the main thread glibc
-// reads /proc/self/maps and allocates; the caller holds the guard).
-bool StackBounds(uintptr_t* lo, uintptr_t* hi) {
-  UnwindState& t = t_unwind;
-  if (t.stack_hi == 0) {
-    t.stack_lo = t.stack_hi = kNoStack;
-    pthread_attr_t attr;
-    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
-      void* addr = nullptr;
-      size_t size = 0;
-      if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0) {
-        t.stack_lo = reinterpret_cast<uintptr_t>(addr);
-        t.stack_hi = t.stack_lo + size;
-      }
-      pthread_attr_destroy(&attr);
-    }
+// The thread the shim started on (InitUnwinder runs in its constructor).
+pthread_t g_main_thread;
+
+// fn(out, max) on this thread's side stack, which the thread key's
+// destructor unmaps when the thread exits; 0 where that cannot be arranged.
+uint32_t RunAside(StackFunction fn, void** out, uint32_t max) {
+  if (!g_have_thread_key || t_unwind.exiting) return 0;
+  if (pthread_getspecific(g_thread_key) == nullptr &&
+      pthread_setspecific(g_thread_key, &g_caches_in_use) != 0) {
+    return 0;
   }
+  return RunOnSideStack(fn, out, max);
+}
+
+// Finds this thread's stack from its pthread attributes; returns 1. The
+// caller holds the guard: for the main thread glibc reads /proc/self/maps
+// (fopen, sscanf), for others it reallocs.
+uint32_t FindStack(void**, uint32_t) {
+  UnwindState& t = t_unwind;
+  t.stack_lo = t.stack_hi = kNoStack;
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+    void* addr = nullptr;
+    size_t size = 0;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0) {
+      t.stack_lo = reinterpret_cast<uintptr_t>(addr);
+      t.stack_hi = t.stack_lo + size;
+    }
+    pthread_attr_destroy(&attr);
+  }
+  return 1;
+}
+
+bool RoomToUnwind();
+
+// At a thread's first capture. pthread_getattr_np can take ~4 KiB of stack
+// (the main thread's sscanf; in another thread, the first realloc from libc
+// in the process binds libc's PLT entry, and ld.so saves the vector
+// registers on the stack), which the first sample of a coroutine or of a
+// thread with a small stack may not have: it runs on the side stack, which
+// goes again if the thread's stack turns out to have room. Without a side
+// stack the thread's stack stays unknown (its samples get no stack) until a
+// later capture finds one.
+void LearnStack() {
+  if (RunAside(FindStack, nullptr, 0) == 1 && RoomToUnwind()) DropSideStack();
+}
+
+// This thread's stack, if known.
+bool StackBounds(uintptr_t* lo, uintptr_t* hi) {
+  const UnwindState& t = t_unwind;
   *lo = t.stack_lo;
   *hi = t.stack_hi;
-  return t.stack_hi != kNoStack;
+  return t.stack_hi != 0 && t.stack_hi != kNoStack;
+}
+
+// Room libunwind may take below its caller on the thread's own stack; the
+// most seen was ~8 KiB (side_stack.h).
+constexpr uintptr_t kUnwindRoom = 32 * 1024;
+
+// Whether libunwind may run where this frame is: on this thread's own stack,
+// with kUnwindRoom left below. Not on a coroutine's or an alternate signal
+// stack, whose size is unknown here.
+bool RoomToUnwind() {
+  uintptr_t lo, hi;
+  auto sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  return StackBounds(&lo, &hi) && sp >= lo + kUnwindRoom && sp < hi;
 }
 
 // Each frame: [fp] = caller's fp, [fp+8] = return address. Every frame read
@@ -335,11 +385,13 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_have_libunwind = LoadLibunwind(error);
   if (g_have_libunwind) g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
   t_unwind.in_libunwind = false;
+  g_main_thread = pthread_self();
+  // Also without libunwind: it unmaps side stacks (side_stack.h).
+  g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
   // Without libunwind the frame pointer walk still works, but for samples on
-  // an alternate signal stack (no stack, an unwind failure).
+  // a stack that is not the thread's own (no stack, an unwind failure).
   if (!g_have_libunwind) return frame_pointers;
   g_cache_limit = trace_caches;
-  g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
   return true;
 }
 
@@ -350,7 +402,7 @@ uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_rela
 bool TraceCachesEnabled() { return g_have_thread_key && g_cache_limit > 0; }
 
 void ForgetUnmappedCode() {
-  if (g_have_thread_key) g_lu.flush_cache(*g_lu.local_addr_space, 0, 0);
+  if (g_have_libunwind) g_lu.flush_cache(*g_lu.local_addr_space, 0, 0);
 }
 
 void RetireTraceCaches() { g_cache_generation.fetch_add(1, std::memory_order_acq_rel); }
@@ -395,10 +447,14 @@ uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
   // Sized for `max`, not for kMaxFrames: a sample's stack use is the host's
   // (unwinder.h), and at the default 64 frames this is 640 bytes, not 2 KiB.
   void** raw = static_cast<void**>(alloca(want * sizeof(void*)));
+  if (t_unwind.stack_hi == 0) LearnStack();
   int walked = g_frame_pointers ? WalkFramePointers(raw, want) : -1;
-  uint32_t n = walked >= 0       ? static_cast<uint32_t>(walked)
-               : g_have_libunwind ? LibunwindBacktrace(raw, want)
-                                  : 0;
+  uint32_t n = 0;
+  if (walked >= 0) {
+    n = static_cast<uint32_t>(walked);
+  } else if (g_have_libunwind) {
+    n = RoomToUnwind() ? LibunwindBacktrace(raw, want) : RunAside(LibunwindBacktrace, raw, want);
+  }
   if (n == 0) return 0;
   uint32_t first = 0;
   while (first < n) {

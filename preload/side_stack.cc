@@ -1,0 +1,88 @@
+#include "side_stack.h"
+
+#include <sys/mman.h>
+
+#include "raw_memory.h"
+
+namespace heapwatch::preload {
+namespace {
+
+constexpr uintptr_t kGuardBytes = 4096;
+
+struct SideStack {
+  char* base;    // the guard page's start; nullptr until mapped
+  bool released;  // the thread is exiting
+};
+__thread SideStack t_side __attribute__((tls_model("initial-exec")));
+
+}  // namespace
+}  // namespace heapwatch::preload
+
+// uint32_t HeapwatchCallOnStack(void** out, uint32_t max, void* top,
+//                               StackFunction fn): fn(out, max) with rsp = top
+// (16-aligned). rbp keeps this frame on the host's stack, and the CFI after
+// `mov %rsp, %rbp` says CFA = rbp + 16: the rule of any frame-pointer
+// function, which libunwind's trace cache takes as a standard frame.
+extern "C" uint32_t HeapwatchCallOnStack(void** out, uint32_t max, void* top,
+                                         heapwatch::preload::StackFunction fn)
+    __attribute__((visibility("hidden")));
+asm(R"(
+  .text
+  .p2align 4
+  .globl HeapwatchCallOnStack
+  .hidden HeapwatchCallOnStack
+  .type HeapwatchCallOnStack, @function
+HeapwatchCallOnStack:
+  .cfi_startproc
+  pushq %rbp
+  .cfi_def_cfa_offset 16
+  .cfi_offset %rbp, -16
+  movq %rsp, %rbp
+  .cfi_def_cfa_register %rbp
+  movq %rdx, %rsp
+  callq *%rcx
+  movq %rbp, %rsp
+  popq %rbp
+  .cfi_def_cfa %rsp, 8
+  retq
+  .cfi_endproc
+  .size HeapwatchCallOnStack, .-HeapwatchCallOnStack
+)");
+
+namespace heapwatch::preload {
+
+uint32_t RunOnSideStack(StackFunction fn, void** out, uint32_t max) {
+  SideStack& t = t_side;
+  if (!t.base) {
+    if (t.released) return 0;
+    // Address space for the guard too, then the guard taken away: an
+    // overflow faults instead of writing over whatever lies below.
+    auto* p = static_cast<char*>(MapZeroed(kGuardBytes + kSideStackBytes));
+    if (!p) return 0;
+    if (mprotect(p, kGuardBytes, PROT_NONE) != 0) {
+      Unmap(p, kGuardBytes + kSideStackBytes);
+      return 0;
+    }
+    t.base = p;
+  }
+  return HeapwatchCallOnStack(out, max, t.base + kGuardBytes + kSideStackBytes, fn);
+}
+
+bool OnSideStack(uintptr_t address) {
+  const SideStack& t = t_side;
+  auto lo = reinterpret_cast<uintptr_t>(t.base) + kGuardBytes;
+  return t.base && address >= lo && address < lo + kSideStackBytes;
+}
+
+void DropSideStack() {
+  SideStack& t = t_side;
+  if (t.base) Unmap(t.base, kGuardBytes + kSideStackBytes);
+  t.base = nullptr;
+}
+
+void ReleaseSideStack() {
+  t_side.released = true;
+  DropSideStack();
+}
+
+}  // namespace heapwatch::preload
