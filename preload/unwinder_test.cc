@@ -1,6 +1,9 @@
 #include "unwinder.h"
 
 #include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -11,6 +14,10 @@
 #include <gtest/gtest.h>
 
 #include <heapwatch/wire.h>
+
+#include "side_stack.h"
+
+extern "C" uint32_t HeapwatchCallOnStack(void**, uint32_t, void*, heapwatch::preload::StackFunction);
 
 namespace heapwatch::preload {
 namespace {
@@ -112,7 +119,7 @@ TEST(UnwinderTest, RetiredCachesAreNotUsedAgainAndNewOnesAre) {
 struct Chain {
   uint64_t pcs[wire::kMaxFrames];
   uint32_t depth = 0;
-  uintptr_t into_middle = 0, into_outer = 0;
+  uintptr_t into_middle = 0, into_outer = 0, into_above = 0;
 };
 
 __attribute__((noinline)) void Inner(Chain* c) {
@@ -128,6 +135,7 @@ __attribute__((noinline)) void Middle(Chain* c) {
 }
 
 __attribute__((noinline)) void Outer(Chain* c) {
+  c->into_above = reinterpret_cast<uintptr_t>(__builtin_return_address(0));
   Middle(c);
   asm volatile("" ::: "memory");
 }
@@ -204,6 +212,95 @@ TEST(UnwinderTest, FramePointerWalkLeavesAnAlternateStackToLibunwind) {
   ASSERT_GE(i, 0) << "depth " << g_in_handler.depth;
   // Past the handler's frames: the signal frame and the raise() below it.
   EXPECT_GT(g_in_handler.depth, static_cast<uint32_t>(i + 3));
+}
+
+// Whether the stack passed through the side stack's switch (in the tests
+// nothing is skipped as the shim's own code: CaptureWith's 0, 0).
+bool ThroughSideStack(const Chain& c) {
+  auto lo = reinterpret_cast<uintptr_t>(&HeapwatchCallOnStack);
+  for (uint32_t i = 0; i < c.depth; ++i) {
+    if (c.pcs[i] > lo && c.pcs[i] < lo + 32) return true;
+  }
+  return false;
+}
+
+// A coroutine on a stack of its own (makecontext), over a guard page.
+struct Coroutine {
+  static constexpr size_t kGuard = 4096;
+  explicit Coroutine(size_t bytes) : bytes(bytes) {
+    mem = static_cast<char*>(mmap(nullptr, kGuard + bytes, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (mem == MAP_FAILED || mprotect(mem, kGuard, PROT_NONE) != 0) abort();
+  }
+  ~Coroutine() { munmap(mem, kGuard + bytes); }
+  char* stack() const { return mem + kGuard; }
+  void Run(void (*entry)()) {
+    getcontext(&context);
+    context.uc_stack.ss_sp = stack();
+    context.uc_stack.ss_size = bytes;
+    context.uc_link = &back;
+    makecontext(&context, entry, 0);
+    swapcontext(&back, &context);
+  }
+  size_t bytes;
+  char* mem;
+  ucontext_t context, back;
+};
+
+Chain g_in_coroutine;
+uintptr_t g_coroutine_frame;
+
+__attribute__((noinline)) void CaptureInCoroutine() {
+  g_coroutine_frame = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  Outer(&g_in_coroutine);
+  asm volatile("" ::: "memory");
+}
+
+// A coroutine's stack is not the thread's: its size is unknown, so libunwind
+// runs on the side stack, and unwinds from there back through the switch
+// into the coroutine's frames. On the thread's own stack, with room, it does
+// not.
+TEST(UnwinderTest, CoroutineUnwindsOnTheSideStackIntoItsCallers) {
+  for (bool frame_pointers : {false, true}) {
+    SCOPED_TRACE(frame_pointers ? "fp" : "libunwind");
+    ASSERT_TRUE(InitUnwinder(frame_pointers, 0, 0, 1, &g_error)) << g_error;
+    for (int round = 0; round < 20; ++round) {  // stepping, then the trace cache
+      g_in_coroutine = Chain{};
+      Coroutine coroutine(64 << 10);
+      coroutine.Run(CaptureInCoroutine);
+      int i = FindCallers(g_in_coroutine);
+      ASSERT_GE(i, 0) << "round " << round << ", depth " << g_in_coroutine.depth;
+      ASSERT_GT(g_in_coroutine.depth, static_cast<uint32_t>(i + 2));
+      EXPECT_EQ(g_in_coroutine.pcs[i + 2], g_in_coroutine.into_above);
+      EXPECT_TRUE(ThroughSideStack(g_in_coroutine));
+    }
+    Chain on_stack;
+    Outer(&on_stack);
+    ASSERT_GE(FindCallers(on_stack), 0);
+    EXPECT_FALSE(ThroughSideStack(on_stack));
+  }
+}
+
+// What a capture takes of the coroutine's stack below its caller: the pc
+// buffer and a few frames; libunwind's cursor, context and DWARF state
+// (~5-8 KiB, side_stack.h) are on the side stack.
+TEST(UnwinderTest, CaptureTakesLittleOfACoroutinesStack) {
+#if defined(__SANITIZE_ADDRESS__)
+  GTEST_SKIP() << "AddressSanitizer's frames are not the build's";
+#endif
+  ASSERT_TRUE(InitUnwinder(false, 0, 0, 1, &g_error)) << g_error;
+  for (int round = 0; round < 20; ++round) {
+    Coroutine coroutine(64 << 10);
+    memset(coroutine.stack(), 0xA5, coroutine.bytes);
+    coroutine.Run(CaptureInCoroutine);
+    ASSERT_GE(FindCallers(g_in_coroutine), 0);
+    size_t untouched = 0;
+    while (untouched < coroutine.bytes && static_cast<unsigned char>(coroutine.stack()[untouched]) == 0xA5) {
+      ++untouched;
+    }
+    auto deepest = reinterpret_cast<uintptr_t>(coroutine.stack()) + untouched;
+    EXPECT_LT(g_coroutine_frame - deepest, 2048u) << "round " << round;
+  }
 }
 
 // fork's prepare handler waits for unwinds in flight and holds new ones

@@ -1,8 +1,10 @@
 """The shim under the API edge-case program and python3: same behaviour as
 without the shim, and the right records on the wire (WireReceiver)."""
+import bisect
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import textwrap
 import unittest
@@ -186,3 +188,69 @@ class ShimApiTest(ShimSocketTest):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def function_names(conn, pcs, exe):
+    """The names of `exe`'s functions (nm's) at return addresses `pcs` of
+    connection `conn`, None for a pc outside it."""
+    listing = subprocess.run(["nm", "-C", "--defined-only", exe], capture_output=True, text=True,
+                             check=True).stdout
+    symbols = sorted((int(addr, 16), name) for addr, kind, name in
+                     (line.split(" ", 2) for line in listing.splitlines() if line.count(" ") >= 2)
+                     if kind in "tTW")
+    starts = [a for a, _ in symbols]
+    module = next(m for m in conn.modules if os.path.basename(m["path"]) == os.path.basename(exe))
+    names = []
+    for pc in pcs:
+        if not module["start"] <= pc < module["end"]:
+            names.append(None)
+            continue
+        i = bisect.bisect_right(starts, pc - 1 - module["load_bias"]) - 1
+        names.append(symbols[i][1] if i >= 0 else None)
+    return names
+
+
+class SmallStackTest(ShimSocketTest):
+    """Allocations where little stack is left (shim_small_stacks): in a
+    coroutine and in a thread with 4 KiB left of 16 KiB, and in a signal
+    handler on an alternate stack of 8 KiB, each over a guard page. The
+    allocator needs less; libunwind needs more, and the shim unwinds on a
+    stack of its own there (preload/side_stack.h). Before, the program died
+    of SIGSEGV under the shim, also at the default rate."""
+
+    ROUNDS = 100
+    # place: (first marker size, the function the marker stacks must pass
+    # through below AllocateMarkers)
+    PLACES = {"coroutine": (3001, "CoroutineBody"), "handler": (5001, "RaiseSignal"),
+              "thread": (7001, "ThreadBody")}
+
+    def setUp(self):
+        super().setUp()
+        self.cmd = [program("shim_small_stacks"), str(self.ROUNDS)]
+        self.base = run(self.cmd)
+        self.assertEqual(self.base.returncode, 0, self.base.stderr)
+
+    def test_runs_as_without_the_shim_at_the_default_rate(self):
+        for extra in ({}, {"HEAPWATCH_UNWIND": "fp"}, {"HEAPWATCH_UNWIND_CACHES": "0"}):
+            for attempt in range(3):  # which allocations are sampled varies
+                with self.subTest(attempt=attempt, **extra):
+                    r = run(self.cmd, shim_env(os.path.join(self.dir, "absent.sock"), **extra),
+                            preload=SHIM)
+                    self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                     (self.base.returncode, self.base.stdout, self.base.stderr))
+
+    def test_every_marker_has_its_stack_down_to_the_caller(self):
+        exe = self.cmd[0]
+        for unwind in ("libunwind", "fp"):
+            env = {"HEAPWATCH_UNWIND": "fp"} if unwind == "fp" else {}
+            conn = self.record_run(self.cmd, SHIM, self.base, **env)
+            self.assertEqual(conn.stats["unwind_failures"], 0, unwind)
+            for place, (first, below) in self.PLACES.items():
+                sizes = range(first, first + self.ROUNDS)
+                with self.subTest(unwind=unwind, place=place):
+                    self.assertLessEqual(set(sizes), set(conn.alloc_sizes))
+                    for size in (sizes[0], sizes[-1]):  # stepped, and from the trace cache
+                        names = [n for n in function_names(conn, conn.stacks[conn.alloc_stacks[size]], exe)
+                                 if n is not None]
+                        self.assertTrue(names and "AllocateMarkers" in names[0], names)
+                        self.assertTrue(any(below in n for n in names[1:]), names)
