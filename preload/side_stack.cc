@@ -2,6 +2,8 @@
 
 #include <sys/mman.h>
 
+#include <atomic>
+
 #include "raw_memory.h"
 
 namespace heapwatch::preload {
@@ -14,6 +16,26 @@ struct SideStack {
   bool released;  // the thread is exiting
 };
 __thread SideStack t_side __attribute__((tls_model("initial-exec")));
+
+// The shared stack, mapped at its first use and kept; g_shared_taken is its
+// lock.
+std::atomic<bool> g_shared_taken{false};
+char* g_shared_base = nullptr;
+
+// A stack over its guard page (the guard's start), or nullptr.
+char* MapStack() {
+  auto* p = static_cast<char*>(MapZeroed(kGuardBytes + kSideStackBytes));
+  if (!p) return nullptr;
+  // Address space for the guard too, then the guard taken away: an overflow
+  // faults instead of writing over whatever lies below.
+  if (mprotect(p, kGuardBytes, PROT_NONE) != 0) {
+    Unmap(p, kGuardBytes + kSideStackBytes);
+    return nullptr;
+  }
+  return p;
+}
+
+char* Top(char* base) { return base + kGuardBytes + kSideStackBytes; }
 
 }  // namespace
 }  // namespace heapwatch::preload
@@ -53,19 +75,16 @@ namespace heapwatch::preload {
 
 uint32_t RunOnSideStack(StackFunction fn, void** out, uint32_t max) {
   SideStack& t = t_side;
-  if (!t.base) {
-    if (t.released) return 0;
-    // Address space for the guard too, then the guard taken away: an
-    // overflow faults instead of writing over whatever lies below.
-    auto* p = static_cast<char*>(MapZeroed(kGuardBytes + kSideStackBytes));
-    if (!p) return 0;
-    if (mprotect(p, kGuardBytes, PROT_NONE) != 0) {
-      Unmap(p, kGuardBytes + kSideStackBytes);
-      return 0;
-    }
-    t.base = p;
-  }
-  return HeapwatchCallOnStack(out, max, t.base + kGuardBytes + kSideStackBytes, fn);
+  if (!t.base && (t.released || !(t.base = MapStack()))) return 0;
+  return HeapwatchCallOnStack(out, max, Top(t.base), fn);
+}
+
+uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max) {
+  if (g_shared_taken.exchange(true, std::memory_order_acquire)) return 0;
+  if (!g_shared_base) g_shared_base = MapStack();
+  uint32_t n = g_shared_base ? HeapwatchCallOnStack(out, max, Top(g_shared_base), fn) : 0;
+  g_shared_taken.store(false, std::memory_order_release);
+  return n;
 }
 
 bool OnSideStack(uintptr_t address) {

@@ -30,6 +30,15 @@ inline constexpr uintptr_t kSideStackBytes = 64 * 1024;
 // cannot be mapped. Not re-entrant (the recording guard is held).
 uint32_t RunOnSideStack(StackFunction fn, void** out, uint32_t max);
 
+// fn(out, max) on a stack all threads share, each for a moment: 0 without
+// calling it if another thread is using it (or it cannot be mapped). Mapped
+// once and kept, where a side stack of a thread's own costs the thread a
+// mapping, its page faults and, if it is dropped, an unmapping (~45 us on
+// the development VM). A thread's first sample finds its stack's bounds
+// there (unwinder.cc, LearnStack). A fork while another thread holds it
+// leaves the child without it (that thread is not in the child).
+uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max);
+
 // Whether `address` lies on this thread's side stack (tests).
 bool OnSideStack(uintptr_t address);
 

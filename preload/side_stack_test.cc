@@ -2,6 +2,7 @@
 
 #include <stdint.h>
 
+#include <atomic>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -48,6 +49,36 @@ TEST(SideStackTest, EachThreadHasItsOwnAndNoneAfterItsRelease) {
     EXPECT_EQ(g_frame, 0u) << "called after the release";
   }).join();
   EXPECT_TRUE(OnSideStack(main_frame));
+}
+
+std::atomic<int> g_phase{0};
+
+// Stays on its stack until told to go.
+uint32_t Hold(void**, uint32_t) {
+  g_phase = 1;
+  while (g_phase != 2) std::this_thread::yield();
+  return 1;
+}
+
+TEST(SideStackTest, SharedStackServesOneThreadAtATime) {
+  void* out[1];
+  ASSERT_EQ(RunOnSharedStack(NoteFrame, out, 4), 5u);
+  const uintptr_t shared = g_frame;
+  EXPECT_FALSE(OnSideStack(shared)) << "not this thread's own";
+
+  std::thread holder([] {
+    void* unused[1];
+    EXPECT_EQ(RunOnSharedStack(Hold, unused, 0), 1u);
+  });
+  while (g_phase != 1) std::this_thread::yield();
+  g_frame = 0;
+  EXPECT_EQ(RunOnSharedStack(NoteFrame, out, 1), 0u);
+  EXPECT_EQ(g_frame, 0u) << "called while another thread had the stack";
+  g_phase = 2;
+  holder.join();
+
+  std::thread([&] { EXPECT_EQ(RunOnSharedStack(NoteFrame, out, 1), 2u); }).join();
+  EXPECT_EQ(g_frame, shared) << "the same stack for every thread";
 }
 
 // The stack's full depth is there, and its end is a guard page (an overflow

@@ -262,9 +262,6 @@ uint32_t LibunwindBacktrace(void** out, uint32_t max) {
 // Slack for the shim's own frames on top of the requested depth.
 constexpr uint32_t kSkipSlack = 16;
 
-// The thread the shim started on (InitUnwinder runs in its constructor).
-pthread_t g_main_thread;
-
 // fn(out, max) on this thread's side stack, which the thread key's
 // destructor unmaps when the thread exits; 0 where that cannot be arranged.
 uint32_t RunAside(StackFunction fn, void** out, uint32_t max) {
@@ -295,20 +292,6 @@ uint32_t FindStack(void**, uint32_t) {
   return 1;
 }
 
-bool RoomToUnwind();
-
-// At a thread's first capture. pthread_getattr_np can take ~4 KiB of stack
-// (the main thread's sscanf; in another thread, the first realloc from libc
-// in the process binds libc's PLT entry, and ld.so saves the vector
-// registers on the stack), which the first sample of a coroutine or of a
-// thread with a small stack may not have: it runs on the side stack, which
-// goes again if the thread's stack turns out to have room. Without a side
-// stack the thread's stack stays unknown (its samples get no stack) until a
-// later capture finds one.
-void LearnStack() {
-  if (RunAside(FindStack, nullptr, 0) == 1 && RoomToUnwind()) DropSideStack();
-}
-
 // This thread's stack, if known.
 bool StackBounds(uintptr_t* lo, uintptr_t* hi) {
   const UnwindState& t = t_unwind;
@@ -328,6 +311,20 @@ bool RoomToUnwind() {
   uintptr_t lo, hi;
   auto sp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
   return StackBounds(&lo, &hi) && sp >= lo + kUnwindRoom && sp < hi;
+}
+
+// At a thread's first capture. pthread_getattr_np can take ~4 KiB of stack
+// (the main thread's sscanf; in another thread, the first realloc from libc
+// in the process binds libc's PLT entry, and ld.so saves the vector
+// registers on the stack), which the first sample of a coroutine or of a
+// thread with a small stack may not have. So it runs on the shared stack or,
+// while another thread has that, on the thread's side stack, which goes
+// again if the thread's stack turns out to have room. Without either the
+// thread's stack stays unknown (its samples get no stack) until a later
+// capture finds one.
+void LearnStack() {
+  if (RunOnSharedStack(FindStack, nullptr, 0) == 1) return;
+  if (RunAside(FindStack, nullptr, 0) == 1 && RoomToUnwind()) DropSideStack();
 }
 
 // Each frame: [fp] = caller's fp, [fp+8] = return address. Every frame read
@@ -385,7 +382,6 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_have_libunwind = LoadLibunwind(error);
   if (g_have_libunwind) g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
   t_unwind.in_libunwind = false;
-  g_main_thread = pthread_self();
   // Also without libunwind: it unmaps side stacks (side_stack.h).
   g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
   // Without libunwind the frame pointer walk still works, but for samples on

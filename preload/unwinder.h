@@ -3,7 +3,8 @@
 // code built with -fno-omit-frame-pointer; the shim itself is). The walk
 // reads only this thread's stack (pthread_getattr_np, once a thread) and ends
 // at the first frame without a plausible frame pointer; where it cannot
-// start (an unknown stack, an alternate signal stack) libunwind unwinds.
+// start (an unknown stack, an alternate signal stack, a coroutine's)
+// libunwind unwinds.
 // It costs a few ns a frame, and nothing outside the stack: libunwind's walk
 // reads one trace cache entry a frame, and in a program that streams memory
 // through the caches between samples those are misses one after the other
@@ -27,9 +28,10 @@
 // most. bench/shim/run_threads.sh: 64 threads, RSS and CPU with and without
 // caches.
 //
-// Stack: a capture takes ~(max + 16) x 8 bytes of the thread's stack for its
-// pcs and libunwind ~2-6 KiB for its cursor and DWARF state (preload/README,
-// "Known limits").
+// Stack: a capture takes ~(max + 16) x 8 bytes of the host's stack for its
+// pcs and a few frames. libunwind (~5-8 KiB) runs there only on the thread's
+// own stack with room left, else on the side stack (side_stack.h;
+// preload/README, "Known limits").
 //
 // Frames inside the shim itself are skipped, so pcs[0] is the return address
 // into the caller of malloc (or into the C++ runtime's operator new).
