@@ -231,13 +231,18 @@ class SmallStackTest(ShimSocketTest):
         self.assertEqual(self.base.returncode, 0, self.base.stderr)
 
     def test_runs_as_without_the_shim_at_the_default_rate(self):
-        for extra in ({}, {"HEAPWATCH_UNWIND": "fp"}, {"HEAPWATCH_UNWIND_CACHES": "0"}):
-            for attempt in range(3):  # which allocations are sampled varies
-                with self.subTest(attempt=attempt, **extra):
-                    r = run(self.cmd, shim_env(os.path.join(self.dir, "absent.sock"), **extra),
-                            preload=SHIM)
-                    self.assertEqual((r.returncode, r.stdout, r.stderr),
-                                     (self.base.returncode, self.base.stdout, self.base.stderr))
+        absent = os.path.join(self.dir, "absent.sock")
+        for allocator in (None, JEMALLOC, TCMALLOC):
+            base = run(self.cmd, preload=allocator) if allocator else self.base
+            self.assertEqual(base.returncode, 0, base.stderr)
+            preload = f"{SHIM}:{allocator}" if allocator else SHIM
+            name = os.path.basename(allocator) if allocator else "glibc"
+            for extra in ({}, {"HEAPWATCH_UNWIND": "fp"}, {"HEAPWATCH_UNWIND_CACHES": "0"}):
+                for attempt in range(3):  # which allocations are sampled varies
+                    with self.subTest(allocator=name, attempt=attempt, **extra):
+                        r = run(self.cmd, shim_env(absent, **extra), preload=preload)
+                        self.assertEqual((r.returncode, r.stdout, r.stderr),
+                                         (base.returncode, base.stdout, base.stderr))
 
     def test_every_marker_has_its_stack_down_to_the_caller(self):
         exe = self.cmd[0]
