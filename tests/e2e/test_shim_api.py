@@ -154,6 +154,22 @@ class ShimApiTest(ShimSocketTest):
                 loaded = {os.path.realpath(m["path"]) for m in main.modules}
                 self.assertIn(os.path.realpath("/usr/lib/x86_64-linux-gnu/libunwind.so.8"), loaded)
 
+    def test_c23_sized_frees_free_through_the_shim(self):
+        # free_sized and free_aligned_sized (glibc 2.43): a program built
+        # against a newer glibc than this machine's binds them to glibc's,
+        # past a shim without them, and every sampled block it freed so stayed
+        # live. Here glibc lacks them, so the program looks them up (exit 2
+        # if absent) and its run without profiling is the shim's pass-through.
+        cmd = [program("shim_sized_free")]
+        base = run(cmd, {"HEAPWATCH_DISABLE": "1"}, preload=SHIM)
+        self.assertEqual(base.returncode, 0, base.stdout)
+        conn = self.record_run(cmd, SHIM, base)
+        markers = {6000000 + k for k in range(0, 10, 2)} | {6000000 + 64 * k for k in range(1, 10, 2)}
+        self.assertEqual(sorted(s for s in conn.alloc_sizes if s in markers | {6000010}),
+                         sorted(markers | {6000010}))
+        self.assertEqual([s for s, _ in conn.live.values() if s >= 6000000], [6000010],
+                         "blocks freed by free_sized and free_aligned_sized left the live set")
+
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")
         with open(script, "w") as f:
