@@ -101,11 +101,14 @@ HW_EXPORT void* pvalloc(size_t size) {
   return AllocSlow([size] { return g_real.pvalloc(size); }, size);
 }
 
-// C23's sized frees (glibc 2.43): the size and the alignment only tell the
+// C23's sized frees (glibc 2.43). The size and the alignment only tell the
 // allocator what it could look up, so free() is a correct one over any
-// allocator. A program built against glibc 2.43 or later binds them to
-// glibc's, past a shim without them: every sampled block freed so would stay
-// live in the table for good. Over an older glibc they exist now too.
+// allocator. glibc's jump to free through its PLT, so to the shim (checked
+// in a Debian sid chroot, glibc 2.43-7); but jemalloc (its sources after
+// 5.3.0) defines its own, and a program built against glibc 2.43 binds
+// free_sized to an allocator preloaded after a shim without them: every
+// sampled block freed so would stay live in the table for good. Over an
+// older glibc they exist now too.
 HW_EXPORT void free_sized(void* p, size_t) { free(p); }
 
 HW_EXPORT void free_aligned_sized(void* p, size_t, size_t) { free(p); }

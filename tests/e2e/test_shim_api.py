@@ -155,11 +155,12 @@ class ShimApiTest(ShimSocketTest):
                 self.assertIn(os.path.realpath("/usr/lib/x86_64-linux-gnu/libunwind.so.8"), loaded)
 
     def test_c23_sized_frees_free_through_the_shim(self):
-        # free_sized and free_aligned_sized (glibc 2.43): a program built
-        # against a newer glibc than this machine's binds them to glibc's,
-        # past a shim without them, and every sampled block it freed so stayed
-        # live. Here glibc lacks them, so the program looks them up (exit 2
-        # if absent) and its run without profiling is the shim's pass-through.
+        # free_sized and free_aligned_sized (glibc 2.43, and newer jemalloc's
+        # own): a program built against glibc 2.43 binds them to an allocator
+        # preloaded after the shim that defines them, past a shim without
+        # them, and every sampled block it freed so would stay live. Here
+        # glibc lacks them, so the program looks them up (exit 2 if absent)
+        # and its run without profiling is the shim's pass-through.
         cmd = [program("shim_sized_free")]
         base = run(cmd, {"HEAPWATCH_DISABLE": "1"}, preload=SHIM)
         self.assertEqual(base.returncode, 0, base.stdout)

@@ -1,6 +1,7 @@
-// C23's sized frees, free_sized and free_aligned_sized (glibc 2.43), looked
-// up at run time: a program built against glibc 2.43 or later binds them at
-// load, but this machine's glibc may predate them, and the shim has them.
+// C23's sized frees, free_sized and free_aligned_sized (glibc 2.43; newer
+// jemalloc has its own, which a program built against glibc 2.43 binds to
+// when jemalloc is preloaded after the shim), looked up at run time: this
+// machine's glibc may predate them, and the shim has them.
 // Allocates ten marker blocks: for even k, 6,000,000 + k bytes from malloc,
 // freed with free_sized; for odd k, 6,000,000 + 64 k bytes (a multiple of
 // the alignment) from aligned_alloc(64), freed with free_aligned_sized. A
