@@ -111,12 +111,14 @@ run_fastpath() {
   local out=$1
   shift
   "$@" "$fastpath" --benchmark_min_time=0.3 --benchmark_format=csv 2>/dev/null |
-    awk -F, 'NR > 1 {gsub(/"/, "", $1); print $1, $4}' > "$fastpath_out/$out"
+    awk -F, 'NR > 1 {gsub(/"/, "", $1); print $1, ($4 == "" ? "-" : $4)}' > "$fastpath_out/$out"
 }
 run_fastpath none env
 run_fastpath idle env LD_PRELOAD="$idle"
 run_fastpath shim env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent
 run_fastpath every env LD_PRELOAD="$shim" HEAPWATCH_SOCKET=/nonexistent HEAPWATCH_SAMPLE_BYTES=1
 paste -d' ' "$fastpath_out"/{none,idle,shim,every} |
-  awk 'BEGIN { print "| benchmark | no shim | idle thread | shim | added by the shim | beyond the idle thread | shim, R = 1 (every pair sampled) |"; print "|---|---|---|---|---|---|---|" }
-       { printf "| %s | %.1f | %.1f | %.1f | %+.1f | %+.1f | %.1f |\n", $1, $2, $4, $6, $6 - $2, $6 - $4, $8 }'
+  awk 'function v(x) { return x == "-" ? "n/a" : sprintf("%.1f", x) }
+       function d(a, b) { return a == "-" || b == "-" ? "n/a" : sprintf("%+.1f", a - b) }
+       BEGIN { print "| benchmark | no shim | idle thread | shim | added by the shim | beyond the idle thread | shim, R = 1 (every pair sampled) |"; print "|---|---|---|---|---|---|---|" }
+       { printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, v($2), v($4), v($6), d($6, $2), d($6, $4), v($8) }'
