@@ -17,6 +17,15 @@
 #include "unloaded_code.h"
 #include "unwinder.h"
 
+// What glibc's pthread_atfork (a stub in libc_nonshared.a) calls: only glibc
+// has it. Referenced weakly, so that under another C library the shim still
+// loads and stays off (StartRecorder): musl's ld.so stops the program, exit
+// 127, at a symbol it cannot bind ("Error relocating libheapwatch.so:
+// __register_atfork: symbol not found"), and Alpine images are common.
+extern "C" int __register_atfork(void (*prepare)(), void (*parent)(), void (*child)(),
+                                 void* dso_handle) __attribute__((weak));
+extern "C" void* __dso_handle;
+
 namespace heapwatch::preload {
 
 __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
@@ -115,6 +124,15 @@ void StartRecorder(bool other_allocator_first) {
   size_t arena_count = ArenaBlocks(arena_blocks);
   bool have_table = g_shim.table.Init(c.table_slots, arena_blocks, arena_count);
   if (c.disabled || other_allocator_first || !have_table) return off();
+  if (!__register_atfork) {
+    // Not glibc (musl): the shim is built on glibc's fork, TLS and loader,
+    // so it only passes calls through.
+    static const char kMsg[] =
+        "heapwatch: the C library is not glibc (musl?); profiling disabled\n";
+    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
+    (void)ignored;
+    return off();
+  }
 
   uint64_t depot_buckets = c.table_slots < (1u << 20) ? c.table_slots : (1u << 20);
   if (!g_shim.depot.Init(depot_buckets, depot_buckets * 32) || !g_shim.ring.Init(c.ring_slots)) {
@@ -142,7 +160,7 @@ void StartRecorder(bool other_allocator_first) {
   if (!unwinder) return off();
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
-  pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+  __register_atfork(ForkPrepare, ForkParent, ForkChild, &__dso_handle);
   g_shim.state.store(static_cast<int>(ShimState::kOn), std::memory_order_release);
   if (!StartSender()) off();
 }

@@ -171,6 +171,27 @@ class ShimApiTest(ShimSocketTest):
         self.assertEqual([s for s, _ in conn.live.values() if s >= 6000000], [6000010],
                          "blocks freed by free_sized and free_aligned_sized left the live set")
 
+    def test_musl_program_runs_unprofiled(self):
+        # shim_musl is built against musl, an Alpine image's C library. musl's
+        # ld.so stopped it at load, exit 127, on the shim's one glibc-only
+        # symbol (__register_atfork). Now the shim loads, says so in one line
+        # and passes every call through, in the forked child too; nothing
+        # connects to the collector.
+        cmd = [program("shim_musl")]
+        want = run(cmd)
+        self.assertEqual(want.returncode, 0, want.stderr)
+        for extra in ({}, {"HEAPWATCH_SAMPLE_BYTES": "1"}, {"HEAPWATCH_DISABLE": "1"}):
+            with self.subTest(**extra):
+                rx = WireReceiver(self.sock)
+                self.addCleanup(rx.stop)
+                r = run(cmd, shim_env(self.sock, **extra), preload=SHIM)
+                self.assertEqual((r.returncode, r.stdout), (0, want.stdout), r.stderr)
+                said = "" if extra.get("HEAPWATCH_DISABLE") else \
+                    "heapwatch: the C library is not glibc (musl?); profiling disabled\n"
+                self.assertEqual(r.stderr, said)
+                rx.stop()
+                self.assertEqual(rx.snapshot(), [])
+
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")
         with open(script, "w") as f:
