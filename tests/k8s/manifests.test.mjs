@@ -165,6 +165,14 @@ for (const [overlay, objects] of rendered) {
       }
     });
 
+    test(`${where}: kept to amd64 nodes, the application's node selector kept`, () => {
+      assert.equal(pod.nodeSelector?.["kubernetes.io/arch"], "amd64",
+        "the image and the shim are x86-64: elsewhere the init container cannot run");
+      if (overlay.includes("demo-other-uid")) {
+        assert.equal(pod.nodeSelector["kubernetes.io/os"], "linux", "the application's own key was lost");
+      }
+    });
+
     test(`${where}: every mounted volume exists, once`, () => {
       const volumes = (pod.volumes ?? []).map((v) => v.name);
       assert.deepEqual(volumes, [...new Set(volumes)], "duplicate volume names");
