@@ -200,8 +200,16 @@ for (const [overlay, objects] of rendered) {
     });
 
     test(`${where}: LD_PRELOAD names the shim in the directory the init container copies`, () => {
-      const preload = envOf(app).LD_PRELOAD?.value;
+      // ld.so's list: the shim first, then an allocator the application
+      // preloads itself (tests/k8s/fixtures/own-preload).
+      const [preload, ...others] = (envOf(app).LD_PRELOAD?.value ?? "").split(/[:\s]+/);
       assert.ok(preload, "the application has no LD_PRELOAD");
+      if (overlay.includes("own-preload")) {
+        assert.deepEqual(others, ["/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"],
+          "the application's own preload, after the shim");
+      } else {
+        assert.deepEqual(others, []);
+      }
       assert.ok(init, "no heapwatch-shim init container");
       // The shim's whole directory (the shim and the libraries it loads from
       // beside itself), copied into the volume's root: `cp -R <dir>/. <mount>/`.
