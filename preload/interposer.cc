@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "alloc_paths.h"
 #include "real_allocator.h"
@@ -132,11 +131,9 @@ __attribute__((constructor)) void HeapwatchStart() {
   // for most allocations: say so once and stay out of the way.
   bool other_first = heapwatch::preload::AllocatorPrecedes(reinterpret_cast<void*>(&heapwatch_own_malloc));
   if (other_first && !getenv("HEAPWATCH_DISABLE")) {
-    static const char kMsg[] =
-        "heapwatch: another allocator precedes libheapwatch.so (in the executable or "
-        "earlier in LD_PRELOAD); profiling disabled (put libheapwatch.so first)\n";
-    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
-    (void)ignored;
+    heapwatch::preload::SayOnce("allocator",
+                                "another allocator precedes libheapwatch.so (in the executable or "
+                                "earlier in LD_PRELOAD); profiling disabled (put libheapwatch.so first)");
   }
   heapwatch::preload::StartRecorder(other_first);
 }

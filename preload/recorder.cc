@@ -111,6 +111,18 @@ uint32_t CurrentTid() {
   return t.tid;
 }
 
+void SayOnce(const char* key, const char* what, const char* detail) {
+  const char* said = getenv("HEAPWATCH_SAID");
+  if (said && strcmp(said, key) == 0) return;
+  static const char kPrefix[] = "heapwatch: ";
+  ssize_t ignored = write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
+  ignored = write(STDERR_FILENO, what, strlen(what));
+  ignored = write(STDERR_FILENO, detail, strlen(detail));
+  ignored = write(STDERR_FILENO, "\n", 1);
+  (void)ignored;
+  setenv("HEAPWATCH_SAID", key, 1);
+}
+
 void StartRecorder(bool other_allocator_first) {
   Config& c = g_shim.config;
   ParseConfig([](const char* name) -> const char* { return getenv(name); }, &c);
@@ -127,10 +139,7 @@ void StartRecorder(bool other_allocator_first) {
   if (!__register_atfork) {
     // Not glibc (musl): the shim is built on glibc's fork, TLS and loader,
     // so it only passes calls through.
-    static const char kMsg[] =
-        "heapwatch: the C library is not glibc (musl?); profiling disabled\n";
-    ssize_t ignored = write(STDERR_FILENO, kMsg, sizeof(kMsg) - 1);
-    (void)ignored;
+    SayOnce("musl", "the C library is not glibc (musl?); profiling disabled");
     return off();
   }
 
@@ -150,12 +159,10 @@ void StartRecorder(bool other_allocator_first) {
     // An application image whose glibc is older than the shim's libunwind
     // needs (2.34), or one without the shim's directory intact. With
     // HEAPWATCH_UNWIND=fp the shim goes on with frame pointers alone.
-    const char* what = unwinder ? "heapwatch: cannot load libunwind.so.8; frame pointers only: "
-                                : "heapwatch: cannot load libunwind.so.8; profiling disabled: ";
-    ssize_t ignored = write(STDERR_FILENO, what, strlen(what));
-    ignored = write(STDERR_FILENO, error, strlen(error));
-    ignored = write(STDERR_FILENO, "\n", 1);
-    (void)ignored;
+    SayOnce("libunwind",
+            unwinder ? "cannot load libunwind.so.8; frame pointers only: "
+                     : "cannot load libunwind.so.8; profiling disabled: ",
+            error);
   }
   if (!unwinder) return off();
   g_shim.pid = static_cast<uint32_t>(getpid());

@@ -71,6 +71,14 @@ extern Shim g_shim __attribute__((visibility("hidden")));  // hidden: direct acc
 // shim's constructor; `other_allocator_first` makes it a pass-through.
 void StartRecorder(bool other_allocator_first);
 
+// Writes "heapwatch: <what><detail>" and a newline to stderr, once for a
+// process and the programs it execs: `key` goes into the environment's
+// HEAPWATCH_SAID, and a process that finds the same key there says nothing.
+// In a container every process would say it (each command of an Alpine
+// image's shell script), into output that scripts capture with 2>&1.
+// At start only (setenv).
+void SayOnce(const char* key, const char* what, const char* detail = "");
+
 // The slow half of the sampling decision (fast half: Unsampled, below).
 // False inside the shim's own work, before start and when off.
 bool SampleSlowPath(size_t size);

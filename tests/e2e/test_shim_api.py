@@ -177,9 +177,13 @@ class ShimApiTest(ShimSocketTest):
         # symbol (__register_atfork). Now the shim loads, says so in one line
         # and passes every call through, in the forked child too; nothing
         # connects to the collector.
-        cmd = [program("shim_musl")]
+        # With "exec" it runs itself once more, through fork and exec first:
+        # the line is said once for both (the environment's HEAPWATCH_SAID),
+        # or each command of a shell script in the image would print it.
+        cmd = [program("shim_musl"), "exec"]
         want = run(cmd)
         self.assertEqual(want.returncode, 0, want.stderr)
+        self.assertEqual(len(want.stdout.splitlines()), 2)
         for extra in ({}, {"HEAPWATCH_SAMPLE_BYTES": "1"}, {"HEAPWATCH_DISABLE": "1"}):
             with self.subTest(**extra):
                 rx = WireReceiver(self.sock)
