@@ -12,7 +12,7 @@ namespace {
 constexpr uintptr_t kGuardBytes = 4096;
 
 struct SideStack {
-  char* base;    // the guard page's start; nullptr until mapped
+  char* base;     // the guard page's start; nullptr until mapped
   bool released;  // the thread is exiting
 };
 __thread SideStack t_side __attribute__((tls_model("initial-exec")));
