@@ -25,7 +25,11 @@ HEAPWATCH_GLIBC_OLD(pthread_getspecific);
 HEAPWATCH_GLIBC_OLD(pthread_setspecific);
 HEAPWATCH_GLIBC_OLD(pthread_attr_getstack);
 HEAPWATCH_GLIBC_OLD(pthread_attr_setstacksize);
+// Not where the shim defines it (getattr_interposer.cc): a definition is the
+// shim's own, not glibc's old one.
+#ifndef HEAPWATCH_DEFINES_PTHREAD_GETATTR_NP
 HEAPWATCH_GLIBC_OLD(pthread_getattr_np);
+#endif
 HEAPWATCH_GLIBC_OLD(pthread_sigmask);
 // libm's log@GLIBC_2.29 is a faster build of the same function.
 HEAPWATCH_GLIBC_OLD(log);

@@ -116,6 +116,7 @@ struct UnwindState {
   // libunwind may run), [0, 0) until known, and kNoStack if it cannot be
   // found.
   uintptr_t stack_lo, stack_hi;
+  uint32_t in_getattr;  // calls of pthread_getattr_np under way (ThreadAttributesScope)
 };
 constexpr uintptr_t kNoStack = 1;
 __thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
@@ -323,6 +324,7 @@ bool RoomToUnwind() {
 // thread's stack stays unknown (its samples get no stack) until a later
 // capture finds one.
 void LearnStack() {
+  if (t_unwind.in_getattr) return;  // inside pthread_getattr_np: its lock is held
   if (RunOnSharedStack(FindStack, nullptr, 0) == 1) return;
   if (RunAside(FindStack, nullptr, 0) == 1 && RoomToUnwind()) DropSideStack();
 }
@@ -392,6 +394,9 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
 }
 
 bool InsideLibunwind() { return t_unwind.in_libunwind; }
+
+ThreadAttributesScope::ThreadAttributesScope() { ++t_unwind.in_getattr; }
+ThreadAttributesScope::~ThreadAttributesScope() { --t_unwind.in_getattr; }
 
 uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_relaxed); }
 

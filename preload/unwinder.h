@@ -75,6 +75,17 @@ void UnwinderForkChild();
 // interposer moves the pipe libunwind opens then: descriptors.h).
 bool InsideLibunwind();
 
+// Marks a call of pthread_getattr_np (getattr_interposer.cc says why): a
+// capture meanwhile does not call it to learn the thread's stack, and
+// unwinds on the side stack.
+class ThreadAttributesScope {
+ public:
+  ThreadAttributesScope();
+  ~ThreadAttributesScope();
+  ThreadAttributesScope(const ThreadAttributesScope&) = delete;
+  ThreadAttributesScope& operator=(const ThreadAttributesScope&) = delete;
+};
+
 // Threads holding a trace cache now (tests).
 uint32_t TraceCachesInUse();
 

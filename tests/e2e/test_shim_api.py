@@ -196,6 +196,21 @@ class ShimApiTest(ShimSocketTest):
                 rx.stop()
                 self.assertEqual(rx.snapshot(), [])
 
+    def test_threads_that_ask_for_their_attributes(self):
+        # Each thread's first allocation is pthread_getattr_np's realloc, made
+        # while glibc holds the thread's own lock (the JVM and Rust's std ask
+        # at every thread's start). The shim called pthread_getattr_np again
+        # from that sample to find the thread's stack, and the thread hung;
+        # with HEAPWATCH_UNWIND=fp it always had (the walk needs the bounds).
+        cmd = [program("shim_thread_attrs")]
+        base = run(cmd)
+        self.assertEqual(base.returncode, 0, base.stdout)
+        for extra in ({}, {"HEAPWATCH_UNWIND": "fp"}):
+            with self.subTest(**extra):
+                conn = self.record_run(cmd, SHIM, base, **extra)
+                self.assertEqual(conn.stats["unwind_failures"], 0)
+                self.assertEqual(sum(1 for s in conn.alloc_sizes if 1000 <= s < 1008), 16 * 8)
+
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")
         with open(script, "w") as f:
