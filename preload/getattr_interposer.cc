@@ -25,12 +25,13 @@ std::atomic<GetattrFn> g_real_getattr{nullptr};
 }  // namespace
 
 HW_EXPORT int pthread_getattr_np(pthread_t thread, pthread_attr_t* attr) {
-  heapwatch::preload::ThreadAttributesScope inside;  // before dlsym, which may allocate
+  heapwatch::preload::EnterThreadAttributes();  // before dlsym, which may allocate
   GetattrFn real = g_real_getattr.load(std::memory_order_acquire);
   if (!real) {
     real = reinterpret_cast<GetattrFn>(dlsym(RTLD_NEXT, "pthread_getattr_np"));
-    if (!real) return ENOSYS;
-    g_real_getattr.store(real, std::memory_order_release);
+    if (real) g_real_getattr.store(real, std::memory_order_release);
   }
-  return real(thread, attr);
+  int rc = real ? real(thread, attr) : ENOSYS;
+  heapwatch::preload::LeaveThreadAttributes();
+  return rc;
 }

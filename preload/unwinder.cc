@@ -116,7 +116,7 @@ struct UnwindState {
   // libunwind may run), [0, 0) until known, and kNoStack if it cannot be
   // found.
   uintptr_t stack_lo, stack_hi;
-  uint32_t in_getattr;  // calls of pthread_getattr_np under way (ThreadAttributesScope)
+  uint32_t in_getattr;  // calls of pthread_getattr_np under way (EnterThreadAttributes)
 };
 constexpr uintptr_t kNoStack = 1;
 __thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
@@ -395,8 +395,8 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
 
 bool InsideLibunwind() { return t_unwind.in_libunwind; }
 
-ThreadAttributesScope::ThreadAttributesScope() { ++t_unwind.in_getattr; }
-ThreadAttributesScope::~ThreadAttributesScope() { --t_unwind.in_getattr; }
+void EnterThreadAttributes() { ++t_unwind.in_getattr; }
+void LeaveThreadAttributes() { --t_unwind.in_getattr; }
 
 uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_relaxed); }
 

@@ -75,16 +75,11 @@ void UnwinderForkChild();
 // interposer moves the pipe libunwind opens then: descriptors.h).
 bool InsideLibunwind();
 
-// Marks a call of pthread_getattr_np (getattr_interposer.cc says why): a
-// capture meanwhile does not call it to learn the thread's stack, and
+// Around a call of pthread_getattr_np (getattr_interposer.cc says why): a
+// capture in between does not call it to learn the thread's stack, and
 // unwinds on the side stack.
-class ThreadAttributesScope {
- public:
-  ThreadAttributesScope();
-  ~ThreadAttributesScope();
-  ThreadAttributesScope(const ThreadAttributesScope&) = delete;
-  ThreadAttributesScope& operator=(const ThreadAttributesScope&) = delete;
-};
+void EnterThreadAttributes();
+void LeaveThreadAttributes();
 
 // Threads holding a trace cache now (tests).
 uint32_t TraceCachesInUse();
