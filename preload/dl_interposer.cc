@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "modules.h"
+#include "next_function.h"
 #include "unloaded_code.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
@@ -18,16 +19,6 @@ namespace {
 
 using DlcloseFn = int (*)(void*);
 std::atomic<DlcloseFn> g_real_dlclose{nullptr};
-
-DlcloseFn RealDlclose() {
-  DlcloseFn real = g_real_dlclose.load(std::memory_order_acquire);
-  if (!real) {
-    // Two threads may both look it up; they store the same pointer.
-    real = reinterpret_cast<DlcloseFn>(dlsym(RTLD_NEXT, "dlclose"));
-    g_real_dlclose.store(real, std::memory_order_release);
-  }
-  return real;
-}
 
 }  // namespace
 
@@ -53,7 +44,7 @@ DlcloseFn RealDlclose() {
 // And the code it unmapped stays free of new code while libunwind's trace
 // caches may still describe it (unloaded_code.h).
 HW_EXPORT int dlclose(void* handle) {
-  DlcloseFn real = RealDlclose();
+  DlcloseFn real = heapwatch::preload::NextFunction(&g_real_dlclose, "dlclose");
   if (!real) return -1;
   heapwatch::preload::CodeSnapshot snapshot;
   heapwatch::preload::SnapshotCode(&snapshot);

@@ -7,12 +7,12 @@
 // hung at its start (tests/e2e/test_shim_api.py,
 // test_threads_that_ask_for_their_attributes). While the mark is set, a
 // sample does not learn the stack.
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 
 #include <atomic>
 
+#include "next_function.h"
 #include "unwinder.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
@@ -26,11 +26,7 @@ std::atomic<GetattrFn> g_real_getattr{nullptr};
 
 HW_EXPORT int pthread_getattr_np(pthread_t thread, pthread_attr_t* attr) {
   heapwatch::preload::EnterThreadAttributes();  // before dlsym, which may allocate
-  GetattrFn real = g_real_getattr.load(std::memory_order_acquire);
-  if (!real) {
-    real = reinterpret_cast<GetattrFn>(dlsym(RTLD_NEXT, "pthread_getattr_np"));
-    if (real) g_real_getattr.store(real, std::memory_order_release);
-  }
+  GetattrFn real = heapwatch::preload::NextFunction(&g_real_getattr, "pthread_getattr_np");
   int rc = real ? real(thread, attr) : ENOSYS;
   heapwatch::preload::LeaveThreadAttributes();
   return rc;

@@ -3,13 +3,13 @@
 // high descriptor numbers, out of the way of an application that closes
 // every descriptor it did not open and reuses the numbers (descriptors.h).
 // Anyone else's pipe2 is the real one, untouched.
-#include <dlfcn.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 
 #include "descriptors.h"
+#include "next_function.h"
 #include "unwinder.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
@@ -20,12 +20,8 @@ using Pipe2Fn = int (*)(int*, int);
 std::atomic<Pipe2Fn> g_real_pipe2{nullptr};
 
 int RealPipe2(int fds[2], int flags) {
-  Pipe2Fn real = g_real_pipe2.load(std::memory_order_acquire);
-  if (!real) {
-    real = reinterpret_cast<Pipe2Fn>(dlsym(RTLD_NEXT, "pipe2"));
-    if (!real) return static_cast<int>(syscall(SYS_pipe2, fds, flags));
-    g_real_pipe2.store(real, std::memory_order_release);
-  }
+  Pipe2Fn real = heapwatch::preload::NextFunction(&g_real_pipe2, "pipe2");
+  if (!real) return static_cast<int>(syscall(SYS_pipe2, fds, flags));
   return real(fds, flags);
 }
 

@@ -142,11 +142,17 @@ std::atomic<uint32_t> g_caches_in_use{0};
 // used any more.
 std::atomic<uint32_t> g_cache_generation{0};
 std::atomic<uint32_t> g_caches_retired{0};
-// Set for a thread that holds a trace cache or a slot; its destructor gives
-// both back when the thread exits (libunwind frees the cache itself from a
-// destructor of its own).
+// Set for a thread that holds a trace cache, a slot or a side stack; its
+// destructor gives them back when the thread exits (libunwind frees the cache
+// itself from a destructor of its own).
 pthread_key_t g_thread_key;
 bool g_have_thread_key = false;
+
+// Makes ReleaseThread run at this thread's exit; false if it cannot.
+bool ReleaseAtExit() {
+  return pthread_getspecific(g_thread_key) != nullptr ||
+         pthread_setspecific(g_thread_key, &g_caches_in_use) == 0;
+}
 
 void ReleaseThread(void*) {
   UnwindState& t = t_unwind;
@@ -167,7 +173,7 @@ uint32_t ClaimSlot() {
     uint32_t free_slot = 0;
     if (g_slots[i].owned.load(std::memory_order_relaxed) == 0 &&
         g_slots[i].owned.compare_exchange_strong(free_slot, 1, std::memory_order_acquire)) {
-      if (pthread_setspecific(g_thread_key, &g_caches_in_use) == 0) return i + 1;
+      if (ReleaseAtExit()) return i + 1;
       g_slots[i].owned.store(0, std::memory_order_release);
       return kNoSlot;
     }
@@ -209,8 +215,7 @@ bool TakeCache() {
   do {
     if (n >= g_cache_limit) return false;
   } while (!g_caches_in_use.compare_exchange_weak(n, n + 1, std::memory_order_relaxed));
-  if (pthread_getspecific(g_thread_key) == nullptr &&
-      pthread_setspecific(g_thread_key, &g_caches_in_use) != 0) {
+  if (!ReleaseAtExit()) {
     g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
@@ -266,11 +271,7 @@ constexpr uint32_t kSkipSlack = 16;
 // fn(out, max) on this thread's side stack, which the thread key's
 // destructor unmaps when the thread exits; 0 where that cannot be arranged.
 uint32_t RunAside(StackFunction fn, void** out, uint32_t max) {
-  if (!g_have_thread_key || t_unwind.exiting) return 0;
-  if (pthread_getspecific(g_thread_key) == nullptr &&
-      pthread_setspecific(g_thread_key, &g_caches_in_use) != 0) {
-    return 0;
-  }
+  if (!g_have_thread_key || t_unwind.exiting || !ReleaseAtExit()) return 0;
   return RunOnSideStack(fn, out, max);
 }
 

@@ -48,8 +48,8 @@ namespace heapwatch::preload {
 // `trace_caches` threads at a time may use unw_backtrace (see above). Loads
 // libunwind.so.8 (dlopen: unwinder.cc says why); if that fails, sets *error
 // (dlerror()'s message) and returns `frame_pointers`: the walk works without
-// libunwind (but for samples on an alternate signal stack, which then have
-// no stack); false means nothing may be captured. *error is left alone when
+// libunwind (but for samples on a stack that is not the thread's own, which
+// then have no stack); false means nothing may be captured. *error is left alone when
 // libunwind loads.
 bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
                   uint32_t trace_caches, const char** error);

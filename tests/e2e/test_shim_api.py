@@ -243,9 +243,6 @@ class ShimApiTest(ShimSocketTest):
                 self.assertGreater(len(conn.stacks), 0)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 def function_names(conn, pcs, exe):
     """The names of `exe`'s functions (nm's) at return addresses `pcs` of
@@ -316,3 +313,7 @@ class SmallStackTest(ShimSocketTest):
                                  if n is not None]
                         self.assertTrue(names and "AllocateMarkers" in names[0], names)
                         self.assertTrue(any(below in n for n in names[1:]), names)
+
+
+if __name__ == "__main__":
+    unittest.main()
