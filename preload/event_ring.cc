@@ -7,7 +7,7 @@
 namespace heapwatch::preload {
 
 bool EventRing::Init(uint64_t slots) {
-  if (slots < 2 || (slots & (slots - 1)) != 0) return false;
+  if (slots < 4 || (slots & (slots - 1)) != 0) return false;  // kWriting < slots
   bytes_ = slots * sizeof(Slot);
   slots_ = static_cast<Slot*>(MapZeroed(bytes_));
   if (!slots_) return false;
@@ -30,27 +30,50 @@ void EventRing::ResetUnsafe() {
 }
 
 // Slot `pos & mask_` stores seq - (pos & mask_); the arithmetic below is the
-// classic scheme's on the restored seq.
-bool EventRing::Push(const wire::EventRecord& ev, bool* half_lap) {
-  if (!slots_) return false;
+// classic scheme's on the restored seq. A slot being written holds its free
+// value + kWriting, which no producer of this lap or the next takes for free
+// (kWriting < capacity).
+EventRing::Slot* EventRing::Claim(uint64_t* claimed) {
+  if (!slots_) return nullptr;
   uint64_t pos = head_.load(std::memory_order_relaxed);
   for (;;) {
     Slot& s = slots_[pos & mask_];
-    uint64_t seq = s.seq.load(std::memory_order_acquire) + (pos & mask_);
-    int64_t diff = static_cast<int64_t>(seq - pos);
+    uint64_t stored = s.seq.load(std::memory_order_acquire);
+    int64_t diff = static_cast<int64_t>(stored + (pos & mask_) - pos);
     if (diff == 0) {
       if (head_.compare_exchange_weak(pos, pos + 1, std::memory_order_relaxed)) {
-        s.ev = ev;
-        s.seq.store(pos + 1 - (pos & mask_), std::memory_order_release);
-        if (half_lap) *half_lap = (pos & (mask_ >> 1)) == 0;
-        return true;
+        // Fails only if the consumer gave up on this position already
+        // (GiveUp): this producer was stopped for that long.
+        if (!s.seq.compare_exchange_strong(stored, stored + kWriting, std::memory_order_acquire,
+                                           std::memory_order_relaxed)) {
+          return nullptr;
+        }
+        *claimed = pos;
+        return &s;
       }
     } else if (diff < 0) {
-      return false;  // full: the consumer has not freed this slot yet
+      return nullptr;  // full: the consumer has not freed this slot yet
     } else {
       pos = head_.load(std::memory_order_relaxed);
     }
   }
+}
+
+bool EventRing::Publish(Slot* s, uint64_t pos, const wire::EventRecord& ev) {
+  s->ev = ev;
+  // A compare-and-swap, not a store: the consumer may have given up on the
+  // position meanwhile, and the slot may be another lap's by now.
+  uint64_t writing = pos - (pos & mask_) + kWriting;
+  return s->seq.compare_exchange_strong(writing, writing - kWriting + 1, std::memory_order_release,
+                                        std::memory_order_relaxed);
+}
+
+bool EventRing::Push(const wire::EventRecord& ev, bool* half_lap) {
+  uint64_t pos;
+  Slot* s = Claim(&pos);
+  if (!s || !Publish(s, pos, ev)) return false;
+  if (half_lap) *half_lap = (pos & (mask_ >> 1)) == 0;
+  return true;
 }
 
 bool EventRing::Pop(wire::EventRecord* ev) {
@@ -60,6 +83,26 @@ bool EventRing::Pop(wire::EventRecord* ev) {
   if (s.seq.load(std::memory_order_acquire) + index != tail_ + 1) return false;
   *ev = s.ev;
   s.seq.store(tail_ + mask_ + 1 - index, std::memory_order_release);
+  ++tail_;
+  return true;
+}
+
+bool EventRing::Unpublished() const {
+  if (!slots_ || head_.load(std::memory_order_acquire) == tail_) return false;
+  const uint64_t index = tail_ & mask_;
+  return slots_[index].seq.load(std::memory_order_acquire) + index != tail_ + 1;
+}
+
+bool EventRing::GiveUp() {
+  if (!Unpublished()) return false;
+  const uint64_t index = tail_ & mask_;
+  const uint64_t free_value = tail_ - index;
+  Slot& s = slots_[index];
+  uint64_t stored = s.seq.load(std::memory_order_acquire);
+  if (stored != free_value && stored != free_value + kWriting) return false;
+  if (!s.seq.compare_exchange_strong(stored, free_value + mask_ + 1, std::memory_order_acq_rel)) {
+    return false;  // published meanwhile
+  }
   ++tail_;
   return true;
 }

@@ -18,7 +18,14 @@
 // this (see sender.cc).
 //
 // A producer that claimed a slot and was then preempted holds back the
-// consumer until it publishes; it never holds back other producers.
+// consumer until it publishes; it never holds back other producers. One that
+// never publishes (a signal handler jumped out of its push: recorder.cc,
+// RecoverAbandonedSample) held it back for good, and every event after it
+// was lost; so the consumer can give up on a position (GiveUp). The producer
+// marks its slot while it writes and publishes with a compare-and-swap, so
+// if it does go on after that, it finds out and drops its event (its write
+// of the slot could still meet the next lap's: preload/README, "Known
+// limits").
 #ifndef HEAPWATCH_PRELOAD_EVENT_RING_H_
 #define HEAPWATCH_PRELOAD_EVENT_RING_H_
 
@@ -33,7 +40,7 @@ namespace heapwatch::preload {
 
 class EventRing {
  public:
-  // `slots` a power of two >= 2.
+  // `slots` a power of two >= 4.
   bool Init(uint64_t slots);
   bool initialized() const { return slots_ != nullptr; }
   uint64_t capacity() const { return slots_ ? mask_ + 1 : 0; }
@@ -59,6 +66,14 @@ class EventRing {
   }
   // Consumer only. False when empty (or the next slot is not yet published).
   bool Pop(wire::EventRecord* ev);
+  // Consumer only. Whether Pop waits at a position a producer claimed and
+  // has not published.
+  bool Unpublished() const;
+  // Consumer only. Skips that position, whose event is lost; false if there
+  // is none or it was published meanwhile (Pop takes it).
+  bool GiveUp();
+  // Consumer only: the next position Pop takes.
+  uint64_t tail() const { return tail_; }
 
   // Re-initialises positions and sequences. Only when no other thread can
   // touch the ring: in the child after fork, where a producer of the parent
@@ -72,6 +87,13 @@ class EventRing {
     std::atomic<uint64_t> seq;  // sequence minus the slot's index (0 = free, lap 0)
     wire::EventRecord ev;
   };
+  static constexpr uint64_t kWriting = 2;
+  // The two halves of Push. Claim takes the next position and marks its slot
+  // as being written (*pos, the slot), or nullptr when full; Publish writes
+  // the event there, false if the consumer gave up on the position.
+  Slot* Claim(uint64_t* pos);
+  bool Publish(Slot* s, uint64_t pos, const wire::EventRecord& ev);
+  friend class EventRingTestPeer;
   Slot* slots_ = nullptr;
   uint64_t mask_ = 0;
   size_t bytes_ = 0;

@@ -9,6 +9,28 @@
 #include <gtest/gtest.h>
 
 namespace heapwatch::preload {
+
+// A push in its two halves: a producer that a signal handler jumped out of
+// halfway claims and goes no further.
+class EventRingTestPeer {
+ public:
+  static bool Claim(EventRing* r, uint64_t* pos) {
+    slot_ = r->Claim(pos);
+    return slot_ != nullptr;
+  }
+  static bool ClaimOnly(EventRing* r) {
+    uint64_t pos;
+    return Claim(r, &pos);
+  }
+  // The last claim's.
+  static bool Publish(EventRing* r, uint64_t pos, const wire::EventRecord& ev) {
+    return r->Publish(slot_, pos, ev);
+  }
+
+ private:
+  static inline EventRing::Slot* slot_ = nullptr;
+};
+
 namespace {
 
 wire::EventRecord Ev(uint32_t tid, uint64_t seq) {
@@ -92,6 +114,68 @@ TEST(EventRingTest, ResetForgetsAbandonedClaims) {
   wire::EventRecord ev;
   EXPECT_FALSE(r.Pop(&ev));
   for (int i = 0; i < 4; ++i) EXPECT_TRUE(r.Push(Ev(1, i)));
+}
+
+TEST(EventRingTest, TheConsumerGivesUpOnAPositionNeverPublished) {
+  EventRing r;
+  ASSERT_TRUE(r.Init(8));
+  wire::EventRecord ev;
+  EXPECT_FALSE(r.Unpublished());
+  EXPECT_FALSE(r.GiveUp());  // empty: nothing to give up on
+  ASSERT_TRUE(r.Push(Ev(1, 1)));
+  EXPECT_FALSE(r.Unpublished());
+  EXPECT_FALSE(r.GiveUp());  // published: Pop takes it
+  ASSERT_TRUE(EventRingTestPeer::ClaimOnly(&r));
+  ASSERT_TRUE(r.Push(Ev(1, 3)));
+  ASSERT_TRUE(r.Pop(&ev));
+  EXPECT_EQ(ev.address, 1u);
+  // The claimed position holds back the event after it.
+  EXPECT_FALSE(r.Pop(&ev));
+  EXPECT_TRUE(r.Unpublished());
+  EXPECT_EQ(r.tail(), 1u);
+  EXPECT_TRUE(r.GiveUp());
+  ASSERT_TRUE(r.Pop(&ev));
+  EXPECT_EQ(ev.address, 3u);
+  EXPECT_FALSE(r.Pop(&ev));
+  // The given-up slot is free again: the ring holds `slots` events, laps on.
+  for (uint64_t lap = 0; lap < 3; ++lap) {
+    for (uint64_t i = 0; i < 8; ++i) EXPECT_TRUE(r.Push(Ev(2, 100 + i))) << lap << " " << i;
+    EXPECT_FALSE(r.Push(Ev(2, 0)));
+    for (uint64_t i = 0; i < 8; ++i) {
+      ASSERT_TRUE(r.Pop(&ev));
+      EXPECT_EQ(ev.address, 100 + i);
+    }
+  }
+}
+
+TEST(EventRingTest, AProducerTheConsumerGaveUpOnDropsItsEvent) {
+  // Claimed, marked as being written, then given up on (the producer was
+  // stopped for that long): its publication fails, and the next lap's
+  // producer gets the slot.
+  EventRing r;
+  ASSERT_TRUE(r.Init(4));
+  uint64_t pos = 99;
+  ASSERT_TRUE(EventRingTestPeer::Claim(&r, &pos));
+  EXPECT_EQ(pos, 0u);
+  ASSERT_TRUE(r.GiveUp());
+  EXPECT_FALSE(EventRingTestPeer::Publish(&r, pos, Ev(3, 77)));
+  wire::EventRecord ev;
+  EXPECT_FALSE(r.Pop(&ev));  // nothing published
+  for (int i = 0; i < 4; ++i) EXPECT_TRUE(r.Push(Ev(3, i)));
+  EXPECT_FALSE(r.Push(Ev(3, 9)));
+  for (uint64_t i = 0; i < 4; ++i) {
+    ASSERT_TRUE(r.Pop(&ev));
+    EXPECT_EQ(ev.address, i);
+  }
+  EXPECT_FALSE(r.Pop(&ev));
+  // A claim published late (the producer was slow, not gone) is still taken.
+  ASSERT_TRUE(EventRingTestPeer::Claim(&r, &pos));
+  EXPECT_EQ(pos, 5u);
+  EXPECT_TRUE(r.Unpublished());
+  EXPECT_TRUE(EventRingTestPeer::Publish(&r, pos, Ev(3, 5)));
+  EXPECT_FALSE(r.GiveUp());
+  ASSERT_TRUE(r.Pop(&ev));
+  EXPECT_EQ(ev.address, 5u);
 }
 
 TEST(EventRingTest, ResetAfterManyLapsStartsAFreshRing) {

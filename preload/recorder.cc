@@ -3,6 +3,7 @@
 #include <alloca.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -39,6 +40,42 @@ struct GuardScope {
   ~GuardScope() { --t_thread.guard; }
 };
 
+// RecordAlloc's guard, with where its frame is.
+struct SampleScope {
+  explicit SampleScope(void* frame) {
+    ++t_thread.guard;
+    t_thread.sample_frame = reinterpret_cast<uintptr_t>(frame);
+  }
+  ~SampleScope() {
+    t_thread.sample_frame = 0;
+    --t_thread.guard;
+  }
+};
+
+// A sample abandoned halfway, for good: a signal handler that interrupted
+// RecordAlloc jumped out of it (siglongjmp, as timeout and fault handlers
+// do), so the guard and the unwinder's marks stayed up. The thread would
+// sample no more, and every fork would wait for its unwind (a second, since
+// the bound in UnwinderForkPrepare; for ever before). `frame` is
+// SampleSlowPath's, which RecordAlloc's callers call from the same function:
+// anything that runs under RecordAlloc (libunwind's allocations, a signal
+// handler's) runs below RecordAlloc's frame, so a call at or above it on
+// the same stack means that frame is gone. Only on the thread's own stack,
+// and not on an alternate signal stack (an application may keep one inside
+// its stack): elsewhere the guard stays up, as it did before.
+__attribute__((noinline, cold)) bool RecoverAbandonedSample(void* frame) {
+  ThreadState& t = t_thread;
+  auto here = reinterpret_cast<uintptr_t>(frame);
+  if (t.sample_frame == 0 || here < t.sample_frame) return false;
+  if (!OnOwnStack(here) || !OnOwnStack(t.sample_frame)) return false;
+  stack_t altstack;
+  if (sigaltstack(nullptr, &altstack) != 0 || (altstack.ss_flags & SS_ONSTACK)) return false;
+  t.guard = 0;
+  t.sample_frame = 0;
+  UnwinderAbandoned();
+  return true;
+}
+
 // A successful malloc or free leaves errno as it was, as glibc's do. Recording
 // one may not: libunwind's first check of an address reads an empty pipe
 // (EAGAIN), and the very first sampled malloc of a process changed errno
@@ -73,9 +110,13 @@ void ForkPrepare() {
   UnwinderForkPrepare();
   SenderForkPrepare();
 }
+// Whether a child has said it does not use libunwind (ForkChild); the next
+// children, born with it set, say nothing.
+bool g_children_told = false;
+
 void ForkParent() {
   SenderForkParent();
-  UnwinderForkParent();
+  if (UnwinderForkParent()) g_children_told = true;
 }
 
 void ForkChild() {
@@ -86,7 +127,10 @@ void ForkChild() {
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
   g_shim.ring.ResetUnsafe();
-  UnwinderForkChild();
+  if (UnwinderForkChild() && !g_children_told) {
+    SayOnce("fork-unwinding", "forked while another thread's unwind was still marked under way",
+            " after 1 s (a signal handler jumped out of it?); this child does not use libunwind");
+  }
   UnloadedCodeForkChild();
   Counters& c = g_shim.counters;
   for (auto* a : {&c.sampled_allocs, &c.sampled_frees, &c.dropped_events, &c.table_full,
@@ -172,9 +216,9 @@ void StartRecorder(bool other_allocator_first) {
   if (!StartSender()) off();
 }
 
-bool SampleSlowPath(size_t size) {
+__attribute__((noinline)) bool SampleSlowPath(size_t size) {
   ThreadState& t = t_thread;
-  if (t.guard) return false;
+  if (t.guard && !RecoverAbandonedSample(__builtin_frame_address(0))) return false;
   int state = g_shim.state.load(std::memory_order_relaxed);
   if (state != static_cast<int>(ShimState::kOn)) {
     if (state == static_cast<int>(ShimState::kOff)) DisableSampler(&t.sampler);
@@ -183,10 +227,10 @@ bool SampleSlowPath(size_t size) {
   return SampleSlow(&t.sampler, size, g_shim.config.sample_bytes);
 }
 
-void RecordAlloc(void* p, size_t size) {
+__attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
   if (!p || t_thread.guard) return;
   KeepErrno keep_errno;
-  GuardScope guard;
+  SampleScope guard(__builtin_frame_address(0));
   auto address = reinterpret_cast<uintptr_t>(p);
   // The cache misses of the table slot and the ring slot then overlap the
   // unwind instead of following it.

@@ -33,6 +33,9 @@ struct ThreadState {
   SamplerState sampler;
   uint32_t guard;  // > 0 while this thread is inside the shim's own work
   uint32_t tid;    // cached gettid(); 0 = unknown
+  // RecordAlloc's frame address while it runs, else 0 (recorder.cc,
+  // RecoverAbandonedSample).
+  uintptr_t sample_frame;
 };
 extern __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
 
@@ -80,7 +83,11 @@ void StartRecorder(bool other_allocator_first);
 void SayOnce(const char* key, const char* what, const char* detail = "");
 
 // The slow half of the sampling decision (fast half: Unsampled, below).
-// False inside the shim's own work, before start and when off.
+// False inside the shim's own work, before start and when off. Callers call
+// it and RecordAlloc from one function (so at one depth): a sample that a
+// signal handler jumped out of is then taken down at the thread's next
+// sampling decision from that depth or above (recorder.cc,
+// RecoverAbandonedSample).
 bool SampleSlowPath(size_t size);
 
 // False for most pointers: certainly not a live sample and not a block of

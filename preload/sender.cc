@@ -106,6 +106,10 @@ bool g_prefaulted = false;
 enum class Thread : int { kNone = 0, kRunning = 1 };
 constexpr size_t kSenderStackBytes = 256 << 10;
 
+constexpr uint64_t kNoPosition = UINT64_MAX;
+// How long a claimed ring position may stay unpublished (GiveUpOnAbandonedPush).
+constexpr uint64_t kUnpublishedGiveUpNs = 250000000;
+
 struct State {
   OwnSocket sock;  // the connection (descriptors.h: the application may take its number)
   bool ever_connected = false;
@@ -118,6 +122,10 @@ struct State {
   uint64_t next_stats_ns = 0;
   uint64_t sleep_ms = kSleepMinMs;
   uint64_t last_round_ns = 0;  // when the previous round began (rate of events)
+  // The ring position a producer claimed and has not published, since when
+  // (GiveUpOnAbandonedPush); kNoPosition if none.
+  uint64_t unpublished_tail = kNoPosition;
+  uint64_t unpublished_since_ns = 0;
   uint32_t batch_len = 0;
   uint8_t* out_mem = nullptr;
   uint8_t* module_mem = nullptr;
@@ -426,6 +434,29 @@ void Idle(State* s, uint64_t wait_ms) {
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) Disconnect(s);
 }
 
+// A producer that claimed a ring position and has not published it 250 ms
+// later has left its push for good (a signal handler jumped out of it), and
+// every event after it would wait for ever (event_ring.h). The sender gives
+// up on it: its event is lost, counted as dropped, and the collector gets the
+// table again, as after any drop (the producer changed the table before it
+// claimed the position).
+void GiveUpOnAbandonedPush(State* s, uint64_t now_ns) {
+  if (!g_shim.ring.Unpublished()) {
+    s->unpublished_tail = kNoPosition;
+    return;
+  }
+  if (g_shim.ring.tail() != s->unpublished_tail) {
+    s->unpublished_tail = g_shim.ring.tail();
+    s->unpublished_since_ns = now_ns;
+    return;
+  }
+  if (now_ns - s->unpublished_since_ns < kUnpublishedGiveUpNs || !g_shim.ring.GiveUp()) return;
+  s->unpublished_tail = kNoPosition;
+  s->ring_complete = false;
+  g_shim.counters.dropped_events.fetch_add(1, std::memory_order_relaxed);
+  g_shim.resync_needed.store(true, std::memory_order_release);
+}
+
 void RunOnce(State* s) {
   uint64_t flush_requested = g_flush_requested.load(std::memory_order_acquire);
   // The process is exiting and waits for this round: no backoff, drain all.
@@ -465,6 +496,7 @@ void RunOnce(State* s) {
     // gets another round (a reconnect) until its deadline.
     if (ok) g_flush_done.store(flush_requested, std::memory_order_release);
   }
+  GiveUpOnAbandonedPush(s, round_ns);
   // Once the application samples, map what its samples will touch next, off
   // its threads. Not before: most short processes never sample. Once per
   // process image: a forked child shares the filters copy-on-write (mapping
@@ -594,6 +626,7 @@ void SenderForkChild() {
     s->next_connect_ms = 0;
     s->backoff_ms = kBackoffMinMs;
     s->next_stats_ns = 0;
+    s->unpublished_tail = kNoPosition;
   }
   if (g_shim.state.load(std::memory_order_relaxed) == static_cast<int>(ShimState::kOn) &&
       !StartSender()) {

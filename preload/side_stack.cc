@@ -14,6 +14,7 @@ constexpr uintptr_t kGuardBytes = 4096;
 struct SideStack {
   char* base;     // the guard page's start; nullptr until mapped
   bool released;  // the thread is exiting
+  bool on_shared;  // inside RunOnSharedStack's call
 };
 __thread SideStack t_side __attribute__((tls_model("initial-exec")));
 
@@ -81,10 +82,18 @@ uint32_t RunOnSideStack(StackFunction fn, void** out, uint32_t max) {
 
 uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max) {
   if (g_shared_taken.exchange(true, std::memory_order_acquire)) return 0;
+  t_side.on_shared = true;
   if (!g_shared_base) g_shared_base = MapStack();
   uint32_t n = g_shared_base ? HeapwatchCallOnStack(out, max, Top(g_shared_base), fn) : 0;
+  t_side.on_shared = false;
   g_shared_taken.store(false, std::memory_order_release);
   return n;
+}
+
+void LeaveSharedStack() {
+  if (!t_side.on_shared) return;
+  t_side.on_shared = false;
+  g_shared_taken.store(false, std::memory_order_release);
 }
 
 bool OnSideStack(uintptr_t address) {

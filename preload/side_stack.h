@@ -39,6 +39,11 @@ uint32_t RunOnSideStack(StackFunction fn, void** out, uint32_t max);
 // leaves the child without it (that thread is not in the child).
 uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max);
 
+// Gives the shared stack back if this thread's RunOnSharedStack never
+// returned (a signal handler jumped out of the call: unwinder.h,
+// UnwinderAbandoned).
+void LeaveSharedStack();
+
 // Whether `address` lies on this thread's side stack (tests).
 bool OnSideStack(uintptr_t address);
 

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
+#include <time.h>
 
 #include <atomic>
 #include <type_traits>
@@ -111,6 +112,7 @@ struct UnwindState {
   uint32_t cache_generation;  // g_cache_generation when this thread took its cache
   uint32_t steps;
   bool in_libunwind;  // between EnterLibunwind and LeaveLibunwind
+  uint32_t stamp;     // this thread's entries into libunwind (never 0 once entered)
   uint32_t slot;      // this thread's UnwindSlot + 1; 0 none yet; kNoSlot none free
   // This thread's stack (the frame pointer walk's bounds, and where
   // libunwind may run), [0, 0) until known, and kNoStack if it cannot be
@@ -123,9 +125,9 @@ __thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
 
 // Forks and libunwind (unwinder.h, UnwinderForkPrepare). Each thread that
 // unwinds with libunwind owns a slot whose `busy` it sets for the length of
-// the unwind; a thread that finds none free uses g_shared_busy. A slot is a
-// cache line of its own: setting it costs a thread one fenced store to a
-// line no other thread writes.
+// the unwind (to its stamp: which entry this is); a thread that finds none
+// free uses g_shared_busy. A slot is a cache line of its own: setting it
+// costs a thread one fenced store to a line no other thread writes.
 constexpr uint32_t kUnwindSlots = 256;
 constexpr uint32_t kNoSlot = UINT32_MAX;
 struct alignas(64) UnwindSlot {
@@ -135,6 +137,21 @@ struct alignas(64) UnwindSlot {
 UnwindSlot g_slots[kUnwindSlots];
 std::atomic<uint32_t> g_shared_busy{0};
 std::atomic<bool> g_forking{false};
+
+// How long fork's prepare handler waits for other threads' unwinds to end.
+// An unwind takes microseconds; one still under way after a second has a
+// thread that is stopped (a debugger), or that left it for good: a signal
+// handler jumped out of it, and the thread has not sampled since
+// (UnwinderAbandoned). Past it the fork goes on; the mark it gave up on is
+// kept and not waited for again, and a child born while any mark is up does
+// not use libunwind (that thread may hold libunwind's or the loader's lock).
+constexpr uint64_t kForkWaitNs = 1000000000;
+// Written by the prepare handler alone (glibc runs them under its atfork
+// lock): the marks forks gave up on, and whether the coming child is born
+// with one up.
+uint32_t g_stale_busy[kUnwindSlots];
+uint32_t g_stale_shared = 0;
+bool g_child_without_libunwind = false;
 
 uint32_t g_cache_limit = 0;
 std::atomic<uint32_t> g_caches_in_use{0};
@@ -154,8 +171,13 @@ bool ReleaseAtExit() {
          pthread_setspecific(g_thread_key, &g_caches_in_use) == 0;
 }
 
+void LeaveLibunwind();
+
 void ReleaseThread(void*) {
   UnwindState& t = t_unwind;
+  // Exiting from a signal handler that interrupted an unwind (pthread_exit):
+  // the unwind ends here.
+  if (t.in_libunwind) LeaveLibunwind();
   // Anything this exiting thread still samples steps (libunwind may already
   // have freed the cache) and goes without a slot.
   if (t.trace_cache || t.retired) g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
@@ -198,7 +220,8 @@ bool EnterLibunwind() {
   UnwindState& t = t_unwind;
   if (t.slot == 0) t.slot = ClaimSlot();
   if (t.slot != kNoSlot) {
-    g_slots[t.slot - 1].busy.store(1, std::memory_order_relaxed);
+    if (++t.stamp == 0) t.stamp = 1;
+    g_slots[t.slot - 1].busy.store(t.stamp, std::memory_order_relaxed);
   } else {
     g_shared_busy.fetch_add(1, std::memory_order_relaxed);
   }
@@ -411,6 +434,22 @@ void RetireTraceCaches() { g_cache_generation.fetch_add(1, std::memory_order_acq
 
 uint32_t TraceCachesRetired() { return g_caches_retired.load(std::memory_order_relaxed); }
 
+namespace {
+
+// Yields once; false once the wait that `*deadline` bounds (0: not started)
+// has lasted kForkWaitNs.
+bool WaitForUnwinds(uint64_t* deadline) {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+  if (*deadline == 0) *deadline = now + kForkWaitNs;
+  if (now >= *deadline) return false;
+  sched_yield();
+  return true;
+}
+
+}  // namespace
+
 void UnwinderForkPrepare() {
   g_forking.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -419,28 +458,75 @@ void UnwinderForkPrepare() {
   // holds its lock, so that one is free).
   const UnwindState& t = t_unwind;
   const uint32_t own_slot = t.in_libunwind ? t.slot : 0;
+  uint64_t deadline = 0;
+  bool marks_up = false;
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
     if (own_slot == i + 1) continue;
-    while (g_slots[i].busy.load(std::memory_order_acquire) != 0) sched_yield();
+    uint32_t mark;
+    while ((mark = g_slots[i].busy.load(std::memory_order_acquire)) != 0 && mark != g_stale_busy[i]) {
+      if (!WaitForUnwinds(&deadline)) {
+        g_stale_busy[i] = mark;
+        break;
+      }
+    }
+    marks_up |= mark != 0;
   }
   const uint32_t own_shared = t.in_libunwind && t.slot == kNoSlot ? 1 : 0;
-  while (g_shared_busy.load(std::memory_order_acquire) > own_shared) sched_yield();
+  uint32_t shared;
+  while ((shared = g_shared_busy.load(std::memory_order_acquire)) > own_shared &&
+         shared != g_stale_shared) {
+    if (!WaitForUnwinds(&deadline)) {
+      g_stale_shared = shared;
+      break;
+    }
+  }
+  g_child_without_libunwind = marks_up || shared > own_shared;
 }
 
-void UnwinderForkParent() { g_forking.store(false, std::memory_order_release); }
+bool UnwinderForkParent() {
+  g_forking.store(false, std::memory_order_release);
+  return g_child_without_libunwind;
+}
 
-void UnwinderForkChild() {
+bool UnwinderForkChild() {
   // The child's only thread is the one that forked.
   const UnwindState& t = t_unwind;
+  const bool without_libunwind = g_child_without_libunwind && g_have_libunwind;
+  if (without_libunwind) g_have_libunwind = false;
   g_caches_in_use.store(t.trace_cache || t.retired ? 1 : 0, std::memory_order_relaxed);
   // Its own mark stays if it forked from a signal handler inside an unwind.
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
     const bool own = t.slot == i + 1;
     g_slots[i].owned.store(own ? 1 : 0, std::memory_order_relaxed);
-    g_slots[i].busy.store(own && t.in_libunwind ? 1 : 0, std::memory_order_relaxed);
+    g_slots[i].busy.store(own && t.in_libunwind ? t.stamp : 0, std::memory_order_relaxed);
+    g_stale_busy[i] = 0;
   }
   g_shared_busy.store(t.in_libunwind && t.slot == kNoSlot ? 1 : 0, std::memory_order_relaxed);
+  g_stale_shared = 0;
   g_forking.store(false, std::memory_order_relaxed);
+  return without_libunwind;
+}
+
+bool OnOwnStack(uintptr_t address) {
+  uintptr_t lo, hi;
+  return StackBounds(&lo, &hi) && address >= lo && address < hi;
+}
+
+void UnwinderAbandoned() {
+  UnwindState& t = t_unwind;
+  if (t.in_libunwind) {
+    // Left inside unw_backtrace, the trace cache may be half written (a
+    // new entry, or a resize that had unmapped the old table): this thread
+    // steps from now on, as after RetireTraceCaches.
+    if (t.trace_cache) {
+      t.trace_cache = false;
+      t.retired = true;
+      g_caches_retired.fetch_add(1, std::memory_order_relaxed);
+    }
+    LeaveLibunwind();
+  }
+  t.in_getattr = 0;  // its frames were below the abandoned ones
+  LeaveSharedStack();
 }
 
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {

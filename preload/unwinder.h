@@ -66,10 +66,27 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
 // dl_iterate_phdr, can still hang a child that unwinds; glibc's problem, and
 // the application's child would hang on it too at its first use.)
 void UnwinderForkPrepare();
-void UnwinderForkParent();
+// True if the child was born while another thread's unwind was still marked
+// under way (below).
+bool UnwinderForkParent();
+// The wait is bounded (unwinder.cc, kForkWaitNs): a thread that a signal
+// handler took out of an unwind for good (siglongjmp) left its mark up, and
+// fork used to wait for it forever.
 // In a forked child: only the calling thread survives, with its cache (and
-// its place among the threads that unwind) if it had one.
-void UnwinderForkChild();
+// its place among the threads that unwind) if it had one. True if the child
+// was born while another thread's unwind was still marked under way: it
+// does not use libunwind (its samples get no stack but from the frame
+// pointer walk).
+bool UnwinderForkChild();
+
+// Whether `address` lies on this thread's own stack (known from its first
+// capture on).
+bool OnOwnStack(uintptr_t address);
+// This thread left a capture halfway for good (recorder.cc,
+// RecoverAbandonedSample): takes down its mark inside libunwind (and stops
+// using its trace cache if that was under way), and gives back the shared
+// stack if it held it.
+void UnwinderAbandoned();
 
 // Whether this thread is inside a libunwind call the shim made (pipe2's
 // interposer moves the pipe libunwind opens then: descriptors.h).

@@ -7,6 +7,10 @@ import unittest
 
 from test_shim_support import SHIM, ShimSocketTest, WireReceiver, program, run, shim_env, wait_until
 
+# The event ring's push and its first half, as nm names them.
+PUSH_SYMBOL = "_ZN9heapwatch7preload9EventRing4PushERKNS_4wire11EventRecordEPb"
+CLAIM_SYMBOL = "_ZN9heapwatch7preload9EventRing5ClaimEPm"
+
 
 class ShimForkTest(ShimSocketTest):
 
@@ -50,6 +54,76 @@ class ShimForkTest(ShimSocketTest):
         # Both programs free everything they allocate before exiting; what is
         # left live is the runtime's (stdio, thread stacks' TLS...), a handful.
         self.assertLess(len(parent.live), 50)
+
+    def test_fork_after_a_signal_handler_jumped_out_of_a_sample(self):
+        # A handler that siglongjmps out of what it interrupted (timeouts,
+        # fault handlers) left a sample halfway, with the thread's guard and
+        # its mark inside libunwind up: every later fork waited for that
+        # unwind for ever, and the thread sampled no more. shim_jump_out's
+        # handler jumps out of libunwind's code 20 times at R = 1; main forks
+        # 5 children while that thread waits; then the thread allocates 50
+        # markers of 77,777 bytes and keeps them.
+        conns, r = self.jump_out("20", "unwind")
+        parent, children = conns
+        # The thread's next sample from as high on its stack took the
+        # abandoned one down: it samples again, and nothing was lost.
+        self.assertEqual(parent.alloc_sizes.count(77777), 50)
+        self.assertEqual(parent.stats["dropped_events"], 0)
+        # The last jump left its mark up: the first fork waited a second and
+        # gave up on it, and the children, born with it up, do not use
+        # libunwind (that thread might have held libunwind's lock or the
+        # loader's); the first says so.
+        self.assertEqual(r.stderr, "heapwatch: forked while another thread's unwind was still marked"
+                         " under way after 1 s (a signal handler jumped out of it?); this child does"
+                         " not use libunwind\n")
+        for c in children:
+            self.assertEqual(c.stats["sampled_allocs"], 0, c.stats)
+            self.assertGreaterEqual(c.stats["unwind_failures"], 200, c.stats)
+
+    def test_a_push_a_signal_handler_jumped_out_of(self):
+        # Out of the event ring's push, after it claimed its position: the
+        # sender waited at that position for ever, and no event after it
+        # reached the collector. It now gives up on it after 250 ms (a drop,
+        # and the table sent again). Two jumps, and 1.5 s before the exit.
+        nm = subprocess.run(["nm", "-S", SHIM], capture_output=True, text=True, check=True).stdout
+        ranges = []
+        for line in nm.splitlines():
+            parts = line.split()
+            if len(parts) == 4 and parts[3] in (PUSH_SYMBOL, CLAIM_SYMBOL):
+                ranges.append((int(parts[0], 16), int(parts[0], 16) + int(parts[1], 16)))
+        self.assertEqual(len(ranges), 2, "EventRing::Push and Claim in the shim's symbols")
+        where = "%x-%x" % (min(a for a, _ in ranges), max(b for _, b in ranges))
+        (parent, children), r = self.jump_out("2", where, "1500")
+        self.assertEqual(r.stderr, "")
+        self.assertEqual(len(parent.live_of_size(77777)), 50)
+        self.assertGreaterEqual(parent.stats["dropped_events"], 1)
+        self.assertGreaterEqual(parent.resyncs, 1)
+        for c in children:
+            self.assertGreaterEqual(c.stats["sampled_allocs"], 200, c.stats)
+
+    def jump_out(self, jumps, where, settle_ms="0"):
+        """Runs shim_jump_out at R = 1 (forks 5 children, 50 markers); it
+        must behave as without the shim. Returns its connection and its
+        children's, and the run."""
+        cmd = [program("shim_jump_out"), jumps, "5", "50", where, settle_ms]
+        base = run(cmd)
+        self.assertEqual((base.returncode, base.stdout), (0, f"jumps={jumps} forks=5 hung=0 failed=0\n"))
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1, HEAPWATCH_RING_SLOTS=1 << 20),
+                preload=SHIM, timeout=60)
+        self.assertEqual((r.returncode, r.stdout), (0, base.stdout), r.stderr)
+        conns = wait_until(lambda: [c for c in rx.snapshot() if c.closed and c.hello and c.stats]
+                           if len([c for c in rx.snapshot() if c.closed]) >= 6 else None,
+                           what="the parent's and five children's connections closed")
+        rx.stop()
+        parent = [c for c in conns if c.hello["ppid"] == os.getpid()]
+        self.assertEqual(len(parent), 1, [c.hello for c in conns])
+        children = [c for c in conns if c.hello["ppid"] == parent[0].pid]
+        self.assertEqual(len(children), 5)
+        for c in conns:
+            self.assertEqual(c.errors, [])
+        return (parent[0], children), r
 
     def test_fork_while_other_threads_unwind(self):
         # Without trace caches every sample steps with unw_step, which holds

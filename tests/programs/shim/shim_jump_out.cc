@@ -1,0 +1,203 @@
+// A signal handler that siglongjmps out of whatever it interrupted, as
+// timeout and fault handlers do, here only when that is the profiler's own
+// code: libheapwatch.so's or libunwind's (WHERE=all), libunwind's alone
+// (WHERE=unwind), or libheapwatch.so's from offset START to END (WHERE=
+// START-END, hex: one function, found with nm). A sample abandoned halfway.
+// A thread
+// allocates (at R = 1 under the shim, so most of its time is in samples)
+// with a CPU-time timer whose handler jumps, until JUMPS jumps; then, while
+// that thread waits without allocating, main forks FORKS children that
+// allocate and exit; then the thread allocates MARKERS blocks of 77,777
+// bytes, keeps them, and main prints "jumps=J forks=F hung=H failed=X",
+// and waits SETTLE_MS before it exits with them still allocated.
+// A child not done within 5 s counts as hung and is killed. Exits 1 if a
+// child hung or failed, 3 if the jumps did not happen within 30 s.
+//   shim_jump_out [JUMPS=20] [FORKS=5] [MARKERS=50] [WHERE=all] [SETTLE_MS=0]
+#include <link.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+namespace {
+
+struct Range {
+  uintptr_t lo, hi;
+};
+Range g_ranges[16];
+int g_range_count = 0;
+
+sigjmp_buf g_jump;
+volatile sig_atomic_t g_armed = 0;
+std::atomic<int> g_jumps{0};
+std::atomic<bool> g_forked{false};
+std::atomic<bool> g_jumped_enough{false};
+
+struct Where {
+  bool shim, unwind;
+  uintptr_t start, end;  // within the shim; 0, 0 for all of it
+};
+
+// The executable segments of the profiler's objects (or the shim's range).
+int FindProfilerCode(struct dl_phdr_info* info, size_t, void* data) {
+  const Where& where = *static_cast<const Where*>(data);
+  const char* name = info->dlpi_name != nullptr ? info->dlpi_name : "";
+  bool shim = strstr(name, "libheapwatch") != nullptr;
+  if (!(shim && where.shim) && !(strstr(name, "libunwind") != nullptr && where.unwind)) return 0;
+  if (shim && where.end != 0) {
+    g_ranges[g_range_count++] = {info->dlpi_addr + where.start, info->dlpi_addr + where.end};
+    return 0;
+  }
+  for (int i = 0; i < info->dlpi_phnum && g_range_count < 16; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    uintptr_t lo = info->dlpi_addr + ph.p_vaddr;
+    g_ranges[g_range_count++] = {lo, lo + ph.p_memsz};
+  }
+  return 0;
+}
+
+void OnTimer(int, siginfo_t*, void* context) {
+  if (!g_armed) return;
+  auto* uc = static_cast<ucontext_t*>(context);
+  auto pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  for (int i = 0; i < g_range_count; ++i) {
+    if (pc >= g_ranges[i].lo && pc < g_ranges[i].hi) {
+      g_armed = 0;
+      siglongjmp(g_jump, 1);
+    }
+  }
+}
+
+__attribute__((noinline)) void Churn(time_t deadline) {
+  for (unsigned seed = 1; time(nullptr) < deadline; ++seed) {
+    void* p = malloc(32 + seed % 256);
+    if (p != nullptr) memset(p, 1, 8);
+    asm volatile("" : : "r"(p) : "memory");
+    free(p);
+  }
+}
+
+__attribute__((noinline)) void AllocateMarkers(std::vector<void*>* kept, int markers) {
+  for (int i = 0; i < markers; ++i) {
+    void* p = malloc(77777);
+    if (p != nullptr) memset(p, 3, 64);
+    kept->push_back(p);
+  }
+}
+
+// Without the shim there is no profiler's code to jump out of.
+void JumpOut(int jumps) {
+  timer_t timer;
+  sigevent ev{};
+  ev.sigev_notify = SIGEV_THREAD_ID;
+  ev.sigev_signo = SIGPROF;
+  ev._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &timer) != 0) return;
+  itimerspec every{{0, 200000}, {0, 200000}};
+  timer_settime(timer, 0, &every, nullptr);
+  time_t deadline = time(nullptr) + 30;
+  sigsetjmp(g_jump, 1);
+  if (g_jumps.fetch_add(1) < jumps && time(nullptr) < deadline) {
+    g_armed = 1;
+    Churn(deadline);
+  }
+  g_armed = 0;
+  itimerspec off{};
+  timer_settime(timer, 0, &off, nullptr);
+  timer_delete(timer);
+}
+
+void Jumper(int jumps, int markers, std::vector<void*>* kept) {
+  if (g_range_count > 0) JumpOut(jumps);
+  g_jumped_enough.store(true);
+  while (!g_forked.load()) usleep(1000);  // waits, allocating nothing
+  AllocateMarkers(kept, markers);
+}
+
+__attribute__((noinline)) int ChildWork() {
+  for (int i = 0; i < 200; ++i) {
+    void* p = malloc(4096);
+    if (p != nullptr) memset(p, 2, 16);
+    asm volatile("" : : "r"(p) : "memory");
+    free(p);
+  }
+  return 0;
+}
+
+// 0 done, 1 hung (killed), 2 failed.
+int ForkOne() {
+  pid_t pid = fork();
+  if (pid < 0) return 2;
+  if (pid == 0) exit(ChildWork());
+  int status = 0;
+  pid_t got = 0;
+  for (int waited_ms = 0; got == 0 && waited_ms < 5000; waited_ms += 10) {
+    got = waitpid(pid, &status, WNOHANG);
+    if (got == 0) usleep(10000);
+  }
+  if (got == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return 1;
+  }
+  return got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int jumps = argc > 1 ? atoi(argv[1]) : 20;
+  int forks = argc > 2 ? atoi(argv[2]) : 5;
+  int markers = argc > 3 ? atoi(argv[3]) : 50;
+  const char* where_arg = argc > 4 ? argv[4] : "all";
+  int settle_ms = argc > 5 ? atoi(argv[5]) : 0;
+  Where where{true, true, 0, 0};
+  if (strcmp(where_arg, "unwind") == 0) {
+    where.shim = false;
+  } else if (strcmp(where_arg, "all") != 0) {
+    char* end = nullptr;
+    where = {true, false, strtoul(where_arg, &end, 16), 0};
+    if (end == nullptr || *end != '-') return 2;
+    where.end = strtoul(end + 1, nullptr, 16);
+    if (where.end <= where.start) return 2;
+  }
+  if (jumps < 0 || forks < 0 || markers < 0 || settle_ms < 0) return 2;
+  dl_iterate_phdr(FindProfilerCode, &where);
+  struct sigaction sa {};
+  sa.sa_sigaction = OnTimer;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGPROF, &sa, nullptr);
+  std::vector<void*> kept;
+  kept.reserve(static_cast<size_t>(markers));
+  std::thread jumper(Jumper, jumps, markers, &kept);
+  while (!g_jumped_enough.load()) usleep(1000);
+  // Without the shim nothing is the profiler's: no jumps, as many as asked.
+  int jumped = g_range_count == 0 ? jumps : g_jumps.load() - 1;
+  if (jumped > jumps) jumped = jumps;
+  int hung = 0, failed = 0, done = 0;
+  for (; done < forks; ++done) {
+    int r = ForkOne();
+    if (r == 1) ++hung;
+    if (r == 2) ++failed;
+    if (r != 0) break;
+  }
+  g_forked.store(true);
+  jumper.join();
+  printf("jumps=%d forks=%d hung=%d failed=%d\n", jumped, done, hung, failed);
+  fflush(stdout);
+  usleep(static_cast<useconds_t>(settle_ms) * 1000);
+  if (jumped < jumps) return 3;
+  return hung || failed ? 1 : 0;
+}
