@@ -90,6 +90,10 @@ uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max) {
   return n;
 }
 
+void SideStackForkChild() {
+  if (!t_side.on_shared) g_shared_taken.store(false, std::memory_order_relaxed);
+}
+
 void LeaveSharedStack() {
   if (!t_side.on_shared) return;
   t_side.on_shared = false;

@@ -35,9 +35,13 @@ uint32_t RunOnSideStack(StackFunction fn, void** out, uint32_t max);
 // once and kept, where a side stack of a thread's own costs the thread a
 // mapping, its page faults and, if it is dropped, an unmapping (~45 us on
 // the development VM). A thread's first sample finds its stack's bounds
-// there (unwinder.cc, LearnStack). A fork while another thread holds it
-// leaves the child without it (that thread is not in the child).
+// there (unwinder.cc, LearnStack).
 uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max);
+
+// In a forked child: frees the shared stack if another thread of the parent
+// held it (that thread is not in the child, and every first capture would
+// have had to map a side stack of its own).
+void SideStackForkChild();
 
 // Gives the shared stack back if this thread's RunOnSharedStack never
 // returned (a signal handler jumped out of the call: unwinder.h,

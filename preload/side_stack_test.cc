@@ -1,6 +1,8 @@
 #include "side_stack.h"
 
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -79,6 +81,30 @@ TEST(SideStackTest, SharedStackServesOneThreadAtATime) {
 
   std::thread([&] { EXPECT_EQ(RunOnSharedStack(NoteFrame, out, 1), 2u); }).join();
   EXPECT_EQ(g_frame, shared) << "the same stack for every thread";
+}
+
+TEST(SideStackTest, AChildForkedWhileAnotherThreadHeldTheSharedStackHasItFree) {
+  g_phase = 0;
+  std::thread holder([] {
+    void* unused[1];
+    EXPECT_EQ(RunOnSharedStack(Hold, unused, 0), 1u);
+  });
+  while (g_phase != 1) std::this_thread::yield();
+  pid_t pid = fork();
+  if (pid == 0) {
+    void* out[1];
+    // Still taken, by a thread the child does not have; then freed.
+    int held = RunOnSharedStack(NoteFrame, out, 1) == 0;
+    SideStackForkChild();
+    int freed = RunOnSharedStack(NoteFrame, out, 1) == 2u;
+    _exit(held + 2 * freed);
+  }
+  g_phase = 2;
+  holder.join();
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 3) << "1: held in the child, 2: free after SideStackForkChild";
 }
 
 // The stack's full depth is there, and its end is a guard page (an overflow
