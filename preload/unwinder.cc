@@ -526,7 +526,6 @@ void UnwinderAbandoned() {
     }
     LeaveLibunwind();
   }
-  t.in_getattr = 0;  // its frames were below the abandoned ones
   LeaveSharedStack();
 }
 
