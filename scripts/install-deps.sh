@@ -35,6 +35,7 @@ test_pkgs=(
   clang libclang-rt-14-dev  # libFuzzer + sanitizers
   binutils elfutils         # strip, objcopy, eu-readelf for symbolizer fixtures
   heaptrack                 # a peer we benchmark against
+  valgrind sqlite3          # bench/shim: callgrind's instruction counts; a real program
   musl-tools                # musl-gcc: a program built as for an Alpine image
   chromium                  # headless UI tests (driven by playwright-core)
 )

@@ -5,7 +5,12 @@
 #   python `python3` churning dicts, lists, strings and bytes (~1 s);
 #   demo  `heapwatch-demo --threads 2 --requests 200000 --rps 0 ...`: the demo
 #         service (parse, render, cache, leak 64 B a request) serving a fixed
-#         number of requests as fast as it can on two threads (~0.6 s of CPU).
+#         number of requests as fast as it can on two threads (~0.6 s of CPU);
+# and, when asked for (PROGRAMS, below):
+#   sqlite3 200k rows of random blobs inserted into a fresh database and
+#         indexed (~0.3 s);
+#   node  Node.js filling a Map with 300k Buffers (calloc'd backing stores)
+#         and deflating 300 16 KiB buffers with zlib (~0.6 s).
 #
 # Each program runs under: no profiler; heapwatch (glibc); jemalloc; jemalloc
 # with its profiler at heapwatch's rate (prof:true,lg_prof_sample:19);
@@ -26,8 +31,8 @@
 #   bench/shim/run_programs.sh [BUILD_DIR] [ROUNDS] [MODE]
 # BUILD_DIR defaults to build-shim; ROUNDS to 5; MODE is all, cpu or
 # callgrind. JOBS (default 2) callgrind runs at once (counts do not depend on
-# it); PROGRAMS="g++ python demo" (the default) picks programs by a word of their
-# name; COMPARE_SHIM=path/to/another/libheapwatch.so adds heapwatch (glibc)
+# it); PROGRAMS="g++ python demo" (the default; also sqlite3, node) picks
+# programs by a word of their name; COMPARE_SHIM=path/to/another/libheapwatch.so adds heapwatch (glibc)
 # with that library, e.g. an older build. heapwatch sends to a socket that
 # reads and discards; the last column lists the executables that said hello.
 # Under callgrind the shim's sender wakes every 10-100 ms of a run slowed
@@ -78,6 +83,24 @@ churn = os.path.join(tmp, "churn.py")
 with open(churn, "w") as f:
     f.write(CHURN)
 
+SQL = ("create table t(a, b); with recursive c(x) as (select 1 union all select x + 1 from c"
+       " where x < 200000) insert into t select x, hex(randomblob(40)) from c;"
+       " create index i on t(b); select count(*), sum(length(b)) from t;")
+NODE = r'''
+const zlib = require('zlib');
+let m = new Map();
+let total = 0;
+for (let i = 0; i < 300000; i++) {
+  m.set('k' + (i % 50000), Buffer.alloc(64 + (i * 7919) % 2000));
+  if (i % 1000 === 0) total += zlib.deflateSync(Buffer.alloc(16384, i % 251)).length;
+}
+for (const v of m.values()) total += v.length;
+console.log(m.size, total);
+'''
+node_script = os.path.join(tmp, "buffers.js")
+with open(node_script, "w") as f:
+    f.write(NODE)
+
 def gxx_argv(out):
     return ["g++", "-std=c++20", "-O2", f"-I{repo}", f"-I{repo}/wire/include", "-c",
             f"{repo}/collector/process.cc", "-o", out]
@@ -88,9 +111,15 @@ programs = [  # (name, argv builder taking a scratch directory)
     ("heapwatch-demo, 200k requests on 2 threads",
      lambda d: [demo, "--threads", "2", "--requests", "200000", "--rps", "0",
                 "--leak-bytes", "64", "--cache-entries", "20000"]),
+    ("sqlite3 200k rows and an index", lambda d: ["sqlite3", os.path.join(d, "t.db"), SQL]),
+    ("node Buffers and zlib", lambda d: ["node", node_script]),
 ]
 programs = [p for p in programs
             if any(w in p[0] for w in os.environ.get("PROGRAMS", "g++ python demo").split())]
+for p in programs:
+    tool = p[1](tmp)[0]
+    if not (os.access(tool, os.X_OK) or shutil.which(tool)):
+        sys.exit(f"missing {tool} (scripts/install-deps.sh installs it)")
 if any("demo" in p[0] for p in programs) and not os.access(demo, os.X_OK):
     sys.exit(f"missing {demo} (build the demo: cmake --build BUILD_DIR --target heapwatch_demo)")
 
