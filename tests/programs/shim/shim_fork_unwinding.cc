@@ -11,12 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <thread>
 #include <vector>
+
+#include "fork_child.h"
 
 namespace {
 
@@ -56,23 +57,9 @@ int main(int argc, char** argv) {
   int hung = 0, done = 0, failed = 0;
   for (; done < forks && hung == 0; ++done) {
     usleep(2000);
-    pid_t pid = fork();
-    if (pid < 0) {
-      failed = 1;
-      break;
-    }
-    if (pid == 0) exit(ChildWork());  // exit(): the shim's exit flush runs too
-    int status = 0;
-    pid_t got = 0;
-    for (int waited_ms = 0; got == 0 && waited_ms < 5000; waited_ms += 10) {
-      got = waitpid(pid, &status, WNOHANG);
-      if (got == 0) usleep(10000);
-    }
-    if (got == 0) {
-      ++hung;
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-    } else if (got != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    ChildOutcome r = ForkAndWait(ChildWork);
+    if (r == kChildHung) ++hung;
+    if (r == kChildFailed) {
       failed = 1;
       break;
     }

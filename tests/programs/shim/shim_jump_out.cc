@@ -20,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -28,6 +27,8 @@
 #include <atomic>
 #include <thread>
 #include <vector>
+
+#include "fork_child.h"
 
 namespace {
 
@@ -135,25 +136,6 @@ __attribute__((noinline)) int ChildWork() {
   return 0;
 }
 
-// 0 done, 1 hung (killed), 2 failed.
-int ForkOne() {
-  pid_t pid = fork();
-  if (pid < 0) return 2;
-  if (pid == 0) exit(ChildWork());
-  int status = 0;
-  pid_t got = 0;
-  for (int waited_ms = 0; got == 0 && waited_ms < 5000; waited_ms += 10) {
-    got = waitpid(pid, &status, WNOHANG);
-    if (got == 0) usleep(10000);
-  }
-  if (got == 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    return 1;
-  }
-  return got == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 2;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -188,10 +170,10 @@ int main(int argc, char** argv) {
   if (jumped > jumps) jumped = jumps;
   int hung = 0, failed = 0, done = 0;
   for (; done < forks; ++done) {
-    int r = ForkOne();
-    if (r == 1) ++hung;
-    if (r == 2) ++failed;
-    if (r != 0) break;
+    ChildOutcome r = ForkAndWait(ChildWork);
+    if (r == kChildHung) ++hung;
+    if (r == kChildFailed) ++failed;
+    if (r != kChildDone) break;
   }
   g_forked.store(true);
   jumper.join();
