@@ -175,9 +175,10 @@ void LeaveLibunwind();
 
 void ReleaseThread(void*) {
   UnwindState& t = t_unwind;
-  // Exiting from a signal handler that interrupted an unwind (pthread_exit):
-  // the unwind ends here.
+  // Exiting from a signal handler that interrupted an unwind (pthread_exit,
+  // or a cancellation): the unwind ends here.
   if (t.in_libunwind) LeaveLibunwind();
+  LeaveSharedStack();
   // Anything this exiting thread still samples steps (libunwind may already
   // have freed the cache) and goes without a slot.
   if (t.trace_cache || t.retired) g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);

@@ -101,11 +101,26 @@ class ShimForkTest(ShimSocketTest):
         for c in children:
             self.assertGreaterEqual(c.stats["sampled_allocs"], 200, c.stats)
 
-    def jump_out(self, jumps, where, settle_ms="0"):
+    def test_threads_a_signal_handler_ended_in_a_sample(self):
+        # pthread_exit from the handler (a cancellation ends a thread the
+        # same way): the exiting thread's mark inside libunwind stayed up,
+        # and the next fork waited for it for ever. Twenty threads in turn
+        # are ended inside libunwind; now each takes its mark down as it
+        # exits, so no fork waits and every child unwinds.
+        (parent, children), r = self.jump_out("20", "unwind", how="exit")
+        self.assertEqual(r.stderr, "")
+        # Main's markers, live at the exit (by event, or by a resync after
+        # the receiver fell behind the threads' churn).
+        self.assertEqual(len(parent.live_of_size(77777)), 50)
+        for c in children:
+            self.assertGreaterEqual(c.stats["sampled_allocs"], 200, c.stats)
+            self.assertEqual(c.stats["unwind_failures"], 0, c.stats)
+
+    def jump_out(self, jumps, where, settle_ms="0", how="jump"):
         """Runs shim_jump_out at R = 1 (forks 5 children, 50 markers); it
         must behave as without the shim. Returns its connection and its
         children's, and the run."""
-        cmd = [program("shim_jump_out"), jumps, "5", "50", where, settle_ms]
+        cmd = [program("shim_jump_out"), jumps, "5", "50", where, settle_ms, how]
         base = run(cmd)
         self.assertEqual((base.returncode, base.stdout), (0, f"jumps={jumps} forks=5 hung=0 failed=0\n"))
         rx = WireReceiver(self.sock)

@@ -1,5 +1,6 @@
 // A signal handler that siglongjmps out of whatever it interrupted, as
-// timeout and fault handlers do, here only when that is the profiler's own
+// timeout and fault handlers do (or with HOW=exit, ends its thread there
+// with pthread_exit), here only when that is the profiler's own
 // code: libheapwatch.so's or libunwind's (WHERE=all), libunwind's alone
 // (WHERE=unwind), or libheapwatch.so's from offset START to END (WHERE=
 // START-END, hex: one function, found with nm). A sample abandoned halfway.
@@ -9,10 +10,12 @@
 // that thread waits without allocating, main forks FORKS children that
 // allocate and exit; then the thread allocates MARKERS blocks of 77,777
 // bytes, keeps them, and main prints "jumps=J forks=F hung=H failed=X",
-// and waits SETTLE_MS before it exits with them still allocated.
+// and waits SETTLE_MS before it exits with them still allocated. With
+// HOW=exit, JUMPS threads in turn allocate until the handler ends them,
+// then main forks and allocates the markers.
 // A child not done within 5 s counts as hung and is killed. Exits 1 if a
 // child hung or failed, 3 if the jumps did not happen within 30 s.
-//   shim_jump_out [JUMPS=20] [FORKS=5] [MARKERS=50] [WHERE=all] [SETTLE_MS=0]
+//   shim_jump_out [JUMPS=20] [FORKS=5] [MARKERS=50] [WHERE=all] [SETTLE_MS=0] [HOW=jump]
 #include <link.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -40,6 +43,7 @@ int g_range_count = 0;
 
 sigjmp_buf g_jump;
 volatile sig_atomic_t g_armed = 0;
+bool g_exit = false;  // HOW=exit
 std::atomic<int> g_jumps{0};
 std::atomic<bool> g_forked{false};
 std::atomic<bool> g_jumped_enough{false};
@@ -75,6 +79,7 @@ void OnTimer(int, siginfo_t*, void* context) {
   for (int i = 0; i < g_range_count; ++i) {
     if (pc >= g_ranges[i].lo && pc < g_ranges[i].hi) {
       g_armed = 0;
+      if (g_exit) pthread_exit(nullptr);
       siglongjmp(g_jump, 1);
     }
   }
@@ -97,16 +102,22 @@ __attribute__((noinline)) void AllocateMarkers(std::vector<void*>* kept, int mar
   }
 }
 
-// Without the shim there is no profiler's code to jump out of.
-void JumpOut(int jumps) {
-  timer_t timer;
+// SIGPROF to this thread every 200 us of its CPU time.
+bool StartTimer(timer_t* timer) {
   sigevent ev{};
   ev.sigev_notify = SIGEV_THREAD_ID;
   ev.sigev_signo = SIGPROF;
   ev._sigev_un._tid = static_cast<pid_t>(syscall(SYS_gettid));
-  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, &timer) != 0) return;
+  if (timer_create(CLOCK_THREAD_CPUTIME_ID, &ev, timer) != 0) return false;
   itimerspec every{{0, 200000}, {0, 200000}};
-  timer_settime(timer, 0, &every, nullptr);
+  timer_settime(*timer, 0, &every, nullptr);
+  return true;
+}
+
+// Without the shim there is no profiler's code to jump out of.
+void JumpOut(int jumps) {
+  timer_t timer;
+  if (!StartTimer(&timer)) return;
   time_t deadline = time(nullptr) + 30;
   sigsetjmp(g_jump, 1);
   if (g_jumps.fetch_add(1) < jumps && time(nullptr) < deadline) {
@@ -114,9 +125,33 @@ void JumpOut(int jumps) {
     Churn(deadline);
   }
   g_armed = 0;
-  itimerspec off{};
-  timer_settime(timer, 0, &off, nullptr);
   timer_delete(timer);
+}
+
+// HOW=exit: allocates until the handler ends this thread (pthread_exit:
+// its result is nullptr) or 30 s pass.
+timer_t g_exit_timer;
+void* ChurnUntilEnded(void*) {
+  if (!StartTimer(&g_exit_timer)) return &g_exit_timer;
+  g_armed = 1;
+  Churn(time(nullptr) + 30);
+  g_armed = 0;
+  return &g_exit_timer;
+}
+
+int EndThreads(int threads) {
+  if (g_range_count == 0) return threads;
+  int ended = 0;
+  for (int i = 0; i < threads; ++i) {
+    pthread_t thread;
+    void* result = &g_exit_timer;
+    if (pthread_create(&thread, nullptr, ChurnUntilEnded, nullptr) != 0) break;
+    pthread_join(thread, &result);
+    timer_delete(g_exit_timer);
+    if (result != nullptr) break;
+    ++ended;
+  }
+  return ended;
 }
 
 void Jumper(int jumps, int markers, std::vector<void*>* kept) {
@@ -144,6 +179,7 @@ int main(int argc, char** argv) {
   int markers = argc > 3 ? atoi(argv[3]) : 50;
   const char* where_arg = argc > 4 ? argv[4] : "all";
   int settle_ms = argc > 5 ? atoi(argv[5]) : 0;
+  g_exit = argc > 6 && strcmp(argv[6], "exit") == 0;
   Where where{true, true, 0, 0};
   if (strcmp(where_arg, "unwind") == 0) {
     where.shim = false;
@@ -163,11 +199,17 @@ int main(int argc, char** argv) {
   sigaction(SIGPROF, &sa, nullptr);
   std::vector<void*> kept;
   kept.reserve(static_cast<size_t>(markers));
-  std::thread jumper(Jumper, jumps, markers, &kept);
-  while (!g_jumped_enough.load()) usleep(1000);
-  // Without the shim nothing is the profiler's: no jumps, as many as asked.
-  int jumped = g_range_count == 0 ? jumps : g_jumps.load() - 1;
-  if (jumped > jumps) jumped = jumps;
+  std::thread jumper;
+  int jumped = 0;
+  if (g_exit) {
+    jumped = EndThreads(jumps);
+  } else {
+    jumper = std::thread(Jumper, jumps, markers, &kept);
+    while (!g_jumped_enough.load()) usleep(1000);
+    // Without the shim nothing is the profiler's: no jumps, as many as asked.
+    jumped = g_range_count == 0 ? jumps : g_jumps.load() - 1;
+    if (jumped > jumps) jumped = jumps;
+  }
   int hung = 0, failed = 0, done = 0;
   for (; done < forks; ++done) {
     ChildOutcome r = ForkAndWait(ChildWork);
@@ -176,7 +218,11 @@ int main(int argc, char** argv) {
     if (r != kChildDone) break;
   }
   g_forked.store(true);
-  jumper.join();
+  if (g_exit) {
+    AllocateMarkers(&kept, markers);
+  } else {
+    jumper.join();
+  }
   printf("jumps=%d forks=%d hung=%d failed=%d\n", jumped, done, hung, failed);
   fflush(stdout);
   usleep(static_cast<useconds_t>(settle_ms) * 1000);
