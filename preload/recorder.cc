@@ -40,16 +40,27 @@ struct GuardScope {
   ~GuardScope() { --t_thread.guard; }
 };
 
-// RecordAlloc's guard, with where its frame is.
+// RecordAlloc's guard, with where its frame is; and no cancellation
+// meanwhile. malloc is not a cancellation point, but libunwind's check of an
+// address reads a pipe with read(), which is: a thread with a cancellation
+// pending was cancelled inside its first samples, in the middle of a
+// malloc that the application (holding a lock, say) had every right to
+// think could not end its thread (tests/programs/shim/shim_cancel.cc).
+// Disabling it is a compare-and-swap on the thread's own descriptor, and
+// enabling it again acts on nothing: the cancellation waits for the
+// application's next cancellation point, as without the shim.
 struct SampleScope {
   explicit SampleScope(void* frame) {
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
     ++t_thread.guard;
     t_thread.sample_frame = reinterpret_cast<uintptr_t>(frame);
   }
   ~SampleScope() {
     t_thread.sample_frame = 0;
     --t_thread.guard;
+    pthread_setcancelstate(cancel_state, nullptr);
   }
+  int cancel_state = PTHREAD_CANCEL_ENABLE;
 };
 
 // A sample abandoned halfway, for good: a signal handler that interrupted

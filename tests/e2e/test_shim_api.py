@@ -211,6 +211,19 @@ class ShimApiTest(ShimSocketTest):
                 self.assertEqual(conn.stats["unwind_failures"], 0)
                 self.assertEqual(sum(1 for s in conn.alloc_sizes if 1000 <= s < 1008), 16 * 8)
 
+    def test_allocating_is_no_cancellation_point(self):
+        # libunwind checks an address by reading a pipe with read(), a
+        # cancellation point: a thread with a cancellation pending was
+        # cancelled inside its first sampled malloc (which never returned),
+        # and the fork after it waited for that thread's unwind for ever.
+        cmd = [program("shim_cancel")]
+        base = run(cmd)
+        self.assertEqual((base.returncode, base.stdout), (0, "cancelled=0 hung=0 failed=0\n"))
+        for extra in ({}, {"HEAPWATCH_UNWIND_CACHES": "0"}):
+            with self.subTest(**extra):
+                conn = self.record_run(cmd, SHIM, base, **extra)
+                self.assertEqual(conn.stats["unwind_failures"], 0)
+
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")
         with open(script, "w") as f:
