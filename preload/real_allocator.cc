@@ -5,6 +5,7 @@
 #include <link.h>
 #include <sched.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -319,8 +320,10 @@ bool WaitForRealAllocator() {
   for (int i = 0; i < 1000; ++i) {
     if (ResolveRealAllocator()) return true;
     // Another thread is resolving (dlsym is bounded work): let it finish.
+    // The system call, not nanosleep(): that is a cancellation point, and
+    // malloc is none.
     timespec ts{0, 1000000};
-    nanosleep(&ts, nullptr);
+    syscall(SYS_nanosleep, &ts, nullptr);
   }
   return false;
 }

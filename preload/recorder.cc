@@ -41,33 +41,31 @@ struct GuardScope {
 };
 
 // RecordAlloc's guard, with where its frame is; and no cancellation
-// meanwhile. malloc is not a cancellation point, but libunwind's check of an
-// address reads a pipe with read(), which is: a thread with a cancellation
-// pending was cancelled inside its first samples, in the middle of a
-// malloc that the application (holding a lock, say) had every right to
-// think could not end its thread (tests/programs/shim/shim_cancel.cc).
-// Disabling it is a compare-and-swap on the thread's own descriptor, and
-// enabling it again acts on nothing: the cancellation waits for the
-// application's next cancellation point, as without the shim.
+// meanwhile (as NoCancellation, but with the state to restore kept where
+// RecoverAbandonedSample finds it). libunwind's check of an address reads a
+// pipe with read(): a thread with a cancellation pending was cancelled
+// inside its first samples, in the middle of a malloc that the application
+// (holding a lock, say) had every right to think could not end its thread
+// (tests/programs/shim/shim_cancel.cc).
 struct SampleScope {
   explicit SampleScope(void* frame) {
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &t_thread.sample_cancel_state);
     ++t_thread.guard;
     t_thread.sample_frame = reinterpret_cast<uintptr_t>(frame);
   }
   ~SampleScope() {
     t_thread.sample_frame = 0;
     --t_thread.guard;
-    pthread_setcancelstate(cancel_state, nullptr);
+    pthread_setcancelstate(t_thread.sample_cancel_state, nullptr);
   }
-  int cancel_state = PTHREAD_CANCEL_ENABLE;
 };
 
 // A sample abandoned halfway, for good: a signal handler that interrupted
 // RecordAlloc jumped out of it (siglongjmp, as timeout and fault handlers
-// do), so the guard and the unwinder's marks stayed up. The thread would
-// sample no more, and every fork would wait for its unwind (a second, since
-// the bound in UnwinderForkPrepare; for ever before). `frame` is
+// do), so the guard, the unwinder's marks and the disabled cancellation
+// stayed. The thread would sample no more, nor could it be cancelled, and
+// every fork would wait for its unwind (a second, since the bound in
+// UnwinderForkPrepare; for ever before). `frame` is
 // SampleSlowPath's, which RecordAlloc's callers call from the same function:
 // anything that runs under RecordAlloc (libunwind's allocations, a signal
 // handler's) runs below RecordAlloc's frame, so a call at or above it on
@@ -83,6 +81,7 @@ __attribute__((noinline, cold)) bool RecoverAbandonedSample(void* frame) {
   if (sigaltstack(nullptr, &altstack) != 0 || (altstack.ss_flags & SS_ONSTACK)) return false;
   t.guard = 0;
   t.sample_frame = 0;
+  pthread_setcancelstate(t.sample_cancel_state, nullptr);
   UnwinderAbandoned();
   return true;
 }
@@ -170,6 +169,7 @@ void SayOnce(const char* key, const char* what, const char* detail) {
   const char* said = getenv("HEAPWATCH_SAID");
   if (said && strcmp(said, key) == 0) return;
   static const char kPrefix[] = "heapwatch: ";
+  NoCancellation no_cancellation;
   ssize_t ignored = write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
   ignored = write(STDERR_FILENO, what, strlen(what));
   ignored = write(STDERR_FILENO, detail, strlen(detail));

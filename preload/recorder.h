@@ -13,6 +13,7 @@
 #ifndef HEAPWATCH_PRELOAD_RECORDER_H_
 #define HEAPWATCH_PRELOAD_RECORDER_H_
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -33,9 +34,10 @@ struct ThreadState {
   SamplerState sampler;
   uint32_t guard;  // > 0 while this thread is inside the shim's own work
   uint32_t tid;    // cached gettid(); 0 = unknown
-  // RecordAlloc's frame address while it runs, else 0 (recorder.cc,
-  // RecoverAbandonedSample).
+  // RecordAlloc's frame address while it runs, else 0, and the
+  // cancellation state it restores (recorder.cc, RecoverAbandonedSample).
   uintptr_t sample_frame;
+  int sample_cancel_state;
 };
 extern __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
 
@@ -117,6 +119,21 @@ bool RecordFree(void* p, LiveTable::Entry* removed = nullptr);
 // Puts back an entry removed by RecordFree when a realloc failed and the old
 // block is still live.
 void RestoreLive(const LiveTable::Entry& e);
+
+// For the length of a scope no cancellation acts on this thread: for the
+// shim's work that reaches a cancellation point (libunwind's read() of its
+// pipe, a poll(), a write() to stderr) from a call that is none (malloc,
+// exit, fork). Disabling is a compare-and-swap on the thread's own
+// descriptor, and enabling again acts on nothing: a pending cancellation
+// waits for the application's next cancellation point, as without the shim.
+class NoCancellation {
+ public:
+  NoCancellation() { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state_); }
+  ~NoCancellation() { pthread_setcancelstate(state_, nullptr); }
+
+ private:
+  int state_ = PTHREAD_CANCEL_ENABLE;
+};
 
 // `clock`'s time in nanoseconds (clock_gettime).
 uint64_t ClockNs(clockid_t clock);

@@ -589,6 +589,7 @@ void FlushSenderAtExit(int timeout_ms) {
   // succeeded: what the process pushed before now is in the socket.
   uint64_t ticket = g_flush_requested.fetch_add(1, std::memory_order_acq_rel) + 1;
   WakeSender();
+  NoCancellation no_cancellation;  // poll() below
   while (g_flush_done.load(std::memory_order_acquire) < ticket) {
     // Nobody to deliver to: the collector is absent (no socket, refused).
     // A full listen backlog is worth retrying; so is a short-lived process
