@@ -26,6 +26,14 @@
 extern "C" int __register_atfork(void (*prepare)(), void (*parent)(), void (*child)(),
                                  void* dso_handle) __attribute__((weak));
 extern "C" void* __dso_handle;
+// glibc's first cleanup buffers (GLIBC_2.2.5; today's headers declare only
+// the struct): longjmp and siglongjmp call the routine of each buffer in a
+// frame they jump over, and pthread_exit and cancellation do the same as
+// they unwind (SampleScope). Weak, as above.
+extern "C" void _pthread_cleanup_push(_pthread_cleanup_buffer* buffer, void (*routine)(void*),
+                                      void* arg) __attribute__((weak));
+extern "C" void _pthread_cleanup_pop(_pthread_cleanup_buffer* buffer, int execute)
+    __attribute__((weak));
 
 namespace heapwatch::preload {
 
@@ -40,38 +48,58 @@ struct GuardScope {
   ~GuardScope() { --t_thread.guard; }
 };
 
+// Takes down what a sample that never returns leaves up: its guard, its
+// cancellation state, the unwinder's marks (a signal handler jumped out of
+// it, or ended its thread: RecoverAbandonedSample, SampleScope).
+void AbandonSample(void*) {
+  ThreadState& t = t_thread;
+  t.guard = 0;
+  t.sample_frame = 0;
+  pthread_setcancelstate(t.sample_cancel_state, nullptr);
+  UnwinderAbandoned();
+}
+
 // RecordAlloc's guard, with where its frame is; and no cancellation
 // meanwhile (as NoCancellation, but with the state to restore kept where
-// RecoverAbandonedSample finds it). libunwind's check of an address reads a
-// pipe with read(): a thread with a cancellation pending was cancelled
-// inside its first samples, in the middle of a malloc that the application
-// (holding a lock, say) had every right to think could not end its thread
-// (tests/programs/shim/shim_cancel.cc).
+// AbandonSample finds it). libunwind's check of an address reads a pipe with
+// read(): a thread with a cancellation pending was cancelled inside its
+// first samples, in the middle of a malloc that the application (holding a
+// lock, say) had every right to think could not end its thread
+// (tests/programs/shim/shim_cancel.cc). And a cleanup buffer: a longjmp out
+// of the sample (from a signal handler that interrupted it) or the thread's
+// end inside it has glibc call AbandonSample on the way. glibc skips it when
+// the handler runs on another stack (sigaltstack) whose addresses do not
+// fall below the sample's; RecoverAbandonedSample covers some of those.
 struct SampleScope {
   explicit SampleScope(void* frame) {
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &t_thread.sample_cancel_state);
     ++t_thread.guard;
     t_thread.sample_frame = reinterpret_cast<uintptr_t>(frame);
+    if (_pthread_cleanup_push) _pthread_cleanup_push(&cleanup, AbandonSample, nullptr);
   }
   ~SampleScope() {
+    if (_pthread_cleanup_pop) _pthread_cleanup_pop(&cleanup, 0);
     t_thread.sample_frame = 0;
     --t_thread.guard;
     pthread_setcancelstate(t_thread.sample_cancel_state, nullptr);
   }
+  _pthread_cleanup_buffer cleanup;
 };
 
-// A sample abandoned halfway, for good: a signal handler that interrupted
-// RecordAlloc jumped out of it (siglongjmp, as timeout and fault handlers
-// do), so the guard, the unwinder's marks and the disabled cancellation
-// stayed. The thread would sample no more, nor could it be cancelled, and
-// every fork would wait for its unwind (a second, since the bound in
-// UnwinderForkPrepare; for ever before). `frame` is
-// SampleSlowPath's, which RecordAlloc's callers call from the same function:
-// anything that runs under RecordAlloc (libunwind's allocations, a signal
-// handler's) runs below RecordAlloc's frame, so a call at or above it on
-// the same stack means that frame is gone. Only on the thread's own stack,
-// and not on an alternate signal stack (an application may keep one inside
-// its stack): elsewhere the guard stays up, as it did before.
+// A sample that a signal handler took away for good where glibc ran no
+// cleanup (SampleScope): a jump out of it with GCC's __builtin_longjmp or
+// setcontext, or out of the few instructions around the cleanup buffer. Its
+// guard, the unwinder's marks and the disabled cancellation stayed: the
+// thread would sample no more, nor could it be cancelled, and every fork
+// would wait for its unwind (a second, since the bound in
+// UnwinderForkPrepare). `frame` is SampleSlowPath's, which RecordAlloc's
+// callers call from the same function: anything that runs under
+// RecordAlloc (libunwind's allocations, a signal handler's) runs below
+// RecordAlloc's frame, so a call at or above it on the same stack means
+// that frame is gone. Only on the thread's own stack, and not on an
+// alternate signal stack (an application may keep one inside its stack):
+// elsewhere the guard stays up. A thread that allocates only from deeper
+// frames after the jump is not recovered either.
 __attribute__((noinline, cold)) bool RecoverAbandonedSample(void* frame) {
   ThreadState& t = t_thread;
   auto here = reinterpret_cast<uintptr_t>(frame);
@@ -79,10 +107,7 @@ __attribute__((noinline, cold)) bool RecoverAbandonedSample(void* frame) {
   if (!OnOwnStack(here) || !OnOwnStack(t.sample_frame)) return false;
   stack_t altstack;
   if (sigaltstack(nullptr, &altstack) != 0 || (altstack.ss_flags & SS_ONSTACK)) return false;
-  t.guard = 0;
-  t.sample_frame = 0;
-  pthread_setcancelstate(t.sample_cancel_state, nullptr);
-  UnwinderAbandoned();
+  AbandonSample(nullptr);
   return true;
 }
 

@@ -1,15 +1,16 @@
 // A signal handler that siglongjmps out of whatever it interrupted, as
-// timeout and fault handlers do (or with HOW=exit, ends its thread there
-// with pthread_exit), here only when that is the profiler's own
-// code: libheapwatch.so's or libunwind's (WHERE=all), libunwind's alone
+// timeout and fault handlers do (with HOW=builtin, GCC's __builtin_longjmp,
+// which runs no cleanup; with HOW=exit, it ends its thread there with
+// pthread_exit), here only when that is the profiler's own code:
+// libheapwatch.so's or libunwind's (WHERE=all), libunwind's alone
 // (WHERE=unwind), or libheapwatch.so's from offset START to END (WHERE=
 // START-END, hex: one function, found with nm). A sample abandoned halfway.
-// A thread
-// allocates (at R = 1 under the shim, so most of its time is in samples)
+// A thread allocates (at R = 1 under the shim, so most of its time is in samples)
 // with a CPU-time timer whose handler jumps, until JUMPS jumps; then, while
 // that thread waits without allocating, main forks FORKS children that
 // allocate and exit; then the thread allocates MARKERS blocks of 77,777
-// bytes, keeps them, and main prints "jumps=J forks=F hung=H failed=X",
+// bytes, keeps them, and main prints "jumps=J forks=F hung=H failed=X
+// cancellable=C" (C: whether that thread could be cancelled after them),
 // and waits SETTLE_MS before it exits with them still allocated. With
 // HOW=exit, JUMPS threads in turn allocate until the handler ends them,
 // then main forks and allocates the markers.
@@ -17,6 +18,7 @@
 // child hung or failed, 3 if the jumps did not happen within 30 s.
 //   shim_jump_out [JUMPS=20] [FORKS=5] [MARKERS=50] [WHERE=all] [SETTLE_MS=0] [HOW=jump]
 #include <link.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -43,10 +45,15 @@ int g_range_count = 0;
 
 sigjmp_buf g_jump;
 volatile sig_atomic_t g_armed = 0;
-bool g_exit = false;  // HOW=exit
+bool g_exit = false;     // HOW=exit
+bool g_builtin = false;  // HOW=builtin
+void* g_builtin_jump[5];
 std::atomic<int> g_jumps{0};
 std::atomic<bool> g_forked{false};
 std::atomic<bool> g_jumped_enough{false};
+// Whether the thread that allocated the markers could be cancelled then (a
+// sample disables cancellation while it runs).
+bool g_cancellable = false;
 
 struct Where {
   bool shim, unwind;
@@ -80,6 +87,7 @@ void OnTimer(int, siginfo_t*, void* context) {
     if (pc >= g_ranges[i].lo && pc < g_ranges[i].hi) {
       g_armed = 0;
       if (g_exit) pthread_exit(nullptr);
+      if (g_builtin) __builtin_longjmp(g_builtin_jump, 1);
       siglongjmp(g_jump, 1);
     }
   }
@@ -100,6 +108,9 @@ __attribute__((noinline)) void AllocateMarkers(std::vector<void*>* kept, int mar
     if (p != nullptr) memset(p, 3, 64);
     kept->push_back(p);
   }
+  int state = PTHREAD_CANCEL_DISABLE;
+  pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, &state);
+  g_cancellable = state == PTHREAD_CANCEL_ENABLE;
 }
 
 // SIGPROF to this thread every 200 us of its CPU time.
@@ -119,7 +130,17 @@ void JumpOut(int jumps) {
   timer_t timer;
   if (!StartTimer(&timer)) return;
   time_t deadline = time(nullptr) + 30;
-  sigsetjmp(g_jump, 1);
+  if (g_builtin) {
+    if (__builtin_setjmp(g_builtin_jump)) {
+      // No sigreturn: the handler's signal is still blocked.
+      sigset_t prof;
+      sigemptyset(&prof);
+      sigaddset(&prof, SIGPROF);
+      pthread_sigmask(SIG_UNBLOCK, &prof, nullptr);
+    }
+  } else {
+    sigsetjmp(g_jump, 1);
+  }
   if (g_jumps.fetch_add(1) < jumps && time(nullptr) < deadline) {
     g_armed = 1;
     Churn(deadline);
@@ -180,6 +201,7 @@ int main(int argc, char** argv) {
   const char* where_arg = argc > 4 ? argv[4] : "all";
   int settle_ms = argc > 5 ? atoi(argv[5]) : 0;
   g_exit = argc > 6 && strcmp(argv[6], "exit") == 0;
+  g_builtin = argc > 6 && strcmp(argv[6], "builtin") == 0;
   Where where{true, true, 0, 0};
   if (strcmp(where_arg, "unwind") == 0) {
     where.shim = false;
@@ -223,7 +245,8 @@ int main(int argc, char** argv) {
   } else {
     jumper.join();
   }
-  printf("jumps=%d forks=%d hung=%d failed=%d\n", jumped, done, hung, failed);
+  printf("jumps=%d forks=%d hung=%d failed=%d cancellable=%d\n", jumped, done, hung, failed,
+         g_cancellable ? 1 : 0);
   fflush(stdout);
   usleep(static_cast<useconds_t>(settle_ms) * 1000);
   if (jumped < jumps) return 3;
