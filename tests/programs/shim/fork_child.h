@@ -9,10 +9,23 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 enum ChildOutcome { kChildDone, kChildHung, kChildFailed };
+
+// A child's work: `count` blocks of `bytes` allocated, touched and freed in
+// turn (so that it samples); 0.
+inline int AllocateAndFree(int count, size_t bytes) {
+  for (int i = 0; i < count; ++i) {
+    void* p = malloc(bytes);
+    if (p != nullptr) memset(p, 2, 16);
+    asm volatile("" : : "r"(p) : "memory");
+    free(p);
+  }
+  return 0;
+}
 
 inline ChildOutcome ForkAndWait(int (*work)()) {
   pid_t pid = fork();

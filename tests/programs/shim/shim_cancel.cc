@@ -26,12 +26,7 @@ void* Allocate(void*) {
   return nullptr;
 }
 
-int ChildWork() {
-  void* p = malloc(100);
-  asm volatile("" : : "r"(p) : "memory");
-  free(p);
-  return 0;
-}
+int ChildWork() { return AllocateAndFree(1, 100); }
 
 }  // namespace
 

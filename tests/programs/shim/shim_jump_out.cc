@@ -182,15 +182,7 @@ void Jumper(int jumps, int markers, std::vector<void*>* kept) {
   AllocateMarkers(kept, markers);
 }
 
-__attribute__((noinline)) int ChildWork() {
-  for (int i = 0; i < 200; ++i) {
-    void* p = malloc(4096);
-    if (p != nullptr) memset(p, 2, 16);
-    asm volatile("" : : "r"(p) : "memory");
-    free(p);
-  }
-  return 0;
-}
+__attribute__((noinline)) int ChildWork() { return AllocateAndFree(200, 4096); }
 
 }  // namespace
 
