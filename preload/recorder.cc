@@ -67,23 +67,32 @@ void AbandonSample(void*) {
 // lock, say) had every right to think could not end its thread
 // (tests/programs/shim/shim_cancel.cc). And a cleanup buffer: a longjmp out
 // of the sample (from a signal handler that interrupted it) or the thread's
-// end inside it has glibc call AbandonSample on the way. glibc skips it when
-// the handler runs on another stack (sigaltstack) whose addresses do not
-// fall below the sample's; RecoverAbandonedSample covers some of those.
+// end inside it has glibc call AbandonSample on the way. Only on the
+// thread's own stack (known from its first capture on): the buffer list is
+// the thread's, not the stack's, and a coroutine that a signal handler
+// switched away from mid-sample would leave its buffer there while another
+// coroutine's longjmp could run or drop it. glibc compares addresses
+// relative to the top of the thread's stack, which keeps a jump on another
+// stack away from a buffer on the thread's own. Where no cleanup runs,
+// RecoverAbandonedSample covers some cases.
 struct SampleScope {
   explicit SampleScope(void* frame) {
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &t_thread.sample_cancel_state);
     ++t_thread.guard;
     t_thread.sample_frame = reinterpret_cast<uintptr_t>(frame);
-    if (_pthread_cleanup_push) _pthread_cleanup_push(&cleanup, AbandonSample, nullptr);
+    if (_pthread_cleanup_push && OnOwnStack(t_thread.sample_frame)) {
+      _pthread_cleanup_push(&cleanup, AbandonSample, nullptr);
+      pushed = true;
+    }
   }
   ~SampleScope() {
-    if (_pthread_cleanup_pop) _pthread_cleanup_pop(&cleanup, 0);
+    if (pushed) _pthread_cleanup_pop(&cleanup, 0);
     t_thread.sample_frame = 0;
     --t_thread.guard;
     pthread_setcancelstate(t_thread.sample_cancel_state, nullptr);
   }
   _pthread_cleanup_buffer cleanup;
+  bool pushed = false;
 };
 
 // A sample that a signal handler took away for good where glibc ran no
