@@ -26,6 +26,7 @@ void EventRing::ResetUnsafe() {
   if (!DiscardPages(slots_, bytes_)) memset(static_cast<void*>(slots_), 0, bytes_);
   head_.store(0, std::memory_order_relaxed);
   tail_ = 0;
+  stalled_tail_ = kNoPosition;
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
@@ -104,6 +105,21 @@ bool EventRing::GiveUp() {
     return false;  // published meanwhile
   }
   ++tail_;
+  return true;
+}
+
+bool EventRing::GiveUpStalled(uint64_t now_ns, uint64_t after_ns) {
+  if (!Unpublished()) {
+    stalled_tail_ = kNoPosition;
+    return false;
+  }
+  if (tail_ != stalled_tail_) {
+    stalled_tail_ = tail_;
+    stalled_since_ns_ = now_ns;
+    return false;
+  }
+  if (now_ns - stalled_since_ns_ < after_ns || !GiveUp()) return false;
+  stalled_tail_ = kNoPosition;
   return true;
 }
 

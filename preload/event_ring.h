@@ -19,9 +19,9 @@
 //
 // A producer that claimed a slot and was then preempted holds back the
 // consumer until it publishes; it never holds back other producers. One that
-// never publishes (a signal handler jumped out of its push: recorder.cc,
-// RecoverAbandonedSample) held it back for good, and every event after it
-// was lost; so the consumer can give up on a position (GiveUp). The producer
+// never publishes (a signal handler jumped out of its push) held it back for
+// good, and every event after it was lost; so the consumer can give up on a
+// position (GiveUp, GiveUpStalled). The producer
 // marks its slot while it writes and publishes with a compare-and-swap, so
 // if it does go on after that, it finds out and drops its event (its write
 // of the slot could still meet the next lap's: preload/README, "Known
@@ -72,6 +72,10 @@ class EventRing {
   // Consumer only. Skips that position, whose event is lost; false if there
   // is none or it was published meanwhile (Pop takes it).
   bool GiveUp();
+  // Consumer only, between Pops: GiveUp once Pop has waited at the same
+  // unpublished position for `after_ns` by `now_ns` (the caller's clock, as
+  // it reads it at each call). True if it gave up on one.
+  bool GiveUpStalled(uint64_t now_ns, uint64_t after_ns);
   // Consumer only: the next position Pop takes.
   uint64_t tail() const { return tail_; }
 
@@ -99,6 +103,11 @@ class EventRing {
   size_t bytes_ = 0;
   alignas(64) std::atomic<uint64_t> head_{0};  // next position to claim
   alignas(64) uint64_t tail_ = 0;              // next position to consume
+  // The unpublished position Pop waits at, and since when (GiveUpStalled);
+  // kNoPosition if none.
+  static constexpr uint64_t kNoPosition = UINT64_MAX;
+  uint64_t stalled_tail_ = kNoPosition;
+  uint64_t stalled_since_ns_ = 0;
 };
 
 }  // namespace heapwatch::preload

@@ -178,6 +178,39 @@ TEST(EventRingTest, AProducerTheConsumerGaveUpOnDropsItsEvent) {
   EXPECT_EQ(ev.address, 5u);
 }
 
+TEST(EventRingTest, GivesUpOnlyOnAPositionStalledForTheWholeWait) {
+  EventRing r;
+  ASSERT_TRUE(r.Init(8));
+  wire::EventRecord ev;
+  EXPECT_FALSE(r.GiveUpStalled(0, 100));  // empty
+  ASSERT_TRUE(EventRingTestPeer::ClaimOnly(&r));
+  ASSERT_TRUE(r.Push(Ev(1, 2)));
+  EXPECT_FALSE(r.GiveUpStalled(1000, 100));  // first seen stalled now
+  EXPECT_FALSE(r.GiveUpStalled(1099, 100));
+  EXPECT_FALSE(r.Pop(&ev));
+  EXPECT_TRUE(r.GiveUpStalled(1100, 100));
+  ASSERT_TRUE(r.Pop(&ev));
+  EXPECT_EQ(ev.address, 2u);
+  // A stall at a new position is timed from when it is first seen.
+  ASSERT_TRUE(EventRingTestPeer::ClaimOnly(&r));
+  EXPECT_FALSE(r.GiveUpStalled(5000, 100));
+  EXPECT_FALSE(r.GiveUpStalled(5050, 100));
+  EXPECT_TRUE(r.GiveUpStalled(5100, 100));
+}
+
+TEST(EventRingTest, AResetForgetsAStallItWasTiming) {
+  // A forked child's ring starts at position 0 again: a stall the parent's
+  // sender was timing there is not the child's.
+  EventRing r;
+  ASSERT_TRUE(r.Init(8));
+  ASSERT_TRUE(EventRingTestPeer::ClaimOnly(&r));
+  EXPECT_FALSE(r.GiveUpStalled(5000, 100));
+  r.ResetUnsafe();
+  ASSERT_TRUE(EventRingTestPeer::ClaimOnly(&r));
+  EXPECT_FALSE(r.GiveUpStalled(5150, 100));
+  EXPECT_TRUE(r.GiveUpStalled(5250, 100));
+}
+
 TEST(EventRingTest, ResetAfterManyLapsStartsAFreshRing) {
   // Slots store their sequence relative to their index, and a reset gives
   // the pages back: after it the ring must hold exactly `slots` again.

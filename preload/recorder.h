@@ -35,7 +35,7 @@ struct ThreadState {
   uint32_t guard;  // > 0 while this thread is inside the shim's own work
   uint32_t tid;    // cached gettid(); 0 = unknown
   // RecordAlloc's frame address while it runs, else 0, and the
-  // cancellation state it restores (recorder.cc, RecoverAbandonedSample).
+  // cancellation state it restores (recorder.cc, SampleScope, AbandonSample).
   uintptr_t sample_frame;
   int sample_cancel_state;
 };
@@ -87,9 +87,9 @@ void SayOnce(const char* key, const char* what, const char* detail = "");
 // The slow half of the sampling decision (fast half: Unsampled, below).
 // False inside the shim's own work, before start and when off. Callers call
 // it and RecordAlloc from one function (so at one depth): a sample that a
-// signal handler jumped out of is then taken down at the thread's next
-// sampling decision from that depth or above (recorder.cc,
-// RecoverAbandonedSample).
+// signal handler's jump left without running its cleanup (recorder.cc,
+// SampleScope) is then taken down at the thread's next sampling decision
+// from that depth or above (RecoverAbandonedSample).
 bool SampleSlowPath(size_t size);
 
 // False for most pointers: certainly not a live sample and not a block of

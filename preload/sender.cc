@@ -21,6 +21,7 @@
 
 #include "frame_writer.h"
 #include "modules.h"
+#include "sender_pacing.h"
 #include "descriptors.h"
 #include "raw_memory.h"
 #include "recorder.h"
@@ -75,25 +76,6 @@ constexpr size_t kEagerFlushBytes = 64u << 10;
 // Events one DrainRing takes at most.
 constexpr uint32_t kDrainEvents = 32768;
 constexpr uint64_t kSentSlots = 1u << 18;
-// Between rounds the sender sleeps for as long as the ring can take at the
-// rate events came in the last round: until it is about 1/kFillFraction full,
-// within [kSleepMinMs, kSleepMaxMs]. A sleep grows at most twofold a round
-// (one short round is a noisy rate) and shrinks at once; a round that took
-// 1/kBusyFraction of the ring goes round again without sleeping, and nothing
-// is lost when the ring fills anyway (a drop costs a resync, not data).
-// Each round wakes the sender and the collector, and on a machine with fewer
-// cores than busy threads each wake-up preempts the application: sending
-// shim_alloc_workload's ~80,000 events/s (24 GB/s allocated) in rounds of
-// 10 ms cost it ~10% of its CPU, at ~40 ms ~3% (against a collector that
-// discards, as in bench/shim/run_breakdown.sh).
-// A quiet process wakes every kSleepMaxMs: ~10 wake-ups a second at ~50 us
-// of CPU each on the development VM. A burst can still outrun a sleep sized
-// for the last round's rate, so the push that starts each half of the ring
-// wakes the sender if it sleeps (NudgeSender: a syscall on the sampling
-// path once a half ring, only then); an exiting process wakes it too.
-constexpr uint64_t kSleepMinMs = 10, kSleepMaxMs = 100;
-constexpr uint64_t kFillFraction = 4;
-constexpr uint64_t kBusyFraction = 2;
 constexpr int kWriteDeadlineMs = 2000;
 constexpr uint64_t kBackoffMinMs = 10, kBackoffMaxMs = 500;
 constexpr uint64_t kStatsPeriodNs = 1000000000ull;
@@ -106,8 +88,7 @@ bool g_prefaulted = false;
 enum class Thread : int { kNone = 0, kRunning = 1 };
 constexpr size_t kSenderStackBytes = 256 << 10;
 
-constexpr uint64_t kNoPosition = UINT64_MAX;
-// How long a claimed ring position may stay unpublished (GiveUpOnAbandonedPush).
+// How long a claimed ring position may stay unpublished (RunOnce).
 constexpr uint64_t kUnpublishedGiveUpNs = 250000000;
 
 struct State {
@@ -120,12 +101,8 @@ struct State {
   uint64_t next_connect_ms = 0;
   uint64_t backoff_ms = kBackoffMinMs;
   uint64_t next_stats_ns = 0;
-  uint64_t sleep_ms = kSleepMinMs;
+  uint64_t sleep_ms = kSenderSleepMinMs;
   uint64_t last_round_ns = 0;  // when the previous round began (rate of events)
-  // The ring position a producer claimed and has not published, since when
-  // (GiveUpOnAbandonedPush); kNoPosition if none.
-  uint64_t unpublished_tail = kNoPosition;
-  uint64_t unpublished_since_ns = 0;
   uint32_t batch_len = 0;
   uint8_t* out_mem = nullptr;
   uint8_t* module_mem = nullptr;
@@ -434,29 +411,6 @@ void Idle(State* s, uint64_t wait_ms) {
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) Disconnect(s);
 }
 
-// A producer that claimed a ring position and has not published it 250 ms
-// later has left its push for good (a signal handler jumped out of it), and
-// every event after it would wait for ever (event_ring.h). The sender gives
-// up on it: its event is lost, counted as dropped, and the collector gets the
-// table again, as after any drop (the producer changed the table before it
-// claimed the position).
-void GiveUpOnAbandonedPush(State* s, uint64_t now_ns) {
-  if (!g_shim.ring.Unpublished()) {
-    s->unpublished_tail = kNoPosition;
-    return;
-  }
-  if (g_shim.ring.tail() != s->unpublished_tail) {
-    s->unpublished_tail = g_shim.ring.tail();
-    s->unpublished_since_ns = now_ns;
-    return;
-  }
-  if (now_ns - s->unpublished_since_ns < kUnpublishedGiveUpNs || !g_shim.ring.GiveUp()) return;
-  s->unpublished_tail = kNoPosition;
-  s->ring_complete = false;
-  g_shim.counters.dropped_events.fetch_add(1, std::memory_order_relaxed);
-  g_shim.resync_needed.store(true, std::memory_order_release);
-}
-
 void RunOnce(State* s) {
   uint64_t flush_requested = g_flush_requested.load(std::memory_order_acquire);
   // The process is exiting and waits for this round: no backoff, drain all.
@@ -496,7 +450,17 @@ void RunOnce(State* s) {
     // gets another round (a reconnect) until its deadline.
     if (ok) g_flush_done.store(flush_requested, std::memory_order_release);
   }
-  GiveUpOnAbandonedPush(s, round_ns);
+  // A producer that claimed a ring position and has not published it 250 ms
+  // later has left its push for good (a signal handler jumped out of it), and
+  // every event after it would wait for ever (event_ring.h). Its event is
+  // lost, counted as dropped, and the collector gets the table again, as
+  // after any drop (the producer changed the table before it claimed the
+  // position).
+  if (g_shim.ring.GiveUpStalled(round_ns, kUnpublishedGiveUpNs)) {
+    s->ring_complete = false;
+    g_shim.counters.dropped_events.fetch_add(1, std::memory_order_relaxed);
+    g_shim.resync_needed.store(true, std::memory_order_release);
+  }
   // Once the application samples, map what its samples will touch next, off
   // its threads. Not before: most short processes never sample. Once per
   // process image: a forked child shares the filters copy-on-write (mapping
@@ -523,20 +487,6 @@ void* SenderMain(void*) {
 }
 
 }  // namespace
-
-uint64_t SenderSleepMs(uint64_t prev_ms, uint64_t drained, uint64_t elapsed_ns, uint64_t capacity) {
-  if (drained > 0 && drained >= capacity / kBusyFraction) return 0;
-  uint64_t limit = prev_ms * 2 < kSleepMinMs ? kSleepMinMs : prev_ms * 2;
-  if (limit > kSleepMaxMs) limit = kSleepMaxMs;
-  if (drained == 0) return limit;
-  // Time for capacity/kFillFraction events at drained per elapsed_ns; the
-  // elapsed time is capped so the product cannot overflow.
-  constexpr uint64_t kMaxElapsedNs = 1000 * kSleepMaxMs * 1000000;
-  if (elapsed_ns > kMaxElapsedNs) elapsed_ns = kMaxElapsedNs;
-  uint64_t fill_ms = capacity / kFillFraction * elapsed_ns / drained / 1000000;
-  if (fill_ms < kSleepMinMs) return kSleepMinMs;
-  return fill_ms < limit ? fill_ms : limit;
-}
 
 bool StartSender() {
   if (!g_state) {
@@ -627,7 +577,6 @@ void SenderForkChild() {
     s->next_connect_ms = 0;
     s->backoff_ms = kBackoffMinMs;
     s->next_stats_ns = 0;
-    s->unpublished_tail = kNoPosition;
   }
   if (g_shim.state.load(std::memory_order_relaxed) == static_cast<int>(ShimState::kOn) &&
       !StartSender()) {

@@ -17,12 +17,6 @@
 
 namespace heapwatch::preload {
 
-// How long the sender sleeps after a round that took `drained` events from
-// a ring of `capacity` slots, `elapsed_ns` after the round before it, which
-// was followed by a sleep of `prev_ms` (see sender.cc). 0: go round again
-// at once, the ring is filling.
-uint64_t SenderSleepMs(uint64_t prev_ms, uint64_t drained, uint64_t elapsed_ns, uint64_t capacity);
-
 // Starts the thread. False if it could not be created.
 bool StartSender();
 

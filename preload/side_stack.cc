@@ -80,24 +80,23 @@ uint32_t RunOnSideStack(StackFunction fn, void** out, uint32_t max) {
   return HeapwatchCallOnStack(out, max, Top(t.base), fn);
 }
 
+void LeaveSharedStack() {
+  if (!t_side.on_shared) return;
+  t_side.on_shared = false;
+  g_shared_taken.store(false, std::memory_order_release);
+}
+
 uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max) {
   if (g_shared_taken.exchange(true, std::memory_order_acquire)) return 0;
   t_side.on_shared = true;
   if (!g_shared_base) g_shared_base = MapStack();
   uint32_t n = g_shared_base ? HeapwatchCallOnStack(out, max, Top(g_shared_base), fn) : 0;
-  t_side.on_shared = false;
-  g_shared_taken.store(false, std::memory_order_release);
+  LeaveSharedStack();
   return n;
 }
 
 void SideStackForkChild() {
   if (!t_side.on_shared) g_shared_taken.store(false, std::memory_order_relaxed);
-}
-
-void LeaveSharedStack() {
-  if (!t_side.on_shared) return;
-  t_side.on_shared = false;
-  g_shared_taken.store(false, std::memory_order_release);
 }
 
 bool OnSideStack(uintptr_t address) {

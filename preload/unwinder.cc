@@ -140,9 +140,10 @@ std::atomic<bool> g_forking{false};
 
 // How long fork's prepare handler waits for other threads' unwinds to end.
 // An unwind takes microseconds; one still under way after a second has a
-// thread that is stopped (a debugger), or that left it for good: a signal
-// handler jumped out of it, and the thread has not sampled since
-// (UnwinderAbandoned). Past it the fork goes on; the mark it gave up on is
+// thread that is stopped (a debugger), or that left it for good where no
+// cleanup ran (a signal handler's __builtin_longjmp: recorder.cc,
+// RecoverAbandonedSample), and the thread has not sampled since. Past it the
+// fork goes on; the mark it gave up on is
 // kept and not waited for again, and a child born while any mark is up does
 // not use libunwind (that thread may hold libunwind's or the loader's lock).
 constexpr uint64_t kForkWaitNs = 1000000000;
@@ -173,12 +174,18 @@ bool ReleaseAtExit() {
 
 void LeaveLibunwind();
 
+// Takes down what this thread holds up for others while it captures: its
+// mark inside libunwind, and the shared stack.
+void LeaveCapture() {
+  if (t_unwind.in_libunwind) LeaveLibunwind();
+  LeaveSharedStack();
+}
+
 void ReleaseThread(void*) {
   UnwindState& t = t_unwind;
-  // Exiting from a signal handler that interrupted an unwind (pthread_exit,
-  // or a cancellation): the unwind ends here.
-  if (t.in_libunwind) LeaveLibunwind();
-  LeaveSharedStack();
+  // Exiting from a signal handler that interrupted a capture (pthread_exit,
+  // or a cancellation): the capture ends here.
+  LeaveCapture();
   // Anything this exiting thread still samples steps (libunwind may already
   // have freed the cache) and goes without a slot.
   if (t.trace_cache || t.retired) g_caches_in_use.fetch_sub(1, std::memory_order_relaxed);
@@ -437,16 +444,25 @@ uint32_t TraceCachesRetired() { return g_caches_retired.load(std::memory_order_r
 
 namespace {
 
-// Yields once; false once the wait that `*deadline` bounds (0: not started)
-// has lasted kForkWaitNs.
-bool WaitForUnwinds(uint64_t* deadline) {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-  if (*deadline == 0) *deadline = now + kForkWaitNs;
-  if (now >= *deadline) return false;
-  sched_yield();
-  return true;
+// Waits until `mark` is at most `own` (this thread's part of it), or is the
+// value a fork gave up on before (*stale), or the wait that `*deadline`
+// bounds (0: not started) has lasted kForkWaitNs: then gives up on it (into
+// *stale). Returns the mark as last read.
+uint32_t WaitForMark(const std::atomic<uint32_t>& mark, uint32_t own, uint32_t* stale,
+                     uint64_t* deadline) {
+  uint32_t m;
+  while ((m = mark.load(std::memory_order_acquire)) > own && m != *stale) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+    if (*deadline == 0) *deadline = now + kForkWaitNs;
+    if (now >= *deadline) {
+      *stale = m;
+      break;
+    }
+    sched_yield();
+  }
+  return m;
 }
 
 }  // namespace
@@ -463,25 +479,11 @@ void UnwinderForkPrepare() {
   bool marks_up = false;
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
     if (own_slot == i + 1) continue;
-    uint32_t mark;
-    while ((mark = g_slots[i].busy.load(std::memory_order_acquire)) != 0 && mark != g_stale_busy[i]) {
-      if (!WaitForUnwinds(&deadline)) {
-        g_stale_busy[i] = mark;
-        break;
-      }
-    }
-    marks_up |= mark != 0;
+    marks_up |= WaitForMark(g_slots[i].busy, 0, &g_stale_busy[i], &deadline) != 0;
   }
   const uint32_t own_shared = t.in_libunwind && t.slot == kNoSlot ? 1 : 0;
-  uint32_t shared;
-  while ((shared = g_shared_busy.load(std::memory_order_acquire)) > own_shared &&
-         shared != g_stale_shared) {
-    if (!WaitForUnwinds(&deadline)) {
-      g_stale_shared = shared;
-      break;
-    }
-  }
-  g_child_without_libunwind = marks_up || shared > own_shared;
+  marks_up |= WaitForMark(g_shared_busy, own_shared, &g_stale_shared, &deadline) > own_shared;
+  g_child_without_libunwind = marks_up;
 }
 
 bool UnwinderForkParent() {
@@ -525,9 +527,8 @@ void UnwinderAbandoned() {
       t.retired = true;
       g_caches_retired.fetch_add(1, std::memory_order_relaxed);
     }
-    LeaveLibunwind();
   }
-  LeaveSharedStack();
+  LeaveCapture();
 }
 
 uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {

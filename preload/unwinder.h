@@ -70,8 +70,9 @@ void UnwinderForkPrepare();
 // under way (below).
 bool UnwinderForkParent();
 // The wait is bounded (unwinder.cc, kForkWaitNs): a thread that a signal
-// handler took out of an unwind for good (siglongjmp) left its mark up, and
-// fork used to wait for it forever.
+// handler took out of an unwind for good left its mark up (before the
+// sample's cleanup, recorder.cc; still where a jump runs none), and fork
+// used to wait for it forever.
 // In a forked child: only the calling thread survives, with its cache (and
 // its place among the threads that unwind) if it had one. True if the child
 // was born while another thread's unwind was still marked under way: it
@@ -83,9 +84,9 @@ bool UnwinderForkChild();
 // capture on).
 bool OnOwnStack(uintptr_t address);
 // This thread left a capture halfway for good (recorder.cc,
-// RecoverAbandonedSample): takes down its mark inside libunwind (and stops
-// using its trace cache if that was under way), and gives back the shared
-// stack if it held it.
+// AbandonSample): takes down its mark inside libunwind (and stops using its
+// trace cache if that was under way), and gives back the shared stack if it
+// held it.
 void UnwinderAbandoned();
 
 // Whether this thread is inside a libunwind call the shim made (pipe2's

@@ -1,4 +1,4 @@
-#include "sender.h"
+#include "sender_pacing.h"
 
 #include <vector>
 
