@@ -1,11 +1,14 @@
 #include "recorder.h"
 
 #include <alloca.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +16,7 @@
 #include <heapwatch/wire.h>
 
 #include "modules.h"
+#include "raw_memory.h"
 #include "real_allocator.h"
 #include "sender.h"
 #include "unloaded_code.h"
@@ -150,6 +154,83 @@ void PushOrDrop(const wire::EventRecord& ev) {
   if (__builtin_expect(half_lap, 0)) NudgeSender();
 }
 
+// Copies of the process made without fork()'s handlers: _Fork(), or clone()
+// without CLONE_VM (a sandbox's or a container runtime's child). ForkChild
+// never ran there: the sender, its connection and the events in flight are
+// the parent's, and the child has no sender. Its samples filled a ring that
+// nobody drained, and its exit() waited a second for a flush that never
+// came (FlushSenderAtExit). The token is a word in a page advised
+// MADV_WIPEONFORK, which the kernel gives every such copy as zeros (and a
+// vfork child, which shares the page, as it is): RecordAlloc reads it at
+// each sample, one load of a line nothing writes, and ForkChild sets it
+// again. Where the kernel lacks the advice (before Linux 4.14) the token is
+// a static word that always reads set: no copy is ever adopted.
+constexpr uint64_t kCopyToken = 0x68656170'77617463;  // "heapwatc"
+constinit std::atomic<uint64_t> g_static_token{kCopyToken};
+std::atomic<uint64_t>* g_copy_token = &g_static_token;
+
+void ArmCopyToken() {
+  void* page = MapZeroed(4096);
+  if (!page) return;
+  if (madvise(page, 4096, MADV_WIPEONFORK) != 0) return Unmap(page, 4096);
+  auto* token = static_cast<std::atomic<uint64_t>*>(page);
+  token->store(kCopyToken, std::memory_order_relaxed);
+  g_copy_token = token;
+}
+
+// The threads of this process: /proc/self/task's entries, read with
+// getdents64 into a buffer on the stack (inside malloc: no opendir). -1 if
+// they cannot be read.
+int CountThreads() {
+  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  alignas(8) char buf[2048];
+  int threads = 0;
+  for (;;) {
+    long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+    if (n < 0) threads = -1;
+    if (n <= 0) break;
+    for (long off = 0; off < n;) {
+      // struct linux_dirent64: d_ino (8), d_off (8), d_reclen (2), d_type (1), d_name
+      unsigned short reclen;
+      memcpy(&reclen, buf + off + 16, sizeof(reclen));
+      if (buf[off + 19] != '.') ++threads;
+      off += reclen;
+    }
+  }
+  close(fd);
+  return threads;
+}
+
+void ForkChild();
+
+// The first sample of a copy made without fork()'s handlers (above), on any
+// of its threads. With the copying thread alone in the child, the child is
+// adopted as fork's would be (ForkChild: a process of its own to the
+// collector, with its own sender and handshake; the events it pushed so far
+// go with the ring, its live samples stay in the table, which the new
+// connection re-sends). Not when it has started threads (ForkChild's resets
+// need it alone) or the copy caught the sender inside dl_iterate_phdr (the
+// loader's lock then stays held for good, and the child's unwinds would wait
+// on it): the child then passes calls through, and says why. True if it
+// samples on.
+__attribute__((noinline, cold)) bool AdoptCopy() {
+  int threads = CountThreads();
+  const char* why = threads < 0  ? "cannot read /proc/self/task"
+                    : threads > 1 ? "it has started threads"
+                    : SenderHoldsLoader() ? "the copy was made while the sender read the loader's list"
+                                          : nullptr;
+  if (why) {
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+    g_copy_token->store(kCopyToken, std::memory_order_relaxed);
+    Say("a process copied without fork()'s handlers (_Fork, clone) is not profiled: ", why);
+    return false;
+  }
+  UnwinderCopyMade();
+  ForkChild();
+  return g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn);
+}
+
 void ForkPrepare() {
   UnwinderForkPrepare();
   SenderForkPrepare();
@@ -170,6 +251,8 @@ void ForkChild() {
   t_thread.tid = 0;
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
+  g_copy_token->store(kCopyToken, std::memory_order_relaxed);  // the kernel wiped it (AdoptCopy)
+  NoteEventTime();  // the parent's sender noted the last one; ours has yet to start
   g_shim.ring.ResetUnsafe();
   if (UnwinderForkChild() && !g_children_told) {
     SayOnce("fork-unwinding", "forked while another thread's unwind was still marked under way",
@@ -199,9 +282,7 @@ uint32_t CurrentTid() {
   return t.tid;
 }
 
-void SayOnce(const char* key, const char* what, const char* detail) {
-  const char* said = getenv("HEAPWATCH_SAID");
-  if (said && strcmp(said, key) == 0) return;
+void Say(const char* what, const char* detail) {
   static const char kPrefix[] = "heapwatch: ";
   NoCancellation no_cancellation;
   ssize_t ignored = write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
@@ -209,6 +290,12 @@ void SayOnce(const char* key, const char* what, const char* detail) {
   ignored = write(STDERR_FILENO, detail, strlen(detail));
   ignored = write(STDERR_FILENO, "\n", 1);
   (void)ignored;
+}
+
+void SayOnce(const char* key, const char* what, const char* detail) {
+  const char* said = getenv("HEAPWATCH_SAID");
+  if (said && strcmp(said, key) == 0) return;
+  Say(what, detail);
   setenv("HEAPWATCH_SAID", key, 1);
 }
 
@@ -256,6 +343,7 @@ void StartRecorder(bool other_allocator_first) {
   if (!unwinder) return off();
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
+  ArmCopyToken();
   __register_atfork(ForkPrepare, ForkParent, ForkChild, &__dso_handle);
   g_shim.state.store(static_cast<int>(ShimState::kOn), std::memory_order_release);
   if (!StartSender()) off();
@@ -276,6 +364,11 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
   if (!p || t_thread.guard) return;
   KeepErrno keep_errno;
   SampleScope guard(__builtin_frame_address(0));
+  // Before the unwind: a copy's may wait on a lock of a thread not there.
+  if (__builtin_expect(g_copy_token->load(std::memory_order_relaxed) != kCopyToken, 0) &&
+      !AdoptCopy()) {
+    return;
+  }
   auto address = reinterpret_cast<uintptr_t>(p);
   // The cache misses of the table slot and the ring slot then overlap the
   // unwind instead of following it.

@@ -83,6 +83,8 @@ void StartRecorder(bool other_allocator_first);
 // image's shell script), into output that scripts capture with 2>&1.
 // At start only (setenv).
 void SayOnce(const char* key, const char* what, const char* detail = "");
+// The same line every time, without the environment (any time, any thread).
+void Say(const char* what, const char* detail = "");
 
 // The slow half of the sampling decision (fast half: Unsampled, below).
 // False inside the shim's own work, before start and when off. Callers call

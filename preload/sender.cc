@@ -531,6 +531,7 @@ void NudgeSender() {
 
 void FlushSenderAtExit(int timeout_ms) {
   if (g_thread.load(std::memory_order_acquire) != static_cast<int>(Thread::kRunning)) return;
+  if (static_cast<uint32_t>(getpid()) != g_shim.pid) return;  // the sender is another process's
   uint64_t deadline = MonoMs() + static_cast<uint64_t>(timeout_ms);
   // A request also makes the sender connect at once (no backoff) if it is
   // not connected. Each connected round that delivers everything records in
@@ -553,6 +554,8 @@ void FlushSenderAtExit(int timeout_ms) {
     poll(nullptr, 0, 1);
   }
 }
+
+bool SenderHoldsLoader() { return g_loader_busy.load(std::memory_order_acquire); }
 
 void SenderForkPrepare() { LockLoader(); }
 void SenderForkParent() { UnlockLoader(); }

@@ -26,13 +26,21 @@ void NudgeSender();
 
 // Gives the sender a moment to deliver what the process recorded, when the
 // process exits (library destructor). Waits at most `timeout_ms`, and only if
-// the sender is connected or has not yet tried to connect.
+// the sender is connected or has not yet tried to connect, and is this
+// process's: not in a copy made without fork()'s handlers (_Fork, clone
+// without CLONE_VM, vfork), which has no sender of its own until the
+// recorder adopts it (recorder.cc, AdoptCopy). Such a child's exit() waited
+// the whole second for a sender that was not there.
 void FlushSenderAtExit(int timeout_ms);
 
 // pthread_atfork hooks (called from the recorder's handlers).
 void SenderForkPrepare();
 void SenderForkParent();
 void SenderForkChild();  // forgets the parent's thread and socket, starts anew
+// Whether the sender holds the loader's lock (in dl_iterate_phdr) as far as
+// this copy of the process knows: in a copy made without fork()'s handlers,
+// a thread that is not there holds it for good.
+bool SenderHoldsLoader();
 
 }  // namespace heapwatch::preload
 

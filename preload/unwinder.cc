@@ -491,6 +491,17 @@ bool UnwinderForkParent() {
   return g_child_without_libunwind;
 }
 
+void UnwinderCopyMade() {
+  const UnwindState& t = t_unwind;
+  bool marks_up = false;
+  for (uint32_t i = 0; i < kUnwindSlots; ++i) {
+    if (t.slot != i + 1 && g_slots[i].busy.load(std::memory_order_relaxed) != 0) marks_up = true;
+  }
+  const uint32_t own_shared = t.in_libunwind && t.slot == kNoSlot ? 1 : 0;
+  if (g_shared_busy.load(std::memory_order_relaxed) > own_shared) marks_up = true;
+  g_child_without_libunwind = marks_up;
+}
+
 bool UnwinderForkChild() {
   // The child's only thread is the one that forked.
   const UnwindState& t = t_unwind;

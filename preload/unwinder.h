@@ -79,6 +79,12 @@ bool UnwinderForkParent();
 // does not use libunwind (its samples get no stack but from the frame
 // pointer walk).
 bool UnwinderForkChild();
+// In a copy of the process made without fork()'s handlers (recorder.cc,
+// AdoptCopy), before UnwinderForkChild: no prepare handler waited, so the
+// marks are as the parent's other threads left them at the copy, and any
+// one up (theirs, or one a fork gave up on) makes the child go without
+// libunwind, as a fork does.
+void UnwinderCopyMade();
 
 // Whether `address` lies on this thread's own stack (known from its first
 // capture on).

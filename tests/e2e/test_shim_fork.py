@@ -179,6 +179,63 @@ class ShimForkTest(ShimSocketTest):
         self.assertTrue(any(c.stats["sampled_allocs"] > 0 for c in children),
                         f"{len(children)} children reported: {[c.stats for c in children][:3]}")
 
+    def copy(self, how, threads):
+        """Runs shim_copy HOW THREADS at R = 4096 (a child made by HOW keeps
+        30 blocks of 66,666 bytes, the parent 20 of 55,555). Returns the
+        run's parent and child pids, the child's exit_ms, the connections
+        and the run."""
+        cmd = [program("shim_copy"), how, threads]
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        fields = dict(kv.split("=") for kv in r.stdout.split())
+        parent_pid, child_pid, exit_ms = (int(fields[k]) for k in ("parent", "child", "exit_ms"))
+        parent = wait_until(lambda: next((c for c in rx.snapshot()
+                                          if c.closed and c.stats and c.pid == parent_pid), None),
+                            what="the parent's connection closed")
+        self.assertEqual(parent.errors, [])
+        self.assertEqual(len(parent.live_of_size(55555)), 20)
+        self.assertNotIn(66666, parent.alloc_sizes, "the child's events went out on its own")
+        return child_pid, exit_ms, rx, r
+
+    def test_a_child_copied_without_forks_handlers(self):
+        # _Fork() and clone() without CLONE_VM run no atfork handler: the
+        # child had the parent's sender state but no sender. Its samples
+        # went into a ring nobody drained, and its exit() waited the exit
+        # flush's whole second for a sender that was not there (exit_ms 1001
+        # in every run). Now the child's first sample finds the copy (a page
+        # the kernel wipes in it) and adopts it as fork's handler would: a
+        # process of its own, whose exit flush delivers what it kept.
+        for how in ("fork", "_Fork", "clone"):
+            with self.subTest(how=how):
+                child_pid, exit_ms, rx, r = self.copy(how, "0")
+                self.assertEqual(r.stderr, "")
+                self.assertLess(exit_ms, 500, "the child's exit waited for a sender")
+                child = wait_until(lambda: next((c for c in rx.snapshot()
+                                                 if c.closed and c.stats and c.pid == child_pid),
+                                                None),
+                                   what=f"the {how} child's connection closed")
+                rx.stop()
+                self.assertEqual(child.errors, [])
+                self.assertEqual(child.hello["ppid"], int(r.stdout.split()[0].split("=")[1]))
+                self.assertEqual(len(child.live_of_size(66666)), 30, "its blocks, delivered at exit")
+                # Its copy of the parent's blocks is its heap too (the table stays).
+                self.assertEqual(len(child.live_of_size(55555)), 20)
+                self.assertGreaterEqual(child.resyncs, 1)
+
+    def test_a_copied_child_that_started_threads_says_so(self):
+        # Adopting the copy needs its thread alone (ForkChild's resets);
+        # one that started threads first passes calls through and says so.
+        for how in ("_Fork", "clone"):
+            with self.subTest(how=how):
+                child_pid, exit_ms, rx, r = self.copy(how, "1")
+                self.assertEqual(r.stderr, "heapwatch: a process copied without fork()'s handlers "
+                                 "(_Fork, clone) is not profiled: it has started threads\n")
+                self.assertLess(exit_ms, 500, "the child's exit waited for a sender")
+                rx.stop()
+                self.assertFalse([c for c in rx.snapshot() if c.pid == child_pid])
+
     def test_gcc_fork_exec_chain(self):
         src = os.path.join(self.dir, "hello.cc")
         with open(src, "w") as f:
