@@ -204,17 +204,24 @@ int CountThreads() {
 
 void ForkChild();
 
-// The first sample of a copy made without fork()'s handlers (above), on any
-// of its threads. With the copying thread alone in the child, the child is
-// adopted as fork's would be (ForkChild: a process of its own to the
-// collector, with its own sender and handshake; the events it pushed so far
-// go with the ring, its live samples stay in the table, which the new
-// connection re-sends). Not when it has started threads (ForkChild's resets
-// need it alone) or the copy caught the sender inside dl_iterate_phdr (the
-// loader's lock then stays held for good, and the child's unwinds would wait
-// on it): the child then passes calls through, and says why. True if it
-// samples on.
+// A copy made without fork()'s handlers (above) decides what it is at its
+// first sample, or at its first fork if that comes first (whose prepare
+// handler would otherwise wait for a loader flag and marks that threads not
+// in the copy left up). One thread decides: the one that sets the token
+// again. With the copying thread alone in the child, the child is adopted
+// as fork's would be (ForkChild: a process of its own to the collector, with
+// its own sender and handshake; the events it pushed so far go with the
+// ring, its live samples stay in the table, which the new connection
+// re-sends). Not when it has started threads (ForkChild's resets need it
+// alone) or the copy caught the sender inside dl_iterate_phdr (the loader's
+// lock then stays held for good, and the child's unwinds would wait on it):
+// the child then passes calls through, forgets the parent's sender, and
+// says why. True if it samples on.
 __attribute__((noinline, cold)) bool AdoptCopy() {
+  uint64_t wiped = 0;
+  if (!g_copy_token->compare_exchange_strong(wiped, kCopyToken, std::memory_order_acq_rel)) {
+    return g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn);
+  }
   int threads = CountThreads();
   const char* why = threads < 0  ? "cannot read /proc/self/task"
                     : threads > 1 ? "it has started threads"
@@ -222,7 +229,7 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
                                           : nullptr;
   if (why) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
-    g_copy_token->store(kCopyToken, std::memory_order_relaxed);
+    SenderCopyOff();
     Say("a process copied without fork()'s handlers (_Fork, clone) is not profiled: ", why);
     return false;
   }
@@ -231,7 +238,12 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
   return g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn);
 }
 
+bool IsUnadoptedCopy() {
+  return __builtin_expect(g_copy_token->load(std::memory_order_relaxed) != kCopyToken, 0);
+}
+
 void ForkPrepare() {
+  if (IsUnadoptedCopy()) AdoptCopy();
   UnwinderForkPrepare();
   SenderForkPrepare();
 }
@@ -365,10 +377,7 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
   KeepErrno keep_errno;
   SampleScope guard(__builtin_frame_address(0));
   // Before the unwind: a copy's may wait on a lock of a thread not there.
-  if (__builtin_expect(g_copy_token->load(std::memory_order_relaxed) != kCopyToken, 0) &&
-      !AdoptCopy()) {
-    return;
-  }
+  if (IsUnadoptedCopy() && !AdoptCopy()) return;
   auto address = reinterpret_cast<uintptr_t>(p);
   // The cache misses of the table slot and the ring slot then overlap the
   // unwind instead of following it.

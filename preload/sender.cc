@@ -557,6 +557,13 @@ void FlushSenderAtExit(int timeout_ms) {
 
 bool SenderHoldsLoader() { return g_loader_busy.load(std::memory_order_acquire); }
 
+void SenderCopyOff() {
+  g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_relaxed);
+  g_connected.store(false, std::memory_order_relaxed);
+  UnlockLoader();
+  if (g_state) g_state->sock.Close();
+}
+
 void SenderForkPrepare() { LockLoader(); }
 void SenderForkParent() { UnlockLoader(); }
 

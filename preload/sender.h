@@ -41,6 +41,9 @@ void SenderForkChild();  // forgets the parent's thread and socket, starts anew
 // this copy of the process knows: in a copy made without fork()'s handlers,
 // a thread that is not there holds it for good.
 bool SenderHoldsLoader();
+// In such a copy that will not be profiled: forgets the parent's sender (not
+// there), its loader flag and its connection.
+void SenderCopyOff();
 
 }  // namespace heapwatch::preload
 

@@ -179,12 +179,12 @@ class ShimForkTest(ShimSocketTest):
         self.assertTrue(any(c.stats["sampled_allocs"] > 0 for c in children),
                         f"{len(children)} children reported: {[c.stats for c in children][:3]}")
 
-    def copy(self, how, threads):
-        """Runs shim_copy HOW THREADS at R = 4096 (a child made by HOW keeps
+    def copy(self, how, threads, fork_first="0"):
+        """Runs shim_copy HOW THREADS FORK_FIRST at R = 4096 (a child made by HOW keeps
         30 blocks of 66,666 bytes, the parent 20 of 55,555). Returns the
         run's parent and child pids, the child's exit_ms, the connections
         and the run."""
-        cmd = [program("shim_copy"), how, threads]
+        cmd = [program("shim_copy"), how, threads, fork_first]
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
         r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM, timeout=60)
@@ -223,6 +223,28 @@ class ShimForkTest(ShimSocketTest):
                 # Its copy of the parent's blocks is its heap too (the table stays).
                 self.assertEqual(len(child.live_of_size(55555)), 20)
                 self.assertGreaterEqual(child.resyncs, 1)
+
+    def test_a_copied_child_that_forks_first(self):
+        # A copy that forks before it samples decides at the fork's prepare
+        # handler (which would otherwise wait for the flag and marks of
+        # threads not in the copy): it is adopted there, and its own child
+        # is a fork like any other.
+        for how in ("_Fork", "clone"):
+            with self.subTest(how=how):
+                child_pid, exit_ms, rx, r = self.copy(how, "0", "1")
+                self.assertEqual(r.stderr, "")
+                self.assertLess(exit_ms, 500, "the child's exit waited for a sender")
+                def closed(pred):
+                    return next((c for c in rx.snapshot() if c.closed and c.stats and pred(c)), None)
+                child = wait_until(lambda: closed(lambda c: c.pid == child_pid),
+                                   what=f"the {how} child's connection closed")
+                grandchild = wait_until(lambda: closed(lambda c: c.hello["ppid"] == child_pid),
+                                        what=f"the {how} child's child's connection closed")
+                rx.stop()
+                self.assertEqual((child.errors, grandchild.errors), ([], []))
+                self.assertEqual(len(child.live_of_size(66666)), 30)
+                self.assertGreater(grandchild.stats["sampled_allocs"], 100)
+                self.assertFalse(grandchild.live_of_size(66666), "forked before the child kept them")
 
     def test_a_copied_child_that_started_threads_says_so(self):
         # Adopting the copy needs its thread alone (ForkChild's resets);

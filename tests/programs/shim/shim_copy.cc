@@ -4,8 +4,10 @@
 // 55,555 bytes; the child allocates and frees 4,000 blocks, keeps 30 of
 // 66,666 bytes, tells the parent through a pipe that it is about to exit,
 // and leaves with exit() (so atexit handlers and library destructors run).
-// With THREADS=1 the child first starts a thread that stays until the exit.
-//   shim_copy HOW(fork|_Fork|clone) [THREADS=0]
+// With THREADS=1 the child first starts a thread that stays until the exit;
+// with FORK_FIRST=1 it first forks a grandchild (before any allocation of
+// its own) that allocates and exits.
+//   shim_copy HOW(fork|_Fork|clone) [THREADS=0] [FORK_FIRST=0]
 // Prints "parent=PID child=PID exit_ms=MS", the last the time from the child's message to the
 // parent reaping it. Exits 1 if the child failed, 2 on bad arguments.
 #include <pthread.h>
@@ -25,6 +27,7 @@ namespace {
 
 int g_pipe[2];
 bool g_thread_first = false;
+bool g_fork_first = false;
 void* g_parent_blocks[20];
 void* g_child_blocks[30];
 
@@ -43,6 +46,9 @@ int Child(void*) {
   if (g_thread_first) {
     pthread_t thread;
     if (pthread_create(&thread, nullptr, Idle, nullptr) != 0) _exit(3);
+  }
+  if (g_fork_first && ForkAndWait([] { return AllocateAndFree(4000, 4096); }) != kChildDone) {
+    _exit(6);
   }
   AllocateAndFree(4000, 4096);
   for (void*& p : g_child_blocks) {
@@ -63,6 +69,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* how = argv[1];
   g_thread_first = argc > 2 && atoi(argv[2]) != 0;
+  g_fork_first = argc > 3 && atoi(argv[3]) != 0;
   for (void*& p : g_parent_blocks) {
     p = malloc(55555);
     if (p == nullptr) return 1;
