@@ -224,6 +224,27 @@ class ShimApiTest(ShimSocketTest):
                 conn = self.record_run(cmd, SHIM, base, **extra)
                 self.assertEqual(conn.stats["unwind_failures"], 0)
 
+    @unittest.skipUnless(os.geteuid() == 0, "dropping privileges needs root")
+    def test_a_service_that_drops_its_privileges(self):
+        # glibc's setuid() in a process with threads signals each of them
+        # (SIGSETXID) and waits until all have changed credentials: a thread
+        # that blocked the signal for good (the sender runs with every signal
+        # it can block blocked) would hang it. Two threads allocate through
+        # it; the connection made as root carries on after.
+        cmd = [program("shim_setuid"), "65534"]
+        base = run(cmd)
+        self.assertEqual((base.returncode, base.stdout), (0, "uid=65534 allocations=some\n"))
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM, timeout=60)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, ""))
+        conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
+                          what="the program's connection closed")
+        rx.stop()
+        self.assertEqual(conn.errors, [])
+        self.assertEqual(len(conn.live_of_size(44444)), 10, "kept before setuid")
+        self.assertEqual(len(conn.live_of_size(33333)), 10, "kept after setuid")
+
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")
         with open(script, "w") as f:
