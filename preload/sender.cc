@@ -114,6 +114,9 @@ struct State {
 
 State* g_state = nullptr;  // mmap'd once; survives fork (the child reuses it)
 std::atomic<int> g_thread{0};
+pthread_t g_sender;  // joinable, joined only by PauseSender
+// Set by PauseSender: the sender ends after its round (SenderMain).
+std::atomic<bool> g_pause_requested{false};
 std::atomic<bool> g_connected{false};
 std::atomic<bool> g_tried_connect{false};
 // The last connect failed in a way a retry may cure (the collector's listen
@@ -482,7 +485,7 @@ void* SenderMain(void*) {
   State* s = g_state;
   ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
   s->exe[n > 0 ? n : 0] = '\0';
-  for (;;) RunOnce(s);
+  while (!g_pause_requested.load(std::memory_order_acquire)) RunOnce(s);
   return nullptr;
 }
 
@@ -505,21 +508,41 @@ bool StartSender() {
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_attr_t attr;
   pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   // Address space the application's limits count (RLIMIT_AS, strict
   // overcommit): the default would be RLIMIT_STACK's 8 MiB. The sender's
   // deepest call is a few KiB (its path buffers, libc's socket and
   // dl_iterate_phdr calls); no signal handler runs here (all blocked).
   pthread_attr_setstacksize(&attr, kSenderStackBytes);
-  pthread_t thread;
   ++t_thread.guard;  // pthread_create allocates
-  int rc = pthread_create(&thread, &attr, SenderMain, nullptr);
+  int rc = pthread_create(&g_sender, &attr, SenderMain, nullptr);
   --t_thread.guard;
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc != 0) return false;
   g_thread.store(static_cast<int>(Thread::kRunning), std::memory_order_release);
   return true;
+}
+
+bool PauseSender() {
+  if (g_thread.load(std::memory_order_acquire) != static_cast<int>(Thread::kRunning) ||
+      static_cast<uint32_t>(getpid()) != g_shim.pid) {
+    return false;
+  }
+  g_pause_requested.store(true, std::memory_order_release);
+  WakeSender();
+  NoCancellation no_cancellation;  // pthread_join
+  pthread_join(g_sender, nullptr);
+  g_pause_requested.store(false, std::memory_order_relaxed);
+  g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_release);
+  g_sleeping.store(false, std::memory_order_relaxed);
+  return true;
+}
+
+void ResumeSender() {
+  if (g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn) &&
+      !StartSender()) {
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+  }
 }
 
 void NudgeSender() {

@@ -20,6 +20,14 @@ namespace heapwatch::preload {
 // Starts the thread. False if it could not be created.
 bool StartSender();
 
+// Ends the sender thread after its round and waits until it is gone; its
+// connection and state stay for the next one. For a call that needs the
+// process to have one thread (namespace_interposer.cc). False if this
+// process has no sender running.
+bool PauseSender();
+// Starts it again after PauseSender (the process goes off if it cannot).
+void ResumeSender();
+
 // Wakes the sender now if it is sleeping between rounds (any thread, also a
 // signal handler: one atomic load, and a futex wake only when it sleeps).
 void NudgeSender();

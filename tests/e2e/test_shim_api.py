@@ -245,6 +245,34 @@ class ShimApiTest(ShimSocketTest):
         self.assertEqual(len(conn.live_of_size(44444)), 10, "kept before setuid")
         self.assertEqual(len(conn.live_of_size(33333)), 10, "kept after setuid")
 
+    def test_calls_that_need_one_thread(self):
+        # setns into a mount namespace and unshare into a new user namespace
+        # need a process with one thread; the shim's sender is one more, and
+        # under the shim both failed with EINVAL ("unshare -U true" exited 1).
+        # Around them the sender stops and starts again, on the same
+        # connection: the blocks kept after the calls arrive too.
+        cmd = [program("shim_unshare")]
+        base = run(cmd)
+        if base.stdout != "setns=0 unshare=0\n":
+            self.skipTest(f"namespaces not allowed here: {base.stdout.strip()}")
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, ""))
+        conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
+                          what="the program's connection closed")
+        rx.stop()
+        self.assertEqual(conn.errors, [])
+        self.assertEqual(len(conn.live_of_size(22222)), 10, "kept before the calls")
+        self.assertEqual(len(conn.live_of_size(11111)), 10, "kept after them")
+        self.assertEqual(conn.stats["dropped_events"], 0)
+        unshare = shutil.which("unshare")
+        self.assertIsNotNone(unshare)
+        for flags in (["-U"], ["-r"]):
+            base = run([unshare, *flags, "true"])
+            r = run([unshare, *flags, "true"], shim_env(self.sock), preload=SHIM)
+            self.assertEqual((r.returncode, r.stderr), (base.returncode, base.stderr), flags)
+
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")
         with open(script, "w") as f:

@@ -1,0 +1,85 @@
+// unshare and setns, interposed for the calls the kernel allows only to a
+// process with one thread: a new user namespace (unshare(CLONE_NEWUSER),
+// which implies CLONE_THREAD), joining one (setns), and joining a mount
+// namespace (setns(CLONE_NEWNS), which needs the filesystem context unshared,
+// and threads share it). The shim's sender is a thread of its own, so under
+// the shim these failed with EINVAL in a program that has no other thread:
+// `unshare -U`, a sandbox that maps itself to root, `nsenter -m`. Around
+// them the sender stops (its connection stays) and starts again after.
+// Anyone else's calls go straight through.
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "next_function.h"
+#include "sender.h"
+
+#define HW_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+using UnshareFn = int (*)(int);
+using SetnsFn = int (*)(int, int);
+std::atomic<UnshareFn> g_real_unshare{nullptr};
+std::atomic<SetnsFn> g_real_setns{nullptr};
+
+// One pause at a time: two threads calling at once share nothing else.
+pthread_mutex_t g_pause_lock = PTHREAD_MUTEX_INITIALIZER;
+
+// How long a call that still fails with EINVAL is retried once the sender is
+// gone: pthread_join returns when the kernel clears the thread's tid, a
+// little before the thread leaves its thread group and gives up its share of
+// the filesystem context (1 run in 300 of shim_unshare failed without it).
+constexpr int kRetries = 100;
+constexpr long kRetryNs = 100000;  // 0.1 ms, so at most ~10 ms
+
+// `call()` with the sender stopped; its result and errno.
+template <typename Call>
+int WithoutSender(Call call) {
+  pthread_mutex_lock(&g_pause_lock);
+  bool paused = heapwatch::preload::PauseSender();
+  int rc = call();
+  for (int i = 0; paused && rc != 0 && errno == EINVAL && i < kRetries; ++i) {
+    timespec ts{0, kRetryNs};
+    syscall(SYS_nanosleep, &ts, nullptr);
+    rc = call();
+  }
+  int saved_errno = errno;
+  if (paused) heapwatch::preload::ResumeSender();
+  pthread_mutex_unlock(&g_pause_lock);
+  errno = saved_errno;
+  return rc;
+}
+
+int RealUnshare(int flags) {
+  UnshareFn real = heapwatch::preload::NextFunction(&g_real_unshare, "unshare");
+  if (!real) return static_cast<int>(syscall(SYS_unshare, flags));
+  return real(flags);
+}
+
+int RealSetns(int fd, int nstype) {
+  SetnsFn real = heapwatch::preload::NextFunction(&g_real_setns, "setns");
+  if (!real) return static_cast<int>(syscall(SYS_setns, fd, nstype));
+  return real(fd, nstype);
+}
+
+}  // namespace
+
+HW_EXPORT int unshare(int flags) {
+  // CLONE_NEWUSER implies CLONE_THREAD; these three need one thread.
+  if ((flags & (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)) == 0) {
+    return RealUnshare(flags);
+  }
+  return WithoutSender([flags] { return RealUnshare(flags); });
+}
+
+HW_EXPORT int setns(int fd, int nstype) {
+  // 0: any type (the descriptor's); a pidfd's nstype is a set of them.
+  if (nstype != 0 && (nstype & (CLONE_NEWUSER | CLONE_NEWNS)) == 0) return RealSetns(fd, nstype);
+  return WithoutSender([fd, nstype] { return RealSetns(fd, nstype); });
+}

@@ -1,0 +1,43 @@
+// Calls the kernel allows only to a process with one thread, from a program
+// that starts none: setns into its own mount namespace, then unshare into a
+// new user namespace. Under the shim, whose sender is a thread, both failed
+// with EINVAL. Keeps 10 blocks of 22,222 bytes before and 10 of 11,111
+// after.
+//   shim_unshare
+// Prints "setns=RC unshare=RC" (0, or the errno's name).
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+namespace {
+
+void* g_before[10];
+void* g_after[10];
+
+void Keep(void** blocks, int count, size_t bytes) {
+  for (int i = 0; i < count; ++i) {
+    blocks[i] = malloc(bytes);
+    if (blocks[i] != nullptr) memset(blocks[i], 7, 16);
+  }
+}
+
+const char* Result(int rc) {
+  if (rc == 0) return "0";
+  return errno == EINVAL ? "EINVAL" : errno == EPERM ? "EPERM" : strerror(errno);
+}
+
+}  // namespace
+
+int main() {
+  Keep(g_before, 10, 22222);
+  int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
+  const char* setns_rc = fd < 0 ? "open failed" : Result(setns(fd, CLONE_NEWNS));
+  const char* unshare_rc = Result(unshare(CLONE_NEWUSER));
+  Keep(g_after, 10, 11111);
+  printf("setns=%s unshare=%s\n", setns_rc, unshare_rc);
+  return 0;
+}
