@@ -20,6 +20,7 @@ HEAPWATCH_GLIBC_OLD(dlopen);
 HEAPWATCH_GLIBC_OLD(dlsym);
 HEAPWATCH_GLIBC_OLD(dlerror);
 HEAPWATCH_GLIBC_OLD(pthread_create);
+HEAPWATCH_GLIBC_OLD(pthread_join);
 HEAPWATCH_GLIBC_OLD(pthread_key_create);
 HEAPWATCH_GLIBC_OLD(pthread_getspecific);
 HEAPWATCH_GLIBC_OLD(pthread_setspecific);
