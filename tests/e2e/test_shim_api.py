@@ -242,8 +242,10 @@ class ShimApiTest(ShimSocketTest):
                           what="the program's connection closed")
         rx.stop()
         self.assertEqual(conn.errors, [])
-        self.assertEqual(len(conn.live_of_size(44444)), 10, "kept before setuid")
-        self.assertEqual(len(conn.live_of_size(33333)), 10, "kept after setuid")
+        # At R = 4096 a block of 333,333 bytes goes unsampled with
+        # probability e^-81.
+        self.assertEqual(len(conn.live_of_size(444444)), 10, "kept before setuid")
+        self.assertEqual(len(conn.live_of_size(333333)), 10, "kept after setuid")
 
     def test_calls_that_need_one_thread(self):
         # setns into a mount namespace and unshare into a new user namespace
@@ -257,7 +259,8 @@ class ShimApiTest(ShimSocketTest):
             self.skipTest(f"namespaces not allowed here: {base.stdout.strip()}")
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
-        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM)
+        # R = 1: every block is a sample.
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1), preload=SHIM)
         self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, ""))
         conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
                           what="the program's connection closed")

@@ -181,7 +181,8 @@ class ShimForkTest(ShimSocketTest):
 
     def copy(self, how, threads, fork_first="0"):
         """Runs shim_copy HOW THREADS FORK_FIRST at R = 4096 (a child made by HOW keeps
-        30 blocks of 66,666 bytes, the parent 20 of 55,555). Returns the
+        30 blocks of 666,666 bytes, the parent 20 of 555,555: each goes
+        unsampled with probability under e^-135). Returns the
         run's parent and child pids, the child's exit_ms, the connections
         and the run."""
         cmd = [program("shim_copy"), how, threads, fork_first]
@@ -195,8 +196,8 @@ class ShimForkTest(ShimSocketTest):
                                           if c.closed and c.stats and c.pid == parent_pid), None),
                             what="the parent's connection closed")
         self.assertEqual(parent.errors, [])
-        self.assertEqual(len(parent.live_of_size(55555)), 20)
-        self.assertNotIn(66666, parent.alloc_sizes, "the child's events went out on its own")
+        self.assertEqual(len(parent.live_of_size(555555)), 20)
+        self.assertNotIn(666666, parent.alloc_sizes, "the child's events went out on its own")
         return child_pid, exit_ms, rx, r
 
     def test_a_child_copied_without_forks_handlers(self):
@@ -219,9 +220,9 @@ class ShimForkTest(ShimSocketTest):
                 rx.stop()
                 self.assertEqual(child.errors, [])
                 self.assertEqual(child.hello["ppid"], int(r.stdout.split()[0].split("=")[1]))
-                self.assertEqual(len(child.live_of_size(66666)), 30, "its blocks, delivered at exit")
+                self.assertEqual(len(child.live_of_size(666666)), 30, "its blocks, delivered at exit")
                 # Its copy of the parent's blocks is its heap too (the table stays).
-                self.assertEqual(len(child.live_of_size(55555)), 20)
+                self.assertEqual(len(child.live_of_size(555555)), 20)
                 self.assertGreaterEqual(child.resyncs, 1)
 
     def test_a_copied_child_that_forks_first(self):
@@ -242,9 +243,9 @@ class ShimForkTest(ShimSocketTest):
                                         what=f"the {how} child's child's connection closed")
                 rx.stop()
                 self.assertEqual((child.errors, grandchild.errors), ([], []))
-                self.assertEqual(len(child.live_of_size(66666)), 30)
+                self.assertEqual(len(child.live_of_size(666666)), 30)
                 self.assertGreater(grandchild.stats["sampled_allocs"], 100)
-                self.assertFalse(grandchild.live_of_size(66666), "forked before the child kept them")
+                self.assertFalse(grandchild.live_of_size(666666), "forked before the child kept them")
 
     def test_a_copied_child_that_started_threads_says_so(self):
         # Adopting the copy needs its thread alone (ForkChild's resets);

@@ -1,8 +1,8 @@
 // A child made without fork()'s handlers: glibc's _Fork(), or clone()
 // without CLONE_VM (as sandboxes and container runtimes make theirs), from a
 // process that itself starts no thread. The parent keeps 20 blocks of
-// 55,555 bytes; the child allocates and frees 4,000 blocks, keeps 30 of
-// 66,666 bytes, tells the parent through a pipe that it is about to exit,
+// 555,555 bytes; the child allocates and frees 4,000 blocks, keeps 30 of
+// 666,666 bytes, tells the parent through a pipe that it is about to exit,
 // and leaves with exit() (so atexit handlers and library destructors run).
 // With THREADS=1 the child first starts a thread that stays until the exit;
 // with FORK_FIRST=1 it first forks a grandchild (before any allocation of
@@ -52,7 +52,7 @@ int Child(void*) {
   }
   AllocateAndFree(4000, 4096);
   for (void*& p : g_child_blocks) {
-    p = malloc(66666);
+    p = malloc(666666);
     if (p == nullptr) _exit(4);
     memset(p, 6, 64);
   }
@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
   g_thread_first = argc > 2 && atoi(argv[2]) != 0;
   g_fork_first = argc > 3 && atoi(argv[3]) != 0;
   for (void*& p : g_parent_blocks) {
-    p = malloc(55555);
+    p = malloc(555555);
     if (p == nullptr) return 1;
     memset(p, 5, 64);
   }

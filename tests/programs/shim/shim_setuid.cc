@@ -2,7 +2,7 @@
 // allocate: glibc's setuid() in a process with threads signals every thread
 // (SIGSETXID) and waits until each has changed its credentials, the shim's
 // sender too, which runs with every signal it can block blocked. Keeps 10
-// blocks of 44,444 bytes before and 10 of 33,333 after.
+// blocks of 444,444 bytes before and 10 of 333,333 after.
 //   shim_setuid UID
 // Prints "uid=UID allocations=N"; exits 1 if a call failed.
 #include <pthread.h>
@@ -44,7 +44,7 @@ void* g_after[10];
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   uid_t uid = static_cast<uid_t>(atoi(argv[1]));
-  Keep(g_before, 10, 44444);
+  Keep(g_before, 10, 444444);
   pthread_t threads[2];
   for (pthread_t& t : threads) {
     if (pthread_create(&t, nullptr, Churn, nullptr) != 0) return 1;
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
     pthread_join(t, &n);
     allocations += reinterpret_cast<unsigned long>(n);
   }
-  Keep(g_after, 10, 33333);
+  Keep(g_after, 10, 333333);
   printf("uid=%d allocations=%s\n", static_cast<int>(getuid()), allocations > 0 ? "some" : "none");
   return rc;
 }
