@@ -1,7 +1,6 @@
 #include "recorder.h"
 
 #include <alloca.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>

@@ -1,7 +1,8 @@
 // The sender thread: drains the event ring into the collector's Unix socket.
 //
-// One thread per process, started from the shim's constructor (and again in a
-// forked child), with every signal blocked and the re-entrancy guard held for
+// One thread per process, started from the shim's constructor (again in a
+// forked child or an adopted copy, and around the calls that need the process
+// to have one thread: PauseSender), with every signal blocked and the re-entrancy guard held for
 // its whole life, so nothing it does is sampled. It never blocks the
 // application: its socket writes are nonblocking with a bounded buffer, it
 // waits on its own socket only, and when the collector is absent or stuck the
