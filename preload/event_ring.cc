@@ -30,6 +30,12 @@ void EventRing::ResetUnsafe() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
+void EventRing::DiscardUnsafe() {
+  if (!slots_) return;
+  if (head_.load(std::memory_order_relaxed) != tail_) return ResetUnsafe();
+  if (stalled_tail_ != kNoPosition) stalled_tail_ = kNoPosition;
+}
+
 // Slot `pos & mask_` stores seq - (pos & mask_); the arithmetic below is the
 // classic scheme's on the restored seq. A slot being written holds its free
 // value + kWriting, which no producer of this lap or the next takes for free

@@ -211,6 +211,37 @@ TEST(EventRingTest, AResetForgetsAStallItWasTiming) {
   EXPECT_TRUE(r.GiveUpStalled(5250, 100));
 }
 
+TEST(EventRingTest, DiscardKeepsADrainedRingAndEmptiesAnyOther) {
+  // Drained (every claimed position consumed): nothing is reset, positions
+  // go on, and the ring holds exactly `slots` again.
+  EventRing r;
+  ASSERT_TRUE(r.Init(8));
+  wire::EventRecord ev;
+  for (uint64_t i = 0; i < 8 * 3 + 5; ++i) {
+    ASSERT_TRUE(r.Push(Ev(1, i)));
+    ASSERT_TRUE(r.Pop(&ev));
+  }
+  r.DiscardUnsafe();
+  EXPECT_EQ(r.tail(), 8u * 3 + 5);
+  for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(r.Push(Ev(2, i)));
+  EXPECT_FALSE(r.Push(Ev(2, 8)));
+  for (uint64_t i = 0; i < 8; ++i) {
+    ASSERT_TRUE(r.Pop(&ev));
+    EXPECT_EQ(ev.address, i);
+  }
+  // Not drained (one published, one claimed and never published): reset.
+  ASSERT_TRUE(r.Push(Ev(3, 1)));
+  ASSERT_TRUE(EventRingTestPeer::ClaimOnly(&r));
+  r.DiscardUnsafe();
+  EXPECT_EQ(r.tail(), 0u);
+  EXPECT_FALSE(r.Pop(&ev));
+  EXPECT_FALSE(r.Unpublished());
+  for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(r.Push(Ev(4, i)));
+  EXPECT_FALSE(r.Push(Ev(4, 8)));
+  ASSERT_TRUE(r.Pop(&ev));
+  EXPECT_EQ(ev.tid, 4u);
+}
+
 TEST(EventRingTest, ResetAfterManyLapsStartsAFreshRing) {
   // Slots store their sequence relative to their index, and a reset gives
   // the pages back: after it the ring must hold exactly `slots` again.

@@ -18,6 +18,7 @@
 #include "raw_memory.h"
 #include "real_allocator.h"
 #include "sender.h"
+#include "side_stack.h"
 #include "unloaded_code.h"
 #include "unwinder.h"
 
@@ -237,6 +238,32 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
   return g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn);
 }
 
+// The sender starts at a process's first sample, not at its start (nor at a
+// fork): most processes that a shell or a probe runs, and most forked
+// children, which exec at once, never sample, and for each the thread, its
+// first round and the exit's wait for it were ~1.4 ms of the ~2.6 ms the
+// shim added to a fork and exec of /bin/true (BENCHMARKS.md). Such a process
+// says nothing to the collector: it has no sample to show. One thread
+// starts it, on the shared stack (side_stack.h): a first sample may come on
+// a coroutine's small stack or an alternate signal stack, where
+// pthread_create's few KiB overflowed it (SmallStackTest: SIGSEGV). While
+// another thread has that stack, the next sample tries again. A failure to
+// create the thread turns the process off.
+uint32_t StartSenderOnStack(void**, uint32_t) { return StartSender() ? 1 : 2; }
+
+__attribute__((noinline, cold)) void StartSenderAtFirstSample() {
+  bool expected = false;
+  if (!g_shim.sender_started.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+    return;
+  }
+  uint32_t started = RunOnSharedStack(StartSenderOnStack, nullptr, 0);
+  if (started == 0) {
+    g_shim.sender_started.store(false, std::memory_order_release);
+  } else if (started == 2) {
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+  }
+}
+
 bool IsUnadoptedCopy() {
   return __builtin_expect(g_copy_token->load(std::memory_order_relaxed) != kCopyToken, 0);
 }
@@ -258,13 +285,18 @@ void ForkParent() {
 void ForkChild() {
   // The child is a new process to the collector. Its heap is a copy of the
   // parent's, so the live table stays; everything about the connection and
-  // the events in flight is the parent's and goes.
+  // the events in flight is the parent's and goes. Nothing here is sampled
+  // (SayOnce's setenv allocates): a sample would start a sender before
+  // SenderForkChild forgot the parent's.
+  GuardScope guard;
   t_thread.tid = 0;
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
   g_copy_token->store(kCopyToken, std::memory_order_relaxed);  // the kernel wiped it (AdoptCopy)
-  NoteEventTime();  // the parent's sender noted the last one; ours has yet to start
-  g_shim.ring.ResetUnsafe();
+  // Events read the clock itself until this process's sender (started at its
+  // first sample) notes it: the parent's note is of another process's time.
+  g_event_clock.ns.store(0, std::memory_order_relaxed);
+  g_shim.ring.DiscardUnsafe();
   if (UnwinderForkChild() && !g_children_told) {
     SayOnce("fork-unwinding", "forked while another thread's unwind was still marked under way",
             " after 1 s (a signal handler jumped out of it?); this child does not use libunwind");
@@ -277,6 +309,7 @@ void ForkChild() {
   }
   g_shim.resync_needed.store(true, std::memory_order_relaxed);
   SenderForkChild();
+  g_shim.sender_started.store(false, std::memory_order_relaxed);  // at the first sample
 }
 
 }  // namespace
@@ -357,7 +390,6 @@ void StartRecorder(bool other_allocator_first) {
   ArmCopyToken();
   __register_atfork(ForkPrepare, ForkParent, ForkChild, &__dso_handle);
   g_shim.state.store(static_cast<int>(ShimState::kOn), std::memory_order_release);
-  if (!StartSender()) off();
 }
 
 __attribute__((noinline)) bool SampleSlowPath(size_t size) {
@@ -377,6 +409,9 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
   SampleScope guard(__builtin_frame_address(0));
   // Before the unwind: a copy's may wait on a lock of a thread not there.
   if (IsUnadoptedCopy() && !AdoptCopy()) return;
+  if (__builtin_expect(!g_shim.sender_started.load(std::memory_order_relaxed), 0)) {
+    StartSenderAtFirstSample();
+  }
   auto address = reinterpret_cast<uintptr_t>(p);
   // The cache misses of the table slot and the ring slot then overlap the
   // unwind instead of following it.

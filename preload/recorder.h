@@ -69,6 +69,8 @@ struct Shim {
   std::atomic<bool> resync_needed{false};
   uint32_t pid = 0;
   uint64_t start_time_ns = 0;  // CLOCK_REALTIME at start (or fork) of this process
+  // Whether this process's first sample has started its sender (RecordAlloc).
+  std::atomic<bool> sender_started{false};
 };
 extern Shim g_shim __attribute__((visibility("hidden")));  // hidden: direct access from free()
 

@@ -611,10 +611,7 @@ void SenderForkChild() {
     s->backoff_ms = kBackoffMinMs;
     s->next_stats_ns = 0;
   }
-  if (g_shim.state.load(std::memory_order_relaxed) == static_cast<int>(ShimState::kOn) &&
-      !StartSender()) {
-    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_relaxed);
-  }
+  // The child's own sender starts at its first sample (recorder.cc).
 }
 
 }  // namespace heapwatch::preload

@@ -1,8 +1,8 @@
 // The sender thread: drains the event ring into the collector's Unix socket.
 //
-// One thread per process, started from the shim's constructor (again in a
-// forked child or an adopted copy, and around the calls that need the process
-// to have one thread: PauseSender), with every signal blocked and the re-entrancy guard held for
+// One thread per process, started at the process's first sample (also in a
+// forked child or an adopted copy; again after the calls that need the
+// process to have one thread: PauseSender), with every signal blocked and the re-entrancy guard held for
 // its whole life, so nothing it does is sampled. It never blocks the
 // application: its socket writes are nonblocking with a bounded buffer, it
 // waits on its own socket only, and when the collector is absent or stuck the
@@ -45,7 +45,7 @@ void FlushSenderAtExit(int timeout_ms);
 // pthread_atfork hooks (called from the recorder's handlers).
 void SenderForkPrepare();
 void SenderForkParent();
-void SenderForkChild();  // forgets the parent's thread and socket, starts anew
+void SenderForkChild();  // forgets the parent's thread and socket
 // Whether the sender holds the loader's lock (in dl_iterate_phdr) as far as
 // this copy of the process knows: in a copy made without fork()'s handlers,
 // a thread that is not there holds it for good.

@@ -509,11 +509,17 @@ bool UnwinderForkChild() {
   if (without_libunwind) g_have_libunwind = false;
   g_caches_in_use.store(t.trace_cache || t.retired ? 1 : 0, std::memory_order_relaxed);
   // Its own mark stays if it forked from a signal handler inside an unwind.
+  // Each written only if it changes: the slots are 16 KiB the child shares
+  // with its parent, and a write is a copy-on-write fault (~10 us a page
+  // here) that a child which execs at once pays for nothing.
+  auto set = [](std::atomic<uint32_t>& a, uint32_t v) {
+    if (a.load(std::memory_order_relaxed) != v) a.store(v, std::memory_order_relaxed);
+  };
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
     const bool own = t.slot == i + 1;
-    g_slots[i].owned.store(own ? 1 : 0, std::memory_order_relaxed);
-    g_slots[i].busy.store(own && t.in_libunwind ? t.stamp : 0, std::memory_order_relaxed);
-    g_stale_busy[i] = 0;
+    set(g_slots[i].owned, own ? 1 : 0);
+    set(g_slots[i].busy, own && t.in_libunwind ? t.stamp : 0);
+    if (g_stale_busy[i] != 0) g_stale_busy[i] = 0;
   }
   g_shared_busy.store(t.in_libunwind && t.slot == kNoSlot ? 1 : 0, std::memory_order_relaxed);
   g_stale_shared = 0;

@@ -88,8 +88,9 @@ class SymbolizerTest(CollectorTestCase):
         shutil.copy(APP_V2, app_path + ".new")
         os.rename(app_path + ".new", app_path)
         late.start()
-        late.wait_for_process(app.pid, lambda p: p["connected"])
+        # The app's sender starts at its first sample, once it allocates.
         open(go, "w").close()
+        late.wait_for_process(app.pid, lambda p: p["connected"])
 
         def mismatched():
             tree = self.profile(app.pid, late)

@@ -4,7 +4,10 @@
 // 555,555 bytes; the child allocates and frees 4,000 blocks, keeps 30 of
 // 666,666 bytes, tells the parent through a pipe that it is about to exit,
 // and leaves with exit() (so atexit handlers and library destructors run).
-// With THREADS=1 the child first starts a thread that stays until the exit;
+// With THREADS=1 the child first starts a thread that stays until the exit,
+// and once it runs allocates and frees one block of 1 GiB (untouched): its
+// first sample at HEAPWATCH_SAMPLE_BYTES=16 MiB, the test's rate then (the
+// parent allocates one too before the copy, to sample);
 // with FORK_FIRST=1 it first forks a grandchild (before any allocation of
 // its own) that allocates and exits.
 //   shim_copy HOW(fork|_Fork|clone) [THREADS=0] [FORK_FIRST=0]
@@ -21,6 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "fork_child.h"
 
 namespace {
@@ -28,6 +33,8 @@ namespace {
 int g_pipe[2];
 bool g_thread_first = false;
 bool g_fork_first = false;
+std::atomic<bool> g_idle_running{false};
+constexpr size_t kBigBlock = size_t{1} << 30;
 void* g_parent_blocks[20];
 void* g_child_blocks[30];
 
@@ -37,7 +44,15 @@ uint64_t NowMs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
 }
 
+// Allocates and frees one big block, untouched (and not optimised away).
+void BigBlock() {
+  void* p = malloc(kBigBlock);
+  asm volatile("" : : "r"(p) : "memory");
+  free(p);
+}
+
 void* Idle(void*) {
+  g_idle_running.store(true);
   pause();
   return nullptr;
 }
@@ -46,6 +61,8 @@ int Child(void*) {
   if (g_thread_first) {
     pthread_t thread;
     if (pthread_create(&thread, nullptr, Idle, nullptr) != 0) _exit(3);
+    while (!g_idle_running.load()) sched_yield();
+    BigBlock();
   }
   if (g_fork_first && ForkAndWait([] { return AllocateAndFree(4000, 4096); }) != kChildDone) {
     _exit(6);
@@ -70,6 +87,7 @@ int main(int argc, char** argv) {
   const char* how = argv[1];
   g_thread_first = argc > 2 && atoi(argv[2]) != 0;
   g_fork_first = argc > 3 && atoi(argv[3]) != 0;
+  if (g_thread_first) BigBlock();
   for (void*& p : g_parent_blocks) {
     p = malloc(555555);
     if (p == nullptr) return 1;

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# What the shim costs a process that spawns others: shim_spawn_workload forks
+# COUNT children that _exit at once ("fork + _exit") or exec /bin/true
+# ("fork + exec true"), each waited for; the parent samples (it allocates
+# 1 MB first), the children do not. Wall time per child, median over ROUNDS
+# interleaved rounds, and the median of per-round ratios to no shim, for:
+# no shim; the shim disabled (HEAPWATCH_DISABLE=1); the shim with no
+# collector (a socket path that does not exist); the shim sending to a sink
+# that reads and discards (bench/shim/sink.py).
+#
+#   bench/shim/run_spawn.sh [BUILD_DIR] [ROUNDS] [COUNT]
+# BUILD_DIR (default build-shim) needs the shim and the benchmarks.
+# COMPARE_SHIM=path/to/libheapwatch.so adds that shim (e.g. an older build),
+# with no collector and with the sink.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-$here/../../build-shim}
+rounds=${2:-9}
+count=${3:-200}
+shim=$build/preload/libheapwatch.so
+program=$build/bench/shim/shim_spawn_workload
+for f in "$shim" "$program"; do
+  [[ -e $f ]] || { echo "missing $f (build the shim and the benchmarks first)" >&2; exit 1; }
+done
+
+PYTHONPATH="$here" python3 - "$shim" "$program" "$rounds" "$count" "${COMPARE_SHIM:-}" <<'PY'
+import os, statistics, subprocess, sys
+from rounds import interleaved
+from sink import start_discarding_sink
+
+shim, program, rounds, count, compare_shim = sys.argv[1:]
+rounds = int(rounds)
+sink = start_discarding_sink("hw-spawn-")
+configs = [
+    ("no shim", {}),
+    ("shim, HEAPWATCH_DISABLE=1", {"LD_PRELOAD": shim, "HEAPWATCH_DISABLE": "1"}),
+    ("shim, no collector", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": "/nonexistent/hw.sock"}),
+    ("shim, sending to a sink", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sink}),
+]
+if compare_shim:
+    configs += [
+        (f"{compare_shim}, no collector", {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": "/nonexistent/hw.sock"}),
+        (f"{compare_shim}, sending to a sink", {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": sink}),
+    ]
+
+print(f"shim_spawn_workload {count} exit|exec, {rounds} interleaved rounds")
+print()
+print("| configuration | fork + _exit, us a child | ratio | fork + exec true, us a child | ratio |")
+print("|---|---|---|---|---|")
+results = {}
+for mode in ("exit", "exec"):
+    times = {name: [] for name, _ in configs}
+    for _, (name, extra) in interleaved(rounds, configs):
+        env = dict(os.environ)
+        env.update(extra)
+        out = subprocess.run([program, count, mode], env=env, check=True, capture_output=True, text=True)
+        times[name].append(float(out.stdout))
+    results[mode] = times
+base = {mode: results[mode][configs[0][0]] for mode in results}
+row = []
+for name, _ in configs:
+    cells = []
+    for mode in ("exit", "exec"):
+        t = results[mode][name]
+        ratios = sorted(a / b for a, b in zip(t, base[mode]))
+        q1, q3 = ratios[(len(ratios) - 1) // 4], ratios[(3 * (len(ratios) - 1) + 3) // 4]
+        cells += [f"{statistics.median(t):.0f}", f"{statistics.median(ratios):.2f}x [{q1:.2f}-{q3:.2f}]"]
+    print(f"| {name} | " + " | ".join(cells) + " |")
+print()
+print(f"load average at end {os.getloadavg()[0]:.1f}")
+PY
