@@ -248,12 +248,21 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
 // a coroutine's small stack or an alternate signal stack, where
 // pthread_create's few KiB overflowed it (SmallStackTest: SIGSEGV). While
 // another thread has that stack, the next sample tries again. A failure to
-// create the thread turns the process off.
+// create the thread turns the process off. Not in a vfork child (or
+// another that shares the memory, made with CLONE_VM): a thread made there
+// is the child's, gone at its exec or exit, while the memory it was noted
+// in is the parent's, whose exit then waited a second for it; and glibc's
+// list of threads, also the parent's, would hold it. The parent's own
+// first sample starts it.
 uint32_t StartSenderOnStack(void**, uint32_t) { return StartSender() ? 1 : 2; }
 
 __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
   bool expected = false;
   if (!g_shim.sender_started.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+    return;
+  }
+  if (static_cast<uint32_t>(getpid()) != g_shim.pid) {
+    g_shim.sender_started.store(false, std::memory_order_release);
     return;
   }
   uint32_t started = RunOnSharedStack(StartSenderOnStack, nullptr, 0);

@@ -263,6 +263,24 @@ class ShimForkTest(ShimSocketTest):
                 rx.stop()
                 self.assertFalse([c for c in rx.snapshot() if c.pid == child_pid])
 
+    def test_a_vfork_child_takes_the_first_sample(self):
+        # The sender starts at a process's first sample. Taken in a vfork
+        # child, that started a thread in the child (gone at its _exit) and
+        # noted it in memory the parent shares: the parent never started its
+        # own, said nothing, and its exit waited a second for a sender that
+        # was not there. The parent's own first sample starts it now.
+        cmd = [program("shim_vfork")]
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1), preload=SHIM, timeout=60)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, "child=0\n", ""))
+        conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
+                          what="the parent's connection closed")
+        rx.stop()
+        self.assertEqual(conn.errors, [])
+        self.assertEqual(conn.hello["ppid"], os.getpid())
+        self.assertEqual(len(conn.live_of_size(44444)), 10)
+
     def test_gcc_fork_exec_chain(self):
         src = os.path.join(self.dir, "hello.cc")
         with open(src, "w") as f:
