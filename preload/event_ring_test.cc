@@ -37,6 +37,15 @@ wire::EventRecord Ev(uint32_t tid, uint64_t seq) {
   return {static_cast<uint32_t>(wire::EventKind::kAlloc), tid, seq, seq, seq, seq};
 }
 
+// Takes `ring` round `n` positions, each pushed and popped at once (tid 1).
+void PushAndPop(EventRing* ring, uint64_t n) {
+  wire::EventRecord ev;
+  for (uint64_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(ring->Push(Ev(1, i)));
+    ASSERT_TRUE(ring->Pop(&ev));
+  }
+}
+
 // Minor page faults this thread takes while filling `ring` once.
 long FaultsToFill(EventRing& ring) {
   rusage before, after;
@@ -217,10 +226,7 @@ TEST(EventRingTest, DiscardKeepsADrainedRingAndEmptiesAnyOther) {
   EventRing r;
   ASSERT_TRUE(r.Init(8));
   wire::EventRecord ev;
-  for (uint64_t i = 0; i < 8 * 3 + 5; ++i) {
-    ASSERT_TRUE(r.Push(Ev(1, i)));
-    ASSERT_TRUE(r.Pop(&ev));
-  }
+  PushAndPop(&r, 8 * 3 + 5);
   r.DiscardUnsafe();
   EXPECT_EQ(r.tail(), 8u * 3 + 5);
   for (uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(r.Push(Ev(2, i)));
@@ -248,10 +254,7 @@ TEST(EventRingTest, ResetAfterManyLapsStartsAFreshRing) {
   EventRing r;
   ASSERT_TRUE(r.Init(8));
   wire::EventRecord ev;
-  for (uint64_t i = 0; i < 8 * 5 + 3; ++i) {
-    ASSERT_TRUE(r.Push(Ev(1, i)));
-    ASSERT_TRUE(r.Pop(&ev));
-  }
+  PushAndPop(&r, 8 * 5 + 3);
   ASSERT_TRUE(r.Push(Ev(1, 100)));  // claimed and published, never consumed
   r.ResetUnsafe();
   EXPECT_FALSE(r.Pop(&ev));

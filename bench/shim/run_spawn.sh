@@ -25,7 +25,7 @@ done
 
 PYTHONPATH="$here" python3 - "$shim" "$program" "$rounds" "$count" "${COMPARE_SHIM:-}" <<'PY'
 import os, statistics, subprocess, sys
-from rounds import interleaved
+from rounds import interleaved, ratio_summary
 from sink import start_discarding_sink
 
 shim, program, rounds, count, compare_shim = sys.argv[1:]
@@ -57,14 +57,11 @@ for mode in ("exit", "exec"):
         times[name].append(float(out.stdout))
     results[mode] = times
 base = {mode: results[mode][configs[0][0]] for mode in results}
-row = []
 for name, _ in configs:
     cells = []
     for mode in ("exit", "exec"):
         t = results[mode][name]
-        ratios = sorted(a / b for a, b in zip(t, base[mode]))
-        q1, q3 = ratios[(len(ratios) - 1) // 4], ratios[(3 * (len(ratios) - 1) + 3) // 4]
-        cells += [f"{statistics.median(t):.0f}", f"{statistics.median(ratios):.2f}x [{q1:.2f}-{q3:.2f}]"]
+        cells += [f"{statistics.median(t):.0f}", ratio_summary(t, base[mode])]
     print(f"| {name} | " + " | ".join(cells) + " |")
 print()
 print(f"load average at end {os.getloadavg()[0]:.1f}")
