@@ -3,10 +3,12 @@
 # COUNT children that _exit at once ("fork + _exit") or exec /bin/true
 # ("fork + exec true"), each waited for; the parent samples (it allocates
 # 1 MB first), the children do not. Wall time per child, median over ROUNDS
-# interleaved rounds, and the median of per-round ratios to no shim, for:
-# no shim; the shim disabled (HEAPWATCH_DISABLE=1); the shim with no
-# collector (a socket path that does not exist); the shim sending to a sink
-# that reads and discards (bench/shim/sink.py).
+# interleaved rounds, and the median of per-round ratios to the same
+# allocator alone, for: no shim; the shim disabled (HEAPWATCH_DISABLE=1);
+# the shim with no collector (a socket path that does not exist); the shim
+# sending to a sink that reads and discards (bench/shim/sink.py); and the
+# peers: jemalloc's profiler (prof:true at the same rate) and tcmalloc's
+# sampler, each beside the shim over the same allocator.
 #
 #   bench/shim/run_spawn.sh [BUILD_DIR] [ROUNDS] [COUNT]
 # BUILD_DIR (default build-shim) needs the shim and the benchmarks.
@@ -31,17 +33,31 @@ from sink import start_discarding_sink
 shim, program, rounds, count, compare_shim = sys.argv[1:]
 rounds = int(rounds)
 sink = start_discarding_sink("hw-spawn-")
+libdir = "/usr/lib/x86_64-linux-gnu"
+je, tc = f"{libdir}/libjemalloc.so.2", f"{libdir}/libtcmalloc.so"
 configs = [
     ("no shim", {}),
     ("shim, HEAPWATCH_DISABLE=1", {"LD_PRELOAD": shim, "HEAPWATCH_DISABLE": "1"}),
     ("shim, no collector", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": "/nonexistent/hw.sock"}),
     ("shim, sending to a sink", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sink}),
+    # The peers, each against the same allocator alone (the ratio column).
+    ("jemalloc alone", {"LD_PRELOAD": je}),
+    ("jemalloc prof:true,lg_prof_sample:19", {"LD_PRELOAD": je, "MALLOC_CONF": "prof:true,lg_prof_sample:19"}),
+    ("shim over jemalloc, sending to a sink", {"LD_PRELOAD": f"{shim}:{je}", "HEAPWATCH_SOCKET": sink}),
+    ("tcmalloc alone", {"LD_PRELOAD": tc}),
+    ("tcmalloc sampling, TCMALLOC_SAMPLE_PARAMETER=524288", {"LD_PRELOAD": tc, "TCMALLOC_SAMPLE_PARAMETER": "524288"}),
+    ("shim over tcmalloc, sending to a sink", {"LD_PRELOAD": f"{shim}:{tc}", "HEAPWATCH_SOCKET": sink}),
 ]
+
 if compare_shim:
     configs += [
         (f"{compare_shim}, no collector", {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": "/nonexistent/hw.sock"}),
         (f"{compare_shim}, sending to a sink", {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": sink}),
     ]
+
+# Each configuration's reference: the allocator it runs over, alone.
+reference = {name: ("jemalloc alone" if "jemalloc" in name else
+                    "tcmalloc alone" if "tcmalloc" in name else "no shim") for name, _ in configs}
 
 print(f"shim_spawn_workload {count} exit|exec, {rounds} interleaved rounds")
 print()
@@ -56,12 +72,11 @@ for mode in ("exit", "exec"):
         out = subprocess.run([program, count, mode], env=env, check=True, capture_output=True, text=True)
         times[name].append(float(out.stdout))
     results[mode] = times
-base = {mode: results[mode][configs[0][0]] for mode in results}
 for name, _ in configs:
     cells = []
     for mode in ("exit", "exec"):
         t = results[mode][name]
-        cells += [f"{statistics.median(t):.0f}", ratio_summary(t, base[mode])]
+        cells += [f"{statistics.median(t):.0f}", ratio_summary(t, results[mode][reference[name]])]
     print(f"| {name} | " + " | ".join(cells) + " |")
 print()
 print(f"load average at end {os.getloadavg()[0]:.1f}")
