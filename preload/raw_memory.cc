@@ -12,6 +12,16 @@ void* MapZeroed(size_t bytes) {
   return p == MAP_FAILED ? nullptr : p;
 }
 
+void* MapReserved(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+}
+
+bool CommitPages(void* p, size_t bytes) {
+  return p && mprotect(p, bytes, PROT_READ | PROT_WRITE) == 0;
+}
+
 void* MapZeroedHuge(size_t bytes) {
   constexpr size_t kHuge = kHugePageBytes;
   if (bytes == 0 || bytes % kHuge != 0) return nullptr;

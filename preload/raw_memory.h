@@ -11,6 +11,12 @@ namespace heapwatch::preload {
 // Returns nullptr on failure. Never uses the heap; safe inside malloc.
 void* MapZeroed(size_t bytes);
 void Unmap(void* p, size_t bytes);
+// Address space only: `bytes` of PROT_NONE memory, which holds no page, is
+// not charged against the commit limit (strict overcommit) and is skipped by
+// mlockall's populating; CommitPages makes a part of it usable (zeroed, read
+// and write). Free with Unmap. nullptr / false on failure.
+void* MapReserved(size_t bytes);
+bool CommitPages(void* p, size_t bytes);
 // Like MapZeroed, for memory that will be touched all over at random: aligned
 // to 2 MiB and advised as transparent huge pages (MADV_HUGEPAGE), so that each
 // 2 MiB costs one page fault instead of 512 (~12 us each on the development

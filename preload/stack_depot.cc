@@ -30,7 +30,7 @@ uint64_t StackId(const uint64_t* pcs, uint32_t depth, uint64_t epoch) {
 bool StackDepot::Init(uint64_t buckets, uint64_t pc_capacity) {
   if (buckets < 64 || (buckets & (buckets - 1)) != 0) return false;
   auto* b = static_cast<Bucket*>(MapZeroed(buckets * sizeof(Bucket)));
-  auto* p = static_cast<uint64_t*>(MapZeroed(pc_capacity * sizeof(uint64_t)));
+  auto* p = static_cast<uint64_t*>(MapReserved(pc_capacity * sizeof(uint64_t)));
   if (!b || !p) {
     Unmap(b, buckets * sizeof(Bucket));
     Unmap(p, pc_capacity * sizeof(uint64_t));
@@ -51,7 +51,7 @@ bool StackDepot::Intern(uint64_t id, const uint64_t* pcs, uint32_t depth) {
     if (cur == 0 &&
         b.id.compare_exchange_strong(cur, id, std::memory_order_acq_rel)) {
       uint64_t off = pcs_used_.fetch_add(depth, std::memory_order_relaxed);
-      if (off + depth > pc_capacity_) {
+      if (off + depth > pc_capacity_ || !CommitPcs(off + depth)) {
         b.depth_plus_one.store(kFailed, std::memory_order_release);
         return false;
       }
@@ -66,6 +66,23 @@ bool StackDepot::Intern(uint64_t id, const uint64_t* pcs, uint32_t depth) {
     }
   }
   return false;
+}
+
+// Threads that cross into new space each make it usable (mprotect of a range
+// another thread made usable already changes nothing) before they raise the
+// mark; a thread whose pcs lie below the mark it reads writes at once.
+bool StackDepot::CommitPcs(uint64_t end) {
+  const uint64_t end_bytes = end * sizeof(uint64_t);
+  uint64_t have = pcs_committed_.load(std::memory_order_acquire);
+  if (end_bytes <= have) return true;
+  const uint64_t capacity_bytes = pc_capacity_ * sizeof(uint64_t);
+  uint64_t want = (end_bytes + kCommitBytes - 1) / kCommitBytes * kCommitBytes;
+  if (want > capacity_bytes) want = capacity_bytes;
+  if (!CommitPages(reinterpret_cast<char*>(pcs_) + have, want - have)) return false;
+  while (have < want && !pcs_committed_.compare_exchange_weak(have, want, std::memory_order_release,
+                                                              std::memory_order_acquire)) {
+  }
+  return true;
 }
 
 StackDepot::FindResult StackDepot::Find(uint64_t id, const uint64_t** pcs,

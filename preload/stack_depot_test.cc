@@ -87,5 +87,44 @@ TEST(StackDepotTest, ConcurrentInterning) {
   }
 }
 
+TEST(StackDepotTest, ThePcsSpaceIsUsableOnlyAsItFills) {
+  // 16 MiB reserved (the default), none of it usable until stacks arrive,
+  // then kCommitBytes at a time: mlockall and strict overcommit see only
+  // what is used.
+  StackDepot d;
+  constexpr uint64_t kCapacity = uint64_t{1} << 21;  // pcs
+  ASSERT_TRUE(d.Init(1 << 16, kCapacity));
+  EXPECT_EQ(d.committed_bytes(), 0u);
+  uint64_t pcs[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  ASSERT_TRUE(d.Intern(HashStack(pcs, 8), pcs, 8));
+  EXPECT_EQ(d.committed_bytes(), StackDepot::kCommitBytes);
+  // Stacks that straddle a commit boundary, from four threads at once.
+  std::vector<std::thread> threads;
+  for (uint64_t t = 0; t < 4; ++t) {
+    threads.emplace_back([&d, t] {
+      for (uint64_t i = 0; i < 5000; ++i) {
+        uint64_t frames[13];
+        for (uint64_t k = 0; k < 13; ++k) frames[k] = (t << 40) | (i << 8) | k;
+        ASSERT_TRUE(d.Intern(HashStack(frames, 13), frames, 13));
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const uint64_t used_bytes = (8 + 4 * 5000 * 13) * sizeof(uint64_t);
+  EXPECT_GE(d.committed_bytes(), used_bytes);
+  EXPECT_LT(d.committed_bytes(), used_bytes + StackDepot::kCommitBytes);
+  for (uint64_t t = 0; t < 4; ++t) {
+    for (uint64_t i = 0; i < 5000; ++i) {
+      uint64_t frames[13];
+      for (uint64_t k = 0; k < 13; ++k) frames[k] = (t << 40) | (i << 8) | k;
+      const uint64_t* got;
+      uint32_t depth;
+      ASSERT_EQ(d.Find(HashStack(frames, 13), &got, &depth), StackDepot::FindResult::kFound);
+      ASSERT_EQ(depth, 13u);
+      for (uint64_t k = 0; k < 13; ++k) ASSERT_EQ(got[k], frames[k]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace heapwatch::preload

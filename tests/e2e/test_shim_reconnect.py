@@ -89,8 +89,9 @@ class ShimClosedSocketTest(ShimSocketTest):
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
         proc = start_on_socket(self, "shim_fd_closer", self.sock, HEAPWATCH_SAMPLE_BYTES=4096)
-        first = wait_until(lambda: (rx.snapshot() or [None])[0], what="the program's connection")
+        # The shim connects at the program's first sample: the first blocks.
         self.assertEqual(self.command(proc, "k 8"), "kept")
+        first = wait_until(lambda: (rx.snapshot() or [None])[0], what="the program's connection")
         wait_until(lambda: len(first.live_of_size(self.MARKER)) == 8, what="8 kept blocks live")
 
         self.assertEqual(self.command(proc, "c"), "closed")
