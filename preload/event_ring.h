@@ -15,7 +15,7 @@
 // are claimed with one CAS, so the ring order is a total order consistent with
 // each thread's program order: an event pushed after another (in real time,
 // on any threads) has a later position. The sender's resync argument relies on
-// this (see sender.cc).
+// this (see sender_connection.cc).
 //
 // A producer that claimed a slot and was then preempted holds back the
 // consumer until it publishes; it never holds back other producers. One that

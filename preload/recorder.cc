@@ -135,7 +135,7 @@ struct KeepErrno {
 };
 
 // Sampled allocations and frees are counted by the sender as it takes their
-// events from the ring (sender.cc, PoppedTally), and here when one is dropped.
+// events from the ring (sender_connection.cc, PoppedTally), and here when one is dropped.
 __attribute__((noinline, cold)) void Dropped(const wire::EventRecord& ev) {
   Counters& c = g_shim.counters;
   c.dropped_events.fetch_add(1, std::memory_order_relaxed);
@@ -229,7 +229,7 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
                                           : nullptr;
   if (why) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
-    SenderCopyOff();
+    SenderForkChild();  // forgets the parent's sender, its loader flag, its connection
     Say("a process copied without fork()'s handlers (_Fork, clone) is not profiled: ", why);
     return false;
   }
@@ -261,7 +261,7 @@ __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
   if (!g_shim.sender_started.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
     return;
   }
-  if (static_cast<uint32_t>(getpid()) != g_shim.pid) {
+  if (!InShimsProcess()) {
     g_shim.sender_started.store(false, std::memory_order_release);
     return;
   }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 
@@ -73,6 +74,11 @@ struct Shim {
   std::atomic<bool> sender_started{false};
 };
 extern Shim g_shim __attribute__((visibility("hidden")));  // hidden: direct access from free()
+
+// Whether this is the process g_shim describes: not a vfork child (which
+// shares its memory) nor a copy made without fork()'s handlers that nothing
+// has adopted yet. One system call.
+inline bool InShimsProcess() { return static_cast<uint32_t>(getpid()) == g_shim.pid; }
 
 // Sets up tables and the sender from the environment. Called once from the
 // shim's constructor; `other_allocator_first` makes it a pass-through.

@@ -2,8 +2,8 @@
 //
 // One thread per process, started at the process's first sample (also in a
 // forked child or an adopted copy; again after the calls that need the
-// process to have one thread: PauseSender), with every signal blocked and the re-entrancy guard held for
-// its whole life, so nothing it does is sampled. It never blocks the
+// process to have one thread: PauseSender), with every signal blocked and the
+// re-entrancy guard held for its whole life, so nothing it does is sampled. It never blocks the
 // application: its socket writes are nonblocking with a bounded buffer, it
 // waits on its own socket only, and when the collector is absent or stuck the
 // ring fills and producers drop (and count) events instead of waiting.
@@ -45,14 +45,13 @@ void FlushSenderAtExit(int timeout_ms);
 // pthread_atfork hooks (called from the recorder's handlers).
 void SenderForkPrepare();
 void SenderForkParent();
-void SenderForkChild();  // forgets the parent's thread and socket
+// Forgets the parent's thread, loader flag and socket: in a forked child, and
+// in a copy made without fork()'s handlers (adopted or not).
+void SenderForkChild();
 // Whether the sender holds the loader's lock (in dl_iterate_phdr) as far as
 // this copy of the process knows: in a copy made without fork()'s handlers,
 // a thread that is not there holds it for good.
 bool SenderHoldsLoader();
-// In such a copy that will not be profiled: forgets the parent's sender (not
-// there), its loader flag and its connection.
-void SenderCopyOff();
 
 }  // namespace heapwatch::preload
 

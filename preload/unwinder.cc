@@ -465,17 +465,14 @@ uint32_t WaitForMark(const std::atomic<uint32_t>& mark, uint32_t own, uint32_t* 
   return m;
 }
 
-}  // namespace
-
-void UnwinderForkPrepare() {
-  g_forking.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  // Not this thread's own mark: a fork from a signal handler that
-  // interrupted an unwind of this thread (libunwind blocks signals while it
-  // holds its lock, so that one is free).
+// Whether another thread's mark is up once each has been waited for, as
+// WaitForMark does with `deadline` (0: up to kForkWaitNs; one already past:
+// no wait, each read once). Not this thread's own mark: a fork from a signal
+// handler that interrupted an unwind of this thread (libunwind blocks
+// signals while it holds its lock, so that one is free).
+bool OtherMarksUp(uint64_t deadline) {
   const UnwindState& t = t_unwind;
   const uint32_t own_slot = t.in_libunwind ? t.slot : 0;
-  uint64_t deadline = 0;
   bool marks_up = false;
   for (uint32_t i = 0; i < kUnwindSlots; ++i) {
     if (own_slot == i + 1) continue;
@@ -483,7 +480,15 @@ void UnwinderForkPrepare() {
   }
   const uint32_t own_shared = t.in_libunwind && t.slot == kNoSlot ? 1 : 0;
   marks_up |= WaitForMark(g_shared_busy, own_shared, &g_stale_shared, &deadline) > own_shared;
-  g_child_without_libunwind = marks_up;
+  return marks_up;
+}
+
+}  // namespace
+
+void UnwinderForkPrepare() {
+  g_forking.store(true, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  g_child_without_libunwind = OtherMarksUp(0);
 }
 
 bool UnwinderForkParent() {
@@ -491,16 +496,8 @@ bool UnwinderForkParent() {
   return g_child_without_libunwind;
 }
 
-void UnwinderCopyMade() {
-  const UnwindState& t = t_unwind;
-  bool marks_up = false;
-  for (uint32_t i = 0; i < kUnwindSlots; ++i) {
-    if (t.slot != i + 1 && g_slots[i].busy.load(std::memory_order_relaxed) != 0) marks_up = true;
-  }
-  const uint32_t own_shared = t.in_libunwind && t.slot == kNoSlot ? 1 : 0;
-  if (g_shared_busy.load(std::memory_order_relaxed) > own_shared) marks_up = true;
-  g_child_without_libunwind = marks_up;
-}
+// The threads whose marks these are are not in the copy: nothing to wait for.
+void UnwinderCopyMade() { g_child_without_libunwind = OtherMarksUp(1); }
 
 bool UnwinderForkChild() {
   // The child's only thread is the one that forked.
