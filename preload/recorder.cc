@@ -403,10 +403,17 @@ void StartRecorder(bool other_allocator_first) {
 
 __attribute__((noinline)) bool SampleSlowPath(size_t size) {
   ThreadState& t = t_thread;
-  if (t.guard && !RecoverAbandonedSample(__builtin_frame_address(0))) return false;
+  if (t.guard && !RecoverAbandonedSample(__builtin_frame_address(0))) {
+    RepairWrappedCount(&t.sampler);
+    return false;
+  }
   int state = g_shim.state.load(std::memory_order_relaxed);
   if (state != static_cast<int>(ShimState::kOn)) {
-    if (state == static_cast<int>(ShimState::kOff)) DisableSampler(&t.sampler);
+    if (state == static_cast<int>(ShimState::kOff)) {
+      DisableSampler(&t.sampler);
+    } else {
+      RepairWrappedCount(&t.sampler);
+    }
     return false;
   }
   return SampleSlow(&t.sampler, size, g_shim.config.sample_bytes);

@@ -43,7 +43,7 @@ bool SampleSlow(SamplerState* s, size_t size, uint64_t mean_bytes) {
     s->bytes_left = 0;
     return true;
   }
-  if (s->bytes_left == UINT64_MAX) return false;  // disabled
+  if (SamplerDisabled(s)) return false;
   if (s->rng == 0) {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

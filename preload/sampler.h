@@ -35,6 +35,17 @@
 // R == 1 is special: "record every allocation", weight exactly 1. (A Poisson
 // process with R = 1 would still miss 37% of 1-byte allocations.) bytes_left
 // stays 0 so every allocation takes the slow path and is sampled.
+//
+// The fast path subtracts in memory before it looks (TakeUnsampled), and an
+// allocation that reaches a point adds its size back before the slow path.
+// A signal handler that allocates between the two finds the count wrapped
+// (the subtraction borrowed) and takes its bytes off a huge count; the
+// add-back then leaves the count wrapped if the handler took at least what
+// was left. A slow path that samples draws a new gap over it; one that does
+// not (inside the shim's own work, before start) sets it to 0
+// (RepairWrappedCount), which a count no thread reaches otherwise can be
+// told by: gaps are at most 2^62 and a disabled thread's count starts at
+// 3 * 2^62, which no thread can allocate its way out of.
 #ifndef HEAPWATCH_PRELOAD_SAMPLER_H_
 #define HEAPWATCH_PRELOAD_SAMPLER_H_
 
@@ -53,22 +64,24 @@ bool SampleSlow(SamplerState* s, size_t size, uint64_t mean_bytes);
 
 // The fast path: true, and `size` taken off bytes_left, when an allocation
 // of `size` bytes is certainly not sampled (size < bytes_left); false sends
-// the caller to SampleSlow with the state unchanged. On x86 the subtraction
-// is the test: its flags say "size >= bytes_left" (borrow, or a zero
-// result), so there is no compare before it (sub, jbe: one instruction
-// fewer on every malloc and new). GCC does not derive the branch from the
-// subtraction itself.
+// the caller to SampleSlow with the state unchanged. On x86 one instruction
+// subtracts in memory and sets the flags that are the test: a borrow or a
+// zero result is "size >= bytes_left" (hence jbe, not a borrow alone: a
+// zero-byte allocation at R = 1 must go slow). So malloc is the TLS
+// offset's load, that subtraction, the branch and the tail call; the rare
+// allocation that reaches a point adds its size back (see the top).
 inline bool TakeUnsampled(SamplerState* s, size_t size) {
-  uint64_t left = s->bytes_left;
 #if defined(__x86_64__)
   bool sampled;
-  asm("subq %[size], %[left]" : [left] "+r"(left), "=@ccbe"(sampled) : [size] "r"(size));
-  if (__builtin_expect(sampled, 0)) return false;
+  asm("subq %[size], %[left]" : [left] "+m"(s->bytes_left), "=@ccbe"(sampled) : [size] "r"(size));
+  if (__builtin_expect(sampled, 0)) {
+    s->bytes_left += size;
+    return false;
+  }
 #else
-  if (__builtin_expect(size >= left, 0)) return false;
-  left -= size;
+  if (__builtin_expect(size >= s->bytes_left, 0)) return false;
+  s->bytes_left -= size;
 #endif
-  s->bytes_left = left;
   return true;
 }
 
@@ -88,8 +101,21 @@ uint64_t NextGap(SamplerState* s, uint64_t mean_bytes);
 double SampleProbability(uint64_t size, uint64_t mean_bytes);
 
 // Makes every later ShouldSample() on this state return false quickly
-// (profiling off for this thread).
-inline void DisableSampler(SamplerState* s) { s->bytes_left = UINT64_MAX; }
+// (profiling off for this thread): a count of 3 * 2^62 bytes, which no
+// thread allocates its way below 2^62 (the largest gap) or up to a wrapped
+// count.
+constexpr uint64_t kDisabledCount = 3ull << 62;
+inline void DisableSampler(SamplerState* s) { s->bytes_left = kDisabledCount; }
+inline bool SamplerDisabled(const SamplerState* s) {
+  return s->bytes_left > (1ull << 62) && s->bytes_left <= kDisabledCount;
+}
+
+// For a slow path that does not sample: a count left wrapped by a signal
+// handler's allocations (see the top) becomes 0, "a point was reached", so
+// the thread's next sampling decision draws a new gap.
+inline void RepairWrappedCount(SamplerState* s) {
+  if (s->bytes_left > kDisabledCount) s->bytes_left = 0;
+}
 
 }  // namespace heapwatch::preload
 

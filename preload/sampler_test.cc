@@ -114,6 +114,41 @@ TEST(SamplerTest, TheFastPathTakesExactlyTheAllocationsBeforeThePoint) {
   EXPECT_TRUE(TakeUnsampled(&off, 1u << 30));
 }
 
+TEST(SamplerTest, AHandlersAllocationsInsideTheCheckLeaveNoStuckCount) {
+  // On x86 the check subtracts first and a refused allocation adds its size
+  // back. A signal handler that allocates in between finds the count
+  // wrapped; if it takes at least what was left, the add-back leaves the
+  // count wrapped too, which would make this thread's every later
+  // allocation look unsampled. Played out by hand:
+  SamplerState s{};
+  SeedSampler(&s, 7, kR);
+  const uint64_t left = s.bytes_left;
+  const size_t size = left + 100;  // reaches the point
+  s.bytes_left -= size;            // the check's subtraction (borrows)
+  EXPECT_TRUE(TakeUnsampled(&s, left + 5)) << "the handler's allocation takes the wrapped count";
+  s.bytes_left += size;  // the add-back
+  EXPECT_GT(s.bytes_left, uint64_t{1} << 63) << "wrapped";
+  EXPECT_FALSE(SamplerDisabled(&s));
+  // A slow path that samples draws a new gap over it:
+  SamplerState sampling = s;
+  EXPECT_TRUE(SampleSlow(&sampling, size, kR));
+  EXPECT_LE(sampling.bytes_left, uint64_t{1} << 62);
+  // One that does not (inside the shim's own work, before start) repairs it:
+  RepairWrappedCount(&s);
+  EXPECT_EQ(s.bytes_left, 0u);
+  EXPECT_TRUE(ShouldSample(&s, 16, kR)) << "the next decision draws a new gap";
+  EXPECT_LE(s.bytes_left, uint64_t{1} << 62);
+  // ... and leaves a disabled thread and an ordinary count alone.
+  SamplerState off{};
+  DisableSampler(&off);
+  EXPECT_TRUE(TakeUnsampled(&off, size_t{1} << 40));
+  RepairWrappedCount(&off);
+  EXPECT_TRUE(SamplerDisabled(&off));
+  SamplerState ordinary{4096, 1};
+  RepairWrappedCount(&ordinary);
+  EXPECT_EQ(ordinary.bytes_left, 4096u);
+}
+
 TEST(SamplerTest, ZeroByteAllocationsAreNeverSampled) {
   SamplerState s{};
   SeedSampler(&s, 3, kR);
