@@ -34,8 +34,6 @@ HEAPWATCH_GLIBC_OLD(pthread_getattr_np);
 HEAPWATCH_GLIBC_OLD(pthread_sigmask);
 HEAPWATCH_GLIBC_OLD(_pthread_cleanup_push);
 HEAPWATCH_GLIBC_OLD(_pthread_cleanup_pop);
-// libm's log@GLIBC_2.29 is a faster build of the same function.
-HEAPWATCH_GLIBC_OLD(log);
 #undef HEAPWATCH_GLIBC_OLD
 #endif
 

@@ -1,6 +1,7 @@
 #include "sampler.h"
 
 #include <math.h>
+#include <string.h>
 #include <time.h>
 
 namespace heapwatch::preload {
@@ -24,10 +25,33 @@ uint64_t NextRandom(SamplerState* s) {
 
 }  // namespace
 
+double NegativeLog(double u) {
+  // u = m * 2^e with m in [sqrt(1/2), sqrt(2)), and ln(m) = 2 atanh(z) with
+  // z = (m - 1) / (m + 1), |z| <= 0.1716: the series 2 (z + z^3/3 + z^5/5
+  // + ...) to z^21 leaves a relative error under 1e-16. u is normal (at
+  // least 2^-53), so the exponent is its biased field less 1023.
+  uint64_t bits;
+  memcpy(&bits, &u, sizeof bits);
+  int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;
+  bits = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1023} << 52);  // m in [1, 2)
+  double m;
+  memcpy(&m, &bits, sizeof m);
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    ++e;
+  }
+  const double z = (m - 1.0) / (m + 1.0);
+  const double z2 = z * z;
+  double series = 1.0 / 21.0;
+  for (int k = 19; k >= 1; k -= 2) series = 1.0 / k + z2 * series;
+  constexpr double kLn2 = 0.6931471805599453;
+  return -(static_cast<double>(e) * kLn2 + 2.0 * z * series);
+}
+
 uint64_t NextGap(SamplerState* s, uint64_t mean_bytes) {
-  // u uniform in (0, 1]: 53 random bits, +1 so log() never sees 0.
+  // u uniform in (0, 1]: 53 random bits, +1 so the logarithm never sees 0.
   double u = (static_cast<double>(NextRandom(s) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
-  double gap = ceil(-log(u) * static_cast<double>(mean_bytes));
+  double gap = ceil(NegativeLog(u) * static_cast<double>(mean_bytes));
   if (gap < 1.0) return 1;
   if (gap > 4611686018427387904.0) return 1ull << 62;
   return static_cast<uint64_t>(gap);
@@ -54,11 +78,6 @@ bool SampleSlow(SamplerState* s, size_t size, uint64_t mean_bytes) {
   }
   s->bytes_left = NextGap(s, mean_bytes);
   return true;
-}
-
-double SampleProbability(uint64_t size, uint64_t mean_bytes) {
-  if (mean_bytes <= 1) return 1.0;
-  return -expm1(-static_cast<double>(size) / static_cast<double>(mean_bytes));
 }
 
 }  // namespace heapwatch::preload

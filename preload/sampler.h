@@ -49,6 +49,7 @@
 #ifndef HEAPWATCH_PRELOAD_SAMPLER_H_
 #define HEAPWATCH_PRELOAD_SAMPLER_H_
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,8 +98,17 @@ void SeedSampler(SamplerState* s, uint64_t seed, uint64_t mean_bytes);
 // Draws one gap ~ ceil(Exp(mean)), at least 1, at most 2^62.
 uint64_t NextGap(SamplerState* s, uint64_t mean_bytes);
 
-// Probability that an allocation of `size` bytes is sampled at mean R.
-double SampleProbability(uint64_t size, uint64_t mean_bytes);
+// -ln(u) for u in [2^-53, 1], within a few ulps: the shim's own, so that it
+// does not need libm, which a program that does not use it (a shell, ls,
+// true) would otherwise load for the shim alone (~75 us of every exec here).
+double NegativeLog(double u);
+
+// Probability that an allocation of `size` bytes is sampled at mean R (the
+// collector's weight is its inverse; tests). Inline: the shim never calls it.
+inline double SampleProbability(uint64_t size, uint64_t mean_bytes) {
+  if (mean_bytes <= 1) return 1.0;
+  return -expm1(-static_cast<double>(size) / static_cast<double>(mean_bytes));
+}
 
 // Makes every later ShouldSample() on this state return false quickly
 // (profiling off for this thread): a count of 3 * 2^62 bytes, which no

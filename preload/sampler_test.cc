@@ -5,6 +5,8 @@
 
 #include <math.h>
 
+#include <algorithm>
+
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -147,6 +149,37 @@ TEST(SamplerTest, AHandlersAllocationsInsideTheCheckLeaveNoStuckCount) {
   SamplerState ordinary{4096, 1};
   RepairWrappedCount(&ordinary);
   EXPECT_EQ(ordinary.bytes_left, 4096u);
+}
+
+TEST(SamplerTest, NegativeLogMatchesLibm) {
+  // Every value NextGap can draw lies on the grid k * 2^-53, k in [1, 2^53]:
+  // its ends, each power of two and its neighbours, and a million random
+  // points between.
+  std::vector<double> us = {0x1p-53, 0x2p-53, 0x3p-53, 1.0, 1.0 - 0x1p-53, 0.5, 0.7071067811865476,
+                            0.7071067811865475, 0.7071067811865477};
+  for (int e = 1; e <= 53; ++e) {
+    const double p = ldexp(1.0, -e);
+    for (double u : {p, p + 0x1p-53, p - 0x1p-53}) {
+      if (u >= 0x1p-53) us.push_back(u);
+    }
+  }
+  SamplerState s{};
+  SeedSampler(&s, 99, kR);
+  for (int i = 0; i < 1000000; ++i) {
+    const uint64_t k = (s.rng = s.rng ^ (s.rng << 13) ^ (s.rng >> 7) ^ (s.rng << 17)) >> 11;
+    us.push_back((static_cast<double>(k) + 1.0) * 0x1p-53);
+  }
+  double worst = 0;
+  for (double u : us) {
+    const double want = -log(u);
+    const double got = NegativeLog(u);
+    if (want == 0) {
+      EXPECT_EQ(got, 0.0);
+      continue;
+    }
+    worst = std::max(worst, fabs(got - want) / want);
+  }
+  EXPECT_LT(worst, 1e-15);
 }
 
 TEST(SamplerTest, ZeroByteAllocationsAreNeverSampled) {
