@@ -273,6 +273,39 @@ uint32_t StepBacktrace(void** out, uint32_t max) {
   return n;
 }
 
+// libunwind sets itself up (its tables, and the pipe it checks addresses
+// with: descriptors.h) at the process's first unwind, not at the shim's
+// start: most short processes never sample (a shell script's commands), and
+// the set-up was ~40,000 instructions and a dozen page faults of every exec
+// under the shim (BENCHMARKS.md, "Processes that never sample"). Its
+// caching policy must be set before anything unwinds (per thread: the
+// global one masks signals around every lookup), so the first thread sets
+// it up inside its mark (EnterLibunwind) and another that comes meanwhile
+// waits for it, as a fork waits for a mark: a second at most, then that
+// sample has no stack.
+enum : uint32_t { kNotSetUp, kSettingUp, kSetUp };
+std::atomic<uint32_t> g_set_up{kNotSetUp};
+
+bool SetUpLibunwind() {
+  uint32_t state = g_set_up.load(std::memory_order_acquire);
+  if (__builtin_expect(state == kSetUp, 1)) return true;
+  if (state == kNotSetUp && g_set_up.compare_exchange_strong(state, kSettingUp, std::memory_order_acq_rel)) {
+    g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
+    g_set_up.store(kSetUp, std::memory_order_release);
+    return true;
+  }
+  uint64_t deadline = 0;
+  while (g_set_up.load(std::memory_order_acquire) != kSetUp) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+    if (deadline == 0) deadline = now + kForkWaitNs;
+    if (now >= deadline) return false;
+    sched_yield();
+  }
+  return true;
+}
+
 uint32_t LibunwindBacktrace(void** out, uint32_t max) {
   UnwindState& t = t_unwind;
   if (t.trace_cache) {
@@ -286,6 +319,10 @@ uint32_t LibunwindBacktrace(void** out, uint32_t max) {
   }
   if (!EnterLibunwind()) return 0;  // a fork is being prepared
   uint32_t n = 0;
+  if (!SetUpLibunwind()) {
+    LeaveLibunwind();
+    return 0;
+  }
   if (t.trace_cache) {
     int got = g_lu.backtrace(out, static_cast<int>(max));
     n = got > 0 ? static_cast<uint32_t>(got) : 0;
@@ -411,10 +448,9 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_skip_start = skip_start;
   g_skip_end = skip_end;
   // Also with frame pointers: the fallback where the walk cannot start.
-  // libunwind sets itself up here, and opens its pipe (descriptors.h).
+  // libunwind sets itself up at the first unwind (SetUpLibunwind).
   t_unwind.in_libunwind = true;
   g_have_libunwind = LoadLibunwind(error);
-  if (g_have_libunwind) g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
   t_unwind.in_libunwind = false;
   // Also without libunwind: it unmaps side stacks (side_stack.h).
   g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
@@ -435,7 +471,11 @@ uint32_t TraceCachesInUse() { return g_caches_in_use.load(std::memory_order_rela
 bool TraceCachesEnabled() { return g_have_thread_key && g_cache_limit > 0; }
 
 void ForgetUnmappedCode() {
-  if (g_have_libunwind) g_lu.flush_cache(*g_lu.local_addr_space, 0, 0);
+  // Before the set-up nothing has unwound, and the set-up starts with an
+  // empty cache.
+  if (g_have_libunwind && g_set_up.load(std::memory_order_acquire) == kSetUp) {
+    g_lu.flush_cache(*g_lu.local_addr_space, 0, 0);
+  }
 }
 
 void RetireTraceCaches() { g_cache_generation.fetch_add(1, std::memory_order_acq_rel); }

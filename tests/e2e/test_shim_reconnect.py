@@ -4,7 +4,9 @@ receiver's live set is exactly the program's: no phantom leak, nothing lost.
 
 And a program that closes every descriptor it did not open (as daemons do)
 closes the shim's socket: the shim neither writes into, reads from nor
-closes the descriptors the program opens next, and connects again."""
+closes the descriptors the program opens next, and connects again. Also
+where libunwind's pipe is, and when it is opened."""
+import os
 import time
 import unittest
 
@@ -109,6 +111,45 @@ class ShimClosedSocketTest(ShimSocketTest):
                    what="all 16 kept blocks live on the new connection")
         self.assertEqual(second.errors, [])
         self.assertEqual(self.command(proc, "x 1").split()[0], "exchanged")
+        proc.stdin.write("q\n")
+        proc.stdin.flush()
+        self.assertEqual(proc.wait(timeout=30), 0)
+
+    def pipes(self, pid):
+        """The program's pipes other than its stdin, stdout and stderr."""
+        fds = os.listdir(f"/proc/{pid}/fd")
+        return sorted(int(fd) for fd in fds
+                      if int(fd) > 2 and os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:"))
+
+    def test_libunwind_is_set_up_at_the_first_unwind(self):
+        # libunwind's set-up opens a pipe (it checks addresses through it),
+        # which the shim moves to high numbers. It happens at the process's
+        # first unwind, not at its start: a process that never samples
+        # (most of a shell script's commands) does not pay for it.
+        # At R = 16 MiB the program's start (~10 KiB of allocations) samples
+        # once in ~2,000 runs; such a run is started again.
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        for _ in range(3):
+            proc = start_on_socket(self, "shim_fd_closer", self.sock, HEAPWATCH_SAMPLE_BYTES=16 << 20)
+            before = self.pipes(proc.pid)
+            if not before:
+                break
+            proc.kill()
+            proc.wait()
+        self.assertEqual(before, [], "libunwind was set up before anything unwound (three runs)")
+        # 1,024 blocks of 300,007 bytes: ~18 samples expected at this rate.
+        self.assertEqual(self.command(proc, "k 1024"), "kept")
+        conn = wait_until(lambda: next((c for c in rx.snapshot() if c.hello and c.hello["pid"] == proc.pid),
+                                       None), what="the program's connection")
+        wait_until(lambda: conn.live_of_size(self.MARKER), what="a kept block sampled")
+        after = self.pipes(proc.pid)
+        self.assertEqual(len(after), 2, after)
+        self.assertGreater(min(after), 2 + 64, "the pipe moved to high numbers")
+        # The sampled blocks have stacks (KeptAlloc, main, ...).
+        for size, sid in list(conn.live.values()):
+            if size == self.MARKER:
+                self.assertGreater(len(conn.stacks[sid]), 1)
         proc.stdin.write("q\n")
         proc.stdin.flush()
         self.assertEqual(proc.wait(timeout=30), 0)
