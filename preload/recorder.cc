@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -352,6 +353,34 @@ void SayOnce(const char* key, const char* what, const char* detail) {
   setenv("HEAPWATCH_SAID", key, 1);
 }
 
+namespace {
+// Set by StopForSeccomp; a filter installed before the shim's own start (from
+// another library's constructor) keeps it off from the start.
+std::atomic<bool> g_sandboxed{false};
+}  // namespace
+
+void StopForSeccomp(const char* call) {
+  if (g_sandboxed.exchange(true, std::memory_order_acq_rel)) return;
+  const int was = g_shim.state.exchange(static_cast<int>(ShimState::kOff), std::memory_order_acq_rel);
+  if (was != static_cast<int>(ShimState::kOn)) return;
+  // Threads find the shim off at their next sampling decision; a sample
+  // already past it ends in microseconds and makes no system call a filter
+  // would refuse (its unwind's are libunwind's, which glibc makes too).
+  StopSender(1000);  // the exit's bound (interposer.cc)
+  // A program it execs inherits the filter: in the environment, the shim
+  // there passes calls through. Only while this is the process's one thread
+  // (setenv is not safe against another thread's getenv); a sandbox
+  // typically installs its filter before it starts threads, or in the child
+  // it is about to exec.
+  if (CountThreads() == 1) setenv("HEAPWATCH_DISABLE", "1", 1);
+  char detail[256];
+  snprintf(detail, sizeof detail,
+           "%s, whose filter may refuse the shim's system calls or end the program for them; "
+           "what it recorded until now was delivered",
+           call);
+  Say("profiling stops: the program sandboxes itself with ", detail);
+}
+
 void StartRecorder(bool other_allocator_first) {
   Config& c = g_shim.config;
   ParseConfig([](const char* name) -> const char* { return getenv(name); }, &c);
@@ -364,7 +393,9 @@ void StartRecorder(bool other_allocator_first) {
   uint64_t arena_blocks[kMaxArenaBlocks];
   size_t arena_count = ArenaBlocks(arena_blocks);
   bool have_table = g_shim.table.Init(c.table_slots, arena_blocks, arena_count);
-  if (c.disabled || other_allocator_first || !have_table) return off();
+  if (c.disabled || other_allocator_first || !have_table || g_sandboxed.load(std::memory_order_acquire)) {
+    return off();
+  }
   if (!__register_atfork) {
     // Not glibc (musl): the shim is built on glibc's fork, TLS and loader,
     // so it only passes calls through.

@@ -117,6 +117,12 @@ inline bool Unsampled(size_t size) { return TakeUnsampled(&t_thread.sampler, siz
 // Full decision, for callers that do not take a slow path of their own.
 inline bool ShouldRecord(size_t size) { return !Unsampled(size) && SampleSlowPath(size); }
 
+// The program is about to install a seccomp filter (or strict mode) with
+// `call`, before the call: the shim goes off for good (the filter may refuse
+// its system calls or end the process for them), after its sender has
+// delivered what was recorded. Says so once. seccomp_interposer.cc.
+void StopForSeccomp(const char* call);
+
 // Records a sampled allocation: stack, depot, live table, ring (in that order).
 void RecordAlloc(void* p, size_t size);
 

@@ -262,6 +262,12 @@ void FlushSenderAtExit(int timeout_ms) {
   }
 }
 
+void StopSender(int timeout_ms) {
+  FlushSenderAtExit(timeout_ms);
+  if (!PauseSender() || !g_state) return;
+  Disconnect(g_state);  // the thread is gone: nothing else uses the state now
+}
+
 bool SenderHoldsLoader() { return g_loader_busy.load(std::memory_order_acquire); }
 
 void SenderForkPrepare() { LockLoader(); }

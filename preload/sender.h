@@ -42,6 +42,12 @@ void NudgeSender();
 // the whole second for a sender that was not there.
 void FlushSenderAtExit(int timeout_ms);
 
+// Ends the sender for good, once it has delivered what the process recorded
+// (as FlushSenderAtExit, waiting at most `timeout_ms`), and closes its
+// connection: for a process about to install a seccomp filter, which may
+// refuse the sender's system calls or end the process for them
+// (seccomp_interposer.cc). Nothing starts it again while the shim is off.
+void StopSender(int timeout_ms);
 // pthread_atfork hooks (called from the recorder's handlers).
 void SenderForkPrepare();
 void SenderForkParent();

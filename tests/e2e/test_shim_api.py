@@ -270,6 +270,40 @@ class ShimApiTest(ShimSocketTest):
             r = run([unshare, *flags, "true"], shim_env(self.sock), preload=SHIM)
             self.assertEqual((r.returncode, r.stderr), (base.returncode, base.stderr), flags)
 
+    def test_a_program_that_sandboxes_itself_with_seccomp(self):
+        # Past its filter, socket() and connect() kill the program (SIGSYS).
+        # The sender made them when it connected, in the program's forked
+        # child (exit status 159) or on a reconnect. Before the filter
+        # applies the shim goes off for good: what was kept before it
+        # arrives, nothing after, and it says why.
+        cmd = [program("shim_seccomp")]
+        self.assertEqual(run(cmd + ["calls"]).returncode, 0)
+        for how in ("prctl", "syscall"):
+            with self.subTest(installed_with=how):
+                base = run(cmd + [how])
+                self.assertEqual((base.returncode, base.stdout), (0, "sandboxed, child 0\n"), base.stderr)
+                rx = WireReceiver(self.sock)
+                self.addCleanup(rx.stop)
+                r = run(cmd + [how], shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1), preload=SHIM)
+                self.assertEqual((r.returncode, r.stdout), (base.returncode, base.stdout), r.stderr)
+                self.assertIn("profiling stops: the program sandboxes itself with", r.stderr)
+                conns = wait_until(lambda: [c for c in rx.snapshot() if c.closed], what="the connection closed")
+                rx.stop()
+                self.assertEqual(len(conns), 1, "the child has no connection")
+                self.assertEqual(conns[0].errors, [])
+                self.assertEqual(len(conns[0].live_of_size(55555)), 10, "kept before the filter")
+                self.assertEqual(len(conns[0].live_of_size(44444)), 0, "not profiled after it")
+
+    def test_calls_through_syscall_and_prctl(self):
+        # The shim interposes syscall() and prctl() to see a seccomp filter
+        # coming: every other call behaves as glibc's (errno, six arguments,
+        # a clone() whose child returns through syscall() as well).
+        cmd = [program("shim_seccomp"), "calls"]
+        base = run(cmd)
+        self.assertEqual(base.returncode, 0, base.stderr)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1), preload=SHIM)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, base.stderr))
+
     def test_python_script(self):
         script = os.path.join(self.dir, "work.py")
         with open(script, "w") as f:

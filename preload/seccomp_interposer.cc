@@ -1,0 +1,126 @@
+// prctl and syscall, interposed for the calls that install a seccomp filter
+// (or strict mode): prctl(PR_SET_SECCOMP), and seccomp(2), which glibc does
+// not wrap, so programs (libseccomp's seccomp_load among them) make it with
+// syscall(SYS_seccomp); syscall(SYS_prctl, PR_SET_SECCOMP) too. A program
+// that sandboxes itself (sshd's privsep child, minijail, a browser's
+// renderer) may refuse the shim's system calls, or end the process for them:
+// under the shim, a filter that kills on socket() killed its installer's
+// forked children at their first sample, when the sender connected
+// (tests/programs/shim/shim_seccomp.cc). So before the call the shim goes
+// off for good (recorder.h, StopForSeccomp). Other calls go straight through.
+//
+// syscall() is written in assembly: a C++ function would use the stack after
+// the system call, and a clone() made through syscall() continues on the
+// child's new stack right there. Everything but the two calls above reaches
+// the kernel as glibc's syscall() takes it there (the same instructions, and
+// errno from a negative result), without a lookup: the shim's own calls come
+// here too (-Bsymbolic-functions), some of them inside malloc. prctl()
+// reaches the kernel the same way.
+#include <linux/seccomp.h>
+#include <stdarg.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "recorder.h"
+
+#define HW_EXPORT extern "C" __attribute__((visibility("default")))
+
+extern "C" __attribute__((visibility("hidden"), used)) void HeapwatchBeforeSeccomp(long number, long op) {
+  heapwatch::preload::StopForSeccomp(number == SYS_prctl ? "prctl(PR_SET_SECCOMP)"
+                                     : op == SECCOMP_SET_MODE_STRICT ? "seccomp(SECCOMP_SET_MODE_STRICT)"
+                                                                     : "seccomp(SECCOMP_SET_MODE_FILTER)");
+}
+
+static_assert(SYS_seccomp == 317 && SYS_prctl == 157 && PR_SET_SECCOMP == 22 &&
+                  SECCOMP_SET_MODE_STRICT == 0 && SECCOMP_SET_MODE_FILTER == 1,
+              "the numbers in syscall() below");
+
+#if defined(__x86_64__)
+// long syscall(long number, ...): number in rdi, the arguments in rsi, rdx,
+// rcx, r8, r9 and 8(%rsp), as glibc's takes them.
+asm(R"(
+  .text
+  .globl syscall
+  .type syscall, @function
+  .p2align 4
+syscall:
+  .cfi_startproc
+  cmpq $317, %rdi
+  je 2f
+  cmpq $157, %rdi
+  je 3f
+1:
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  movq %rdx, %rsi
+  movq %rcx, %rdx
+  movq %r8, %r10
+  movq %r9, %r8
+  movq 8(%rsp), %r9
+  syscall
+  cmpq $-4095, %rax
+  jae 5f
+  ret
+2:
+  cmpq $1, %rsi
+  ja 1b
+  jmp 4f
+3:
+  cmpq $22, %rsi
+  jne 1b
+4:
+  pushq %rdi
+  .cfi_adjust_cfa_offset 8
+  pushq %rsi
+  .cfi_adjust_cfa_offset 8
+  pushq %rdx
+  .cfi_adjust_cfa_offset 8
+  pushq %rcx
+  .cfi_adjust_cfa_offset 8
+  pushq %r8
+  .cfi_adjust_cfa_offset 8
+  pushq %r9
+  .cfi_adjust_cfa_offset 8
+  subq $8, %rsp
+  .cfi_adjust_cfa_offset 8
+  call HeapwatchBeforeSeccomp
+  addq $8, %rsp
+  .cfi_adjust_cfa_offset -8
+  popq %r9
+  .cfi_adjust_cfa_offset -8
+  popq %r8
+  .cfi_adjust_cfa_offset -8
+  popq %rcx
+  .cfi_adjust_cfa_offset -8
+  popq %rdx
+  .cfi_adjust_cfa_offset -8
+  popq %rsi
+  .cfi_adjust_cfa_offset -8
+  popq %rdi
+  .cfi_adjust_cfa_offset -8
+  jmp 1b
+5:
+  negq %rax
+  pushq %rax
+  .cfi_adjust_cfa_offset 8
+  call __errno_location@PLT
+  popq %rcx
+  .cfi_adjust_cfa_offset -8
+  movl %ecx, (%rax)
+  movq $-1, %rax
+  ret
+  .cfi_endproc
+  .size syscall, .-syscall
+)");
+#endif
+
+HW_EXPORT int prctl(int option, ...) {
+  va_list ap;
+  va_start(ap, option);
+  unsigned long args[4];
+  for (unsigned long& a : args) a = va_arg(ap, unsigned long);
+  va_end(ap);
+  // syscall() above stops the shim for PR_SET_SECCOMP.
+  return static_cast<int>(syscall(SYS_prctl, option, args[0], args[1], args[2], args[3]));
+}
