@@ -9,7 +9,6 @@
 // Anyone else's calls go straight through.
 #include <errno.h>
 #include <linux/nsfs.h>
-#include <pthread.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
@@ -30,9 +29,6 @@ using SetnsFn = int (*)(int, int);
 std::atomic<UnshareFn> g_real_unshare{nullptr};
 std::atomic<SetnsFn> g_real_setns{nullptr};
 
-// One pause at a time: two threads calling at once share nothing else.
-pthread_mutex_t g_pause_lock = PTHREAD_MUTEX_INITIALIZER;
-
 // How long a call that still fails with EINVAL is retried once the sender is
 // gone: pthread_join returns when the kernel clears the thread's tid, a
 // little before the thread leaves its thread group and gives up its share of
@@ -43,7 +39,7 @@ constexpr long kRetryNs = 100000;  // 0.1 ms, so at most ~10 ms
 // `call()` with the sender stopped; its result and errno.
 template <typename Call>
 int WithoutSender(Call call) {
-  pthread_mutex_lock(&g_pause_lock);
+  heapwatch::preload::SenderPauseScope one_at_a_time;
   bool paused = heapwatch::preload::PauseSender();
   int rc = call();
   for (int i = 0; paused && rc != 0 && errno == EINVAL && i < kRetries; ++i) {
@@ -53,7 +49,6 @@ int WithoutSender(Call call) {
   }
   int saved_errno = errno;
   if (paused) heapwatch::preload::ResumeSender();
-  pthread_mutex_unlock(&g_pause_lock);
   errno = saved_errno;
   return rc;
 }

@@ -262,7 +262,15 @@ void FlushSenderAtExit(int timeout_ms) {
   }
 }
 
+namespace {
+pthread_mutex_t g_pause_lock = PTHREAD_MUTEX_INITIALIZER;
+}  // namespace
+
+SenderPauseScope::SenderPauseScope() { pthread_mutex_lock(&g_pause_lock); }
+SenderPauseScope::~SenderPauseScope() { pthread_mutex_unlock(&g_pause_lock); }
+
 void StopSender(int timeout_ms) {
+  SenderPauseScope one_at_a_time;
   FlushSenderAtExit(timeout_ms);
   if (!PauseSender() || !g_state) return;
   Disconnect(g_state);  // the thread is gone: nothing else uses the state now

@@ -28,6 +28,15 @@ bool StartSender();
 bool PauseSender();
 // Starts it again after PauseSender (the process goes off if it cannot).
 void ResumeSender();
+// Held around PauseSender ... ResumeSender, and by StopSender: one pause at
+// a time (two threads would join the same thread).
+class SenderPauseScope {
+ public:
+  SenderPauseScope();
+  ~SenderPauseScope();
+  SenderPauseScope(const SenderPauseScope&) = delete;
+  SenderPauseScope& operator=(const SenderPauseScope&) = delete;
+};
 
 // Wakes the sender now if it is sleeping between rounds (any thread, also a
 // signal handler: one atomic load, and a futex wake only when it sleeps).
