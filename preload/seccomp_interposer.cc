@@ -7,15 +7,18 @@
 // under the shim, a filter that kills on socket() killed its installer's
 // forked children at their first sample, when the sender connected
 // (tests/programs/shim/shim_seccomp.cc). So before the call the shim goes
-// off for good (recorder.h, StopForSeccomp). Other calls go straight through.
+// off for good (recorder.h, StopForSeccomp). Every call then goes on to the
+// next definition (glibc's, or another preloaded library's), looked up in
+// the shim's constructor: the shim's own calls come here too
+// (-Bsymbolic-functions), some of them inside malloc, where a lookup may not
+// be made. Until then syscall() makes the call itself, with glibc's
+// instructions and errno.
 //
 // syscall() is written in assembly: a C++ function would use the stack after
-// the system call, and a clone() made through syscall() continues on the
-// child's new stack right there. Everything but the two calls above reaches
-// the kernel as glibc's syscall() takes it there (the same instructions, and
-// errno from a negative result), without a lookup: the shim's own calls come
-// here too (-Bsymbolic-functions), some of them inside malloc. prctl()
-// reaches the kernel the same way.
+// the call, and a clone() made through syscall() continues on the child's
+// new stack right there; so each path leaves the stack as it found it
+// before it jumps on.
+#include <dlfcn.h>
 #include <linux/seccomp.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
@@ -36,6 +39,14 @@ static_assert(SYS_seccomp == 317 && SYS_prctl == 157 && PR_SET_SECCOMP == 22 &&
                   SECCOMP_SET_MODE_STRICT == 0 && SECCOMP_SET_MODE_FILTER == 1,
               "the numbers in syscall() below");
 
+extern "C" long heapwatch_raw_syscall(long number, ...) __attribute__((visibility("hidden")));
+// Where syscall() goes on to: glibc's (or the next preloaded definition) once
+// the constructor found it.
+extern "C" {
+__attribute__((visibility("hidden"), used)) void* heapwatch_next_syscall =
+    reinterpret_cast<void*>(&heapwatch_raw_syscall);
+}
+
 #if defined(__x86_64__)
 // long syscall(long number, ...): number in rdi, the arguments in rsi, rdx,
 // rcx, r8, r9 and 8(%rsp), as glibc's takes them.
@@ -51,17 +62,7 @@ syscall:
   cmpq $157, %rdi
   je 3f
 1:
-  movq %rdi, %rax
-  movq %rsi, %rdi
-  movq %rdx, %rsi
-  movq %rcx, %rdx
-  movq %r8, %r10
-  movq %r9, %r8
-  movq 8(%rsp), %r9
-  syscall
-  cmpq $-4095, %rax
-  jae 5f
-  ret
+  jmpq *heapwatch_next_syscall(%rip)
 2:
   cmpq $1, %rsi
   ja 1b
@@ -100,7 +101,27 @@ syscall:
   popq %rdi
   .cfi_adjust_cfa_offset -8
   jmp 1b
-5:
+  .cfi_endproc
+  .size syscall, .-syscall
+
+  .globl heapwatch_raw_syscall
+  .hidden heapwatch_raw_syscall
+  .type heapwatch_raw_syscall, @function
+  .p2align 4
+heapwatch_raw_syscall:
+  .cfi_startproc
+  movq %rdi, %rax
+  movq %rsi, %rdi
+  movq %rdx, %rsi
+  movq %rcx, %rdx
+  movq %r8, %r10
+  movq %r9, %r8
+  movq 8(%rsp), %r9
+  syscall
+  cmpq $-4095, %rax
+  jae 1f
+  ret
+1:
   negq %rax
   pushq %rax
   .cfi_adjust_cfa_offset 8
@@ -111,9 +132,23 @@ syscall:
   movq $-1, %rax
   ret
   .cfi_endproc
-  .size syscall, .-syscall
+  .size heapwatch_raw_syscall, .-heapwatch_raw_syscall
 )");
 #endif
+
+namespace {
+
+using PrctlFn = int (*)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+PrctlFn g_next_prctl = nullptr;
+
+__attribute__((constructor)) void FindNextDefinitions() {
+  if (void* next = dlsym(RTLD_NEXT, "syscall")) {
+    __atomic_store_n(&heapwatch_next_syscall, next, __ATOMIC_RELEASE);
+  }
+  __atomic_store_n(&g_next_prctl, reinterpret_cast<PrctlFn>(dlsym(RTLD_NEXT, "prctl")), __ATOMIC_RELEASE);
+}
+
+}  // namespace
 
 HW_EXPORT int prctl(int option, ...) {
   va_list ap;
@@ -121,6 +156,8 @@ HW_EXPORT int prctl(int option, ...) {
   unsigned long args[4];
   for (unsigned long& a : args) a = va_arg(ap, unsigned long);
   va_end(ap);
-  // syscall() above stops the shim for PR_SET_SECCOMP.
-  return static_cast<int>(syscall(SYS_prctl, option, args[0], args[1], args[2], args[3]));
+  PrctlFn next = __atomic_load_n(&g_next_prctl, __ATOMIC_ACQUIRE);
+  if (!next) return static_cast<int>(syscall(SYS_prctl, option, args[0], args[1], args[2], args[3]));
+  if (option == PR_SET_SECCOMP) HeapwatchBeforeSeccomp(SYS_prctl, static_cast<long>(args[0]));
+  return next(option, args[0], args[1], args[2], args[3]);
 }
