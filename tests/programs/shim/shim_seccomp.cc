@@ -27,17 +27,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kept_blocks.h"
+
 namespace {
 
 void* g_before[10];
 void* g_after[10];
-
-void Keep(void** blocks, int count, size_t bytes) {
-  for (int i = 0; i < count; ++i) {
-    blocks[i] = malloc(bytes);
-    if (blocks[i] != nullptr) memset(blocks[i], 7, 16);
-  }
-}
 
 // Blocks come and go, each seen by the compiler to escape (GCC removes a
 // malloc and free it can see through).

@@ -13,6 +13,8 @@
 
 #include <atomic>
 
+#include "kept_blocks.h"
+
 namespace {
 
 std::atomic<bool> g_stop{false};
@@ -27,13 +29,6 @@ void* Churn(void*) {
     ++n;
   }
   return reinterpret_cast<void*>(n);
-}
-
-void Keep(void** blocks, int count, size_t bytes) {
-  for (int i = 0; i < count; ++i) {
-    blocks[i] = malloc(bytes);
-    if (blocks[i] != nullptr) memset(blocks[i], 4, 16);
-  }
 }
 
 void* g_before[10];

@@ -13,17 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kept_blocks.h"
+
 namespace {
 
 void* g_before[10];
 void* g_after[10];
-
-void Keep(void** blocks, int count, size_t bytes) {
-  for (int i = 0; i < count; ++i) {
-    blocks[i] = malloc(bytes);
-    if (blocks[i] != nullptr) memset(blocks[i], 7, 16);
-  }
-}
 
 const char* Result(int rc) {
   if (rc == 0) return "0";
