@@ -18,6 +18,7 @@
 #include <atomic>
 
 #include "next_function.h"
+#include "raw_syscall.h"
 #include "sender.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
@@ -55,13 +56,13 @@ int WithoutSender(Call call) {
 
 int RealUnshare(int flags) {
   UnshareFn real = heapwatch::preload::NextFunction(&g_real_unshare, "unshare");
-  if (!real) return static_cast<int>(syscall(SYS_unshare, flags));
+  if (!real) return static_cast<int>(heapwatch_raw_syscall(SYS_unshare, flags));
   return real(flags);
 }
 
 int RealSetns(int fd, int nstype) {
   SetnsFn real = heapwatch::preload::NextFunction(&g_real_setns, "setns");
-  if (!real) return static_cast<int>(syscall(SYS_setns, fd, nstype));
+  if (!real) return static_cast<int>(heapwatch_raw_syscall(SYS_setns, fd, nstype));
   return real(fd, nstype);
 }
 
@@ -87,4 +88,12 @@ HW_EXPORT int setns(int fd, int nstype) {
   }
   if (type > 0 && (type & (CLONE_NEWUSER | CLONE_NEWNS)) == 0) return RealSetns(fd, nstype);
   return WithoutSender([fd, nstype] { return RealSetns(fd, nstype); });
+}
+
+// syscall(SYS_unshare) and syscall(SYS_setns) come here (syscall_interposer.cc).
+extern "C" __attribute__((visibility("hidden"))) long HeapwatchSyscallUnshare(long flags) {
+  return unshare(static_cast<int>(flags));
+}
+extern "C" __attribute__((visibility("hidden"))) long HeapwatchSyscallSetns(long fd, long nstype) {
+  return setns(static_cast<int>(fd), static_cast<int>(nstype));
 }

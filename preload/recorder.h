@@ -120,7 +120,7 @@ inline bool ShouldRecord(size_t size) { return !Unsampled(size) && SampleSlowPat
 // The program is about to install a seccomp filter (or strict mode) with
 // `call`, before the call: the shim goes off for good (the filter may refuse
 // its system calls or end the process for them), after its sender has
-// delivered what was recorded. Says so once. seccomp_interposer.cc.
+// delivered what was recorded. Says so once. syscall_interposer.cc.
 void StopForSeccomp(const char* call);
 
 // Records a sampled allocation: stack, depot, live table, ring (in that order).

@@ -55,7 +55,7 @@ void FlushSenderAtExit(int timeout_ms);
 // (as FlushSenderAtExit, waiting at most `timeout_ms`), and closes its
 // connection: for a process about to install a seccomp filter, which may
 // refuse the sender's system calls or end the process for them
-// (seccomp_interposer.cc). Nothing starts it again while the shim is off.
+// (syscall_interposer.cc). Nothing starts it again while the shim is off.
 void StopSender(int timeout_ms);
 // pthread_atfork hooks (called from the recorder's handlers).
 void SenderForkPrepare();

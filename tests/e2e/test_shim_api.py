@@ -256,13 +256,16 @@ class ShimApiTest(ShimSocketTest):
         # under the shim both failed with EINVAL ("unshare -U true" exited 1).
         # Around them the sender stops and starts again, on the same
         # connection: the blocks kept after the calls arrive too.
-        cmd = [program("shim_unshare")]
-        base = run(cmd)
-        if (base.returncode, base.stdout) != (0, "setns=0 unshare=0\n"):
-            self.skipTest(f"namespaces not allowed here: {base.stdout.strip()}")
-        conn = self.record_run(cmd, SHIM, base)  # R = 1: every block is a sample
-        self.assertEqual(len(conn.live_of_size(22222)), 10, "kept before the calls")
-        self.assertEqual(len(conn.live_of_size(11111)), 10, "kept after them")
+        # Also made through syscall(), which the shim sees too.
+        for how in ([], ["syscall"]):
+            with self.subTest(through=how or "glibc's wrappers"):
+                cmd = [program("shim_unshare")] + how
+                base = run(cmd)
+                if (base.returncode, base.stdout) != (0, "setns=0 unshare=0\n"):
+                    self.skipTest(f"namespaces not allowed here: {base.stdout.strip()}")
+                conn = self.record_run(cmd, SHIM, base)  # R = 1: every block is a sample
+                self.assertEqual(len(conn.live_of_size(22222)), 10, "kept before the calls")
+                self.assertEqual(len(conn.live_of_size(11111)), 10, "kept after them")
         unshare = shutil.which("unshare")
         self.assertIsNotNone(unshare)
         for flags in (["-U"], ["-r"]):

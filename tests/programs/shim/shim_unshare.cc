@@ -3,14 +3,17 @@
 // new user namespace. Under the shim, whose sender is a thread, both failed
 // with EINVAL. Keeps 10 blocks of 22,222 bytes before and 10 of 11,111
 // after.
-//   shim_unshare
-// Prints "setns=RC unshare=RC" (0, or the errno's name).
+//   shim_unshare [syscall]
+// With "syscall", makes both through syscall() (as a program that does not
+// trust its libc's wrappers, or predates them, does). Prints "setns=RC
+// unshare=RC" (0, or the errno's name).
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kept_blocks.h"
@@ -27,11 +30,15 @@ const char* Result(int rc) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool raw = argc > 1 && strcmp(argv[1], "syscall") == 0;
   Keep(g_before, 10, 22222);
   int fd = open("/proc/self/ns/mnt", O_RDONLY | O_CLOEXEC);
-  const char* setns_rc = fd < 0 ? "open failed" : Result(setns(fd, CLONE_NEWNS));
-  const char* unshare_rc = Result(unshare(CLONE_NEWUSER));
+  const char* setns_rc =
+      fd < 0 ? "open failed"
+             : Result(raw ? static_cast<int>(syscall(SYS_setns, fd, CLONE_NEWNS)) : setns(fd, CLONE_NEWNS));
+  const char* unshare_rc =
+      Result(raw ? static_cast<int>(syscall(SYS_unshare, CLONE_NEWUSER)) : unshare(CLONE_NEWUSER));
   Keep(g_after, 10, 11111);
   printf("setns=%s unshare=%s\n", setns_rc, unshare_rc);
   return 0;

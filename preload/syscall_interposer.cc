@@ -1,18 +1,23 @@
-// prctl and syscall, interposed for the calls that install a seccomp filter
-// (or strict mode): prctl(PR_SET_SECCOMP), and seccomp(2), which glibc does
-// not wrap, so programs (libseccomp's seccomp_load among them) make it with
-// syscall(SYS_seccomp); syscall(SYS_prctl, PR_SET_SECCOMP) too. A program
-// that sandboxes itself (sshd's privsep child, minijail, a browser's
-// renderer) may refuse the shim's system calls, or end the process for them:
-// under the shim, a filter that kills on socket() killed its installer's
-// forked children at their first sample, when the sender connected
-// (tests/programs/shim/shim_seccomp.cc). So before the call the shim goes
-// off for good (recorder.h, StopForSeccomp). Every call then goes on to the
-// next definition (glibc's, or another preloaded library's), looked up in
-// the shim's constructor: the shim's own calls come here too
-// (-Bsymbolic-functions), some of them inside malloc, where a lookup may not
-// be made. Until then syscall() makes the call itself, with glibc's
-// instructions and errno.
+// syscall and prctl, interposed for what programs make through them that
+// the shim must see:
+//  - the calls that install a seccomp filter (or strict mode):
+//    prctl(PR_SET_SECCOMP), and seccomp(2), which glibc does not wrap, so
+//    programs (libseccomp's seccomp_load among them) make it with
+//    syscall(SYS_seccomp); syscall(SYS_prctl, PR_SET_SECCOMP) too. A
+//    program that sandboxes itself (sshd's privsep child, minijail, a
+//    browser's renderer) may refuse the shim's system calls, or end the
+//    process for them: under the shim, a filter that kills on socket()
+//    killed its installer's forked children at their first sample, when the
+//    sender connected (tests/programs/shim/shim_seccomp.cc). So before the
+//    call the shim goes off for good (recorder.h, StopForSeccomp);
+//  - syscall(SYS_unshare) and syscall(SYS_setns), which go to the shim's
+//    unshare and setns (namespace_interposer.cc: they need the process to
+//    have one thread, and the sender is a second).
+// Every call then goes on to the next definition (glibc's, or another
+// preloaded library's), looked up in the shim's constructor: the shim's own
+// calls come here too (-Bsymbolic-functions), some of them inside malloc,
+// where a lookup may not be made. Until then syscall() makes the call
+// itself, with glibc's instructions and errno (raw_syscall.h).
 //
 // syscall() is written in assembly: a C++ function would use the stack after
 // the call, and a clone() made through syscall() continues on the child's
@@ -25,6 +30,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "raw_syscall.h"
 #include "recorder.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
@@ -35,11 +41,16 @@ extern "C" __attribute__((visibility("hidden"), used)) void HeapwatchBeforeSecco
                                                                      : "seccomp(SECCOMP_SET_MODE_FILTER)");
 }
 
+// namespace_interposer.cc: unshare(flags) and setns(fd, nstype), for
+// syscall(SYS_unshare) and syscall(SYS_setns), with syscall()'s result type.
+extern "C" long HeapwatchSyscallUnshare(long flags) __attribute__((visibility("hidden")));
+extern "C" long HeapwatchSyscallSetns(long fd, long nstype) __attribute__((visibility("hidden")));
+
 static_assert(SYS_seccomp == 317 && SYS_prctl == 157 && PR_SET_SECCOMP == 22 &&
-                  SECCOMP_SET_MODE_STRICT == 0 && SECCOMP_SET_MODE_FILTER == 1,
+                  SECCOMP_SET_MODE_STRICT == 0 && SECCOMP_SET_MODE_FILTER == 1 && SYS_unshare == 272 &&
+                  SYS_setns == 308,
               "the numbers in syscall() below");
 
-extern "C" long heapwatch_raw_syscall(long number, ...) __attribute__((visibility("hidden")));
 // Where syscall() goes on to: glibc's (or the next preloaded definition) once
 // the constructor found it.
 extern "C" {
@@ -61,8 +72,19 @@ syscall:
   je 2f
   cmpq $157, %rdi
   je 3f
+  cmpq $272, %rdi
+  je 6f
+  cmpq $308, %rdi
+  je 7f
 1:
   jmpq *heapwatch_next_syscall(%rip)
+6:
+  movq %rsi, %rdi
+  jmp HeapwatchSyscallUnshare
+7:
+  movq %rsi, %rdi
+  movq %rdx, %rsi
+  jmp HeapwatchSyscallSetns
 2:
   cmpq $1, %rsi
   ja 1b
