@@ -30,7 +30,10 @@ void LiveTable::CellRemove(Cell& cell, uint8_t fingerprint) {
 }
 
 bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count) {
-  if (slots < 64 || (slots & (slots - 1)) != 0 || slots_ || pinned_count > kMaxPinned) {
+  // At most 2^28 slots: the coarse filter's shift (32 - log2 + 3) stays a
+  // 32-bit shift's count.
+  if (slots < 64 || slots > (uint64_t{1} << 28) || (slots & (slots - 1)) != 0 || slots_ ||
+      pinned_count > kMaxPinned) {
     return false;
   }
   // Entries land at random slots, so a process that samples for a while
@@ -56,7 +59,7 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   uint32_t log2 = 0;
   while ((1ull << log2) < slots) ++log2;
   mask_ = slots - 1;
-  shift_ = 64 - log2;
+  shift_ = 32 - log2;
   slots_ = table;
   coarse_ = coarse + shift_ + kGroupShift;  // see coarse_mapping()
   fine_ = fine + shift_;

@@ -44,13 +44,20 @@
 // pass to the allocator: free()'s one filter read then covers them too, and
 // its fast path needs no second check.
 //
+// The index is a 32-bit multiplicative hash of the address's low 32 bits
+// (a 64-bit one took one instruction more on every free: the constant does
+// not fit an immediate), its top bits the home slot: addresses 4 GiB apart
+// share a home, which a table sized for the live samples (2,000 a GiB at
+// the default rate) sees as rarely as any other collision. The cell's
+// fingerprint comes from a 64-bit hash of the whole address.
+//
 // The filter free() reads is one word: the address of its cell 0, which
 // lies at an offset of the filter's shift past a 64-byte boundary, so the
-// word's low 6 bits are the shift (x86 shifts use only those). A reader
-// never pairs one filter with another's shift, and neither needs masking:
-// free() is 7 instructions. Before Init it is two cells that read "1
-// entry" under shift 63: every free() takes the slow path, which knows the
-// arena.
+// word's low 5 bits are the shift (x86's 32-bit shifts use only those). A
+// reader never pairs one filter with another's shift, and neither needs
+// masking: free() is 6 instructions. Before Init it is two cells that read
+// "1 entry" under shift 31: every free() takes the slow path, which knows
+// the arena.
 #ifndef HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 #define HEAPWATCH_PRELOAD_LIVE_TABLE_H_
 
@@ -100,15 +107,18 @@ class LiveTable {
   // False means "certainly not present". Cheap: one hash, two loads.
   bool MaybeContains(uint64_t address) const {
 #if defined(__x86_64__)
-    // The cell compared in memory (cmpb), not loaded and tested: GCC does
-    // not fold an atomic load into a compare, and this is free()'s fast
-    // path (7 instructions, not 8). A relaxed byte load either way.
+    // The hash (Hash, below) and the shift in three instructions, the cell
+    // compared in memory (cmpb), not loaded and tested: GCC does not fold
+    // an atomic load into a compare, and this is free()'s fast path (6
+    // instructions). A relaxed byte load either way.
     const Cell* cells = read_.load(std::memory_order_acquire);
-    uint64_t index = Hash(address);
+    uint64_t index;
     bool nonzero;
-    asm("shrq %%cl, %[index]\n\tcmpb $0, (%[cells],%[index])"
-        : [index] "+r"(index), "=@ccne"(nonzero)
-        : [cells] "c"(cells)
+    asm("imull %[mul], %k[address], %k[index]\n\t"
+        "shrl %%cl, %k[index]\n\t"
+        "cmpb $0, (%[cells],%q[index])"
+        : [index] "=&r"(index), "=@ccne"(nonzero)
+        : [address] "r"(address), [cells] "c"(cells), [mul] "i"(kHashMul)
         : "memory");
     return nonzero;
 #else
@@ -154,7 +164,11 @@ class LiveTable {
     std::atomic<uint64_t> stack_id;
     std::atomic<uint64_t> time_ns;
   };
-  static uint64_t Hash(uint64_t address) { return address * 0x9e3779b97f4a7c15ull; }
+  // See the top of the file. kHashMul is 2^32 / phi, odd.
+  static constexpr int32_t kHashMul = static_cast<int32_t>(0x9e3779b9u);
+  static uint32_t Hash(uint64_t address) {
+    return static_cast<uint32_t>(address) * static_cast<uint32_t>(kHashMul);
+  }
   uint64_t Home(uint64_t address) const { return Hash(address) >> shift_; }
 
   using Cell = std::atomic<uint8_t>;
@@ -162,7 +176,7 @@ class LiveTable {
   static constexpr uint8_t kMany = 0x80;  // cell flag: a count
   static_assert((1u << kGroupShift) + kMaxProbes - 1 + kMaxPinned <= 0x7f,
                 "a cell's count fits its 7 bits");
-  static constexpr uintptr_t kShiftBits = 63;  // low bits of read_: the shift
+  static constexpr uintptr_t kShiftBits = 31;  // low bits of read_: the shift
   // A filter's cells start `shift` bytes past a 64-byte boundary (and the
   // mapping has 64 bytes to spare for it).
   static constexpr size_t kCellOffsetSpan = 64;
@@ -171,29 +185,28 @@ class LiveTable {
   // The filters' mappings (page-aligned), from their cell 0.
   Cell* coarse_mapping() const { return coarse_ - (shift_ + kGroupShift); }
   Cell* fine_mapping() const { return fine_ - shift_; }
-  // Until Init, free() reads cells 0 and 1 of this filter of shift 63.
+  // Until Init, free() reads cells 0 and 1 of this filter of shift 31.
   struct AllMaybe {
-    Cell pad[63];
+    Cell pad[31];
     Cell cells[2];
   };
   alignas(64) static AllMaybe kAllMaybe;
   // The read filter's cell for `address`.
   uint8_t ReadCell(uint64_t address) const {
     const Cell* cells = read_.load(std::memory_order_acquire);
-    uint64_t index = Hash(address);
+    uint32_t index = Hash(address);
 #if defined(__x86_64__)
-    // x86's shift reads only its count's low 6 bits: the pointer is the
-    // count. (Written in C++, GCC masks the copy it then needs: 2 more
-    // instructions on every free.)
-    asm("shrq %%cl, %0" : "+r"(index) : "c"(cells));
+    // x86's 32-bit shift reads only its count's low 5 bits: the pointer is
+    // the count. (Written in C++, GCC masks the copy it then needs.)
+    asm("shrl %%cl, %0" : "+r"(index) : "c"(cells));
 #else
     index >>= reinterpret_cast<uintptr_t>(cells) & kShiftBits;
 #endif
     return cells[index].load(std::memory_order_relaxed);
   }
-  // 1..63 from hash bits that index no cell of either filter.
+  // 1..63, from a hash of the whole address that indexes no cell.
   static uint8_t Fingerprint(uint64_t address) {
-    uint8_t fp = static_cast<uint8_t>(Hash(address) >> 24) & 0x3f;
+    uint8_t fp = static_cast<uint8_t>((address * 0x9e3779b97f4a7c15ull) >> 58);
     return fp ? fp : 1;
   }
   static bool CellMayHold(uint8_t cell, uint8_t fingerprint) {
@@ -212,7 +225,7 @@ class LiveTable {
   // The filter free() reads: its cell 0, whose address says its shift.
   std::atomic<const Cell*> read_{&kAllMaybe.cells[0]};
   uint64_t mask_ = 0;
-  uint32_t shift_ = 63;  // 64 - log2(slots); 63 keeps Home() in [0,1] before Init
+  uint32_t shift_ = 31;  // 32 - log2(slots); 31 keeps Home() in [0,1] before Init
   uint32_t pinned_ = 0;  // counts in the filters that are not entries
   // No count of entries is kept beside the filters: a counter every Insert
   // and Remove changes would share one cache line among all sampling

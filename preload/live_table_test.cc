@@ -14,12 +14,12 @@ namespace {
 uint64_t HomeOf(uint64_t address, uint64_t slots) {
   uint32_t log2 = 0;
   while ((1ull << log2) < slots) ++log2;
-  return (address * 0x9e3779b97f4a7c15ull) >> (64 - log2);
+  return (static_cast<uint32_t>(address) * 0x9e3779b9u) >> (32 - log2);
 }
 
 // Fingerprint as LiveTable computes it (6 bits, never 0).
 uint64_t FingerprintOf(uint64_t address) {
-  uint64_t fp = ((address * 0x9e3779b97f4a7c15ull) >> 24) & 0x3f;
+  uint64_t fp = (address * 0x9e3779b97f4a7c15ull) >> 58;
   return fp ? fp : 1;
 }
 
