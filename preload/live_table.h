@@ -49,7 +49,7 @@
 // not fit an immediate), its top bits the home slot: addresses 4 GiB apart
 // share a home, which a table sized for the live samples (2,000 a GiB at
 // the default rate) sees as rarely as any other collision. The cell's
-// fingerprint comes from a 64-bit hash of the whole address.
+// fingerprint comes from another hash (Fingerprint).
 //
 // The filter free() reads is one word: the address of its cell 0, which
 // lies at an offset of the filter's shift past a 64-byte boundary, so the
@@ -204,9 +204,13 @@ class LiveTable {
 #endif
     return cells[index].load(std::memory_order_relaxed);
   }
-  // 1..63, from a hash of the whole address that indexes no cell.
+  // 1..63: bits 24-29 of a 64-bit multiplicative hash, which come from the
+  // address's low 30 bits times the constant's low half, not the index's
+  // multiplier. (Its top bits would not do: they hold the address's low 32
+  // bits times 0x9e3779b9, the index itself, and twice as many pointers
+  // that share a cell with a sample then passed the fingerprint.)
   static uint8_t Fingerprint(uint64_t address) {
-    uint8_t fp = static_cast<uint8_t>((address * 0x9e3779b97f4a7c15ull) >> 58);
+    uint8_t fp = static_cast<uint8_t>((address * 0x9e3779b97f4a7c15ull) >> 24) & 0x3f;
     return fp ? fp : 1;
   }
   static bool CellMayHold(uint8_t cell, uint8_t fingerprint) {
