@@ -65,7 +65,10 @@ class UiTest(harness.CollectorTestCase):
 
     def test_ui_against_demo(self):
         # A process that has come and gone, for the picker's "exited" mark.
-        short = self.spawn([harness.DEMO, "--seconds", "1", "--rps", "200"])
+        # At R = 4 KiB: a process is listed once it samples, and in one
+        # second at 200 requests the demo allocates ~1 MB, which at the
+        # default 512 KiB left 1 run in ~8 without a sample (CI failed so).
+        short = self.spawn([harness.DEMO, "--seconds", "1", "--rps", "200"], SAMPLE_BYTES=4096)
         short.wait(timeout=60)
         self.collector.wait_for_process(short.pid, lambda p: p["state"] == "exited")
         demo = self.spawn([harness.DEMO, "--leak-bytes", "4096", "--rps", "500"])
