@@ -6,7 +6,7 @@
 // and in Kubernetes the pod restarts in a loop. So the shim binds each glibc
 // function it calls to its oldest version that means the same, and needs
 // nothing newer than GLIBC_2.17 (tests/e2e/test_shim_api.py checks).
-// libunwind is loaded with dlopen for the same reason (unwinder.cc).
+// libunwind is loaded with dlopen for the same reason (libunwind_loader.h).
 //
 // Before glibc 2.34 the pthread_* and dl* functions lived in libpthread.so.0
 // and libdl.so.2, so the shim names both as DT_NEEDED (empty stubs since

@@ -1,22 +1,17 @@
 #include "unwinder.h"
 
 #include <alloca.h>
-#include <dlfcn.h>
 #include <elf.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdio.h>
 #include <time.h>
 
 #include <atomic>
-#include <type_traits>
-
-#define UNW_LOCAL_ONLY
-#include <libunwind.h>
 
 #include <heapwatch/wire.h>
 
+#include "libunwind_loader.h"
 #include "side_stack.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
@@ -27,80 +22,8 @@ namespace {
 bool g_frame_pointers = false;
 uintptr_t g_skip_start = 0, g_skip_end = 0;
 
-// libunwind, loaded with dlopen rather than linked: the libunwind.so.8 that
-// travels with the shim is Debian 12's and needs glibc 2.34, and a preloaded
-// object whose dependencies need a newer glibc than the application's stops
-// the application from starting (ld.so: "version `GLIBC_2.34' not found",
-// exit 1). A dlopen that fails only leaves the shim off. The names are
-// libunwind's own (UNW_LOCAL_ONLY's macros spell them out).
-#define HW_NAME(macro) HW_NAME2(macro)
-#define HW_NAME2(name) #name
-struct Libunwind {
-  int (*getcontext)(unw_context_t*);
-  int (*init_local)(unw_cursor_t*, unw_context_t*);
-  int (*get_reg)(unw_cursor_t*, unw_regnum_t, unw_word_t*);
-  int (*step)(unw_cursor_t*);
-  int (*backtrace)(void**, int);
-  int (*set_caching_policy)(unw_addr_space_t, unw_caching_policy_t);
-  void (*flush_cache)(unw_addr_space_t, unw_word_t, unw_word_t);
-  unw_addr_space_t* local_addr_space;
-};
 Libunwind g_lu;
 bool g_have_libunwind = false;
-
-// libunwind's functions from the library `h`; false if one is missing.
-bool FindFunctions(void* h, Libunwind* lu) {
-  bool ok = true;
-  auto find = [&](auto* slot, const char* name) {
-    void* f = dlsym(h, name);
-    ok = ok && f;
-    *slot = reinterpret_cast<std::remove_pointer_t<decltype(slot)>>(f);
-  };
-  find(&lu->getcontext, HW_NAME(unw_tdep_getcontext));  // unw_getcontext(uc) is a macro
-  find(&lu->init_local, HW_NAME(unw_init_local));
-  find(&lu->get_reg, HW_NAME(unw_get_reg));
-  find(&lu->step, HW_NAME(unw_step));
-  find(&lu->backtrace, "unw_backtrace");
-  find(&lu->set_caching_policy, HW_NAME(unw_set_caching_policy));
-  find(&lu->flush_cache, HW_NAME(unw_flush_cache));
-  find(&lu->local_addr_space, HW_NAME(unw_local_addr_space));
-  if (!ok) dlerror();  // no error left for the program
-  return ok;
-}
-
-bool LoadLibunwind(const char** error) {
-  // libunwind's own dependency first: dlopen looks for the library in the
-  // shim's DT_RPATH (its directory, where the copies travel), but not for
-  // the library's dependencies, which an image need not have. Once loaded it
-  // is found by its soname. Absent is fine where the system has one.
-  if (!dlopen("liblzma.so.5", RTLD_LAZY | RTLD_LOCAL)) dlerror();
-  // First by name, which finds the copy beside the shim. That one needs
-  // glibc 2.34; an older image may have a libunwind of its own, built for
-  // its glibc (Debian 11's libunwind8 profiled perl so, by hand): then its
-  // usual places, by path.
-  // RTLD_LOCAL: its _Unwind_* stay out of the application's lookups.
-  // RTLD_LAZY: bound as when it was the shim's DT_NEEDED (RTLD_NOW added
-  // ~40k instructions to every process's start, callgrind of /bin/true).
-  static char message[256];  // why the first could not be used
-  message[0] = 0;
-  for (const char* name : {"libunwind.so.8", "/usr/lib/x86_64-linux-gnu/libunwind.so.8",
-                           "/lib/x86_64-linux-gnu/libunwind.so.8", "/usr/lib64/libunwind.so.8"}) {
-    void* h = dlopen(name, RTLD_LAZY | RTLD_LOCAL);
-    Libunwind lu;
-    if (h && FindFunctions(h, &lu)) {
-      g_lu = lu;
-      return true;
-    }
-    if (!message[0]) {
-      snprintf(message, sizeof(message), "%s",
-               h ? "libunwind.so.8 lacks the local unwinder's entry points" : dlerror());
-    } else if (!h) {
-      dlerror();
-    }
-  }
-  *error = message;
-  return false;
-}
 
 // Which of libunwind's two ways a thread unwinds with (see unwinder.h): it
 // steps, and every kStepsPerTry samples tries to take a trace cache.
@@ -283,6 +206,21 @@ uint32_t StepBacktrace(void** out, uint32_t max) {
 // it up inside its mark (EnterLibunwind) and another that comes meanwhile
 // waits for it, as a fork waits for a mark: a second at most, then that
 // sample has no stack.
+// Yields until done() holds, or until the wait that *deadline bounds (0:
+// not started; it then ends kForkWaitNs from now) is over: false then.
+template <typename Done>
+bool YieldUntil(Done done, uint64_t* deadline) {
+  while (!done()) {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+    if (*deadline == 0) *deadline = now + kForkWaitNs;
+    if (now >= *deadline) return false;
+    sched_yield();
+  }
+  return true;
+}
+
 enum : uint32_t { kNotSetUp, kSettingUp, kSetUp };
 std::atomic<uint32_t> g_set_up{kNotSetUp};
 
@@ -295,15 +233,7 @@ bool SetUpLibunwind() {
     return true;
   }
   uint64_t deadline = 0;
-  while (g_set_up.load(std::memory_order_acquire) != kSetUp) {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-    if (deadline == 0) deadline = now + kForkWaitNs;
-    if (now >= deadline) return false;
-    sched_yield();
-  }
-  return true;
+  return YieldUntil([] { return g_set_up.load(std::memory_order_acquire) == kSetUp; }, &deadline);
 }
 
 uint32_t LibunwindBacktrace(void** out, uint32_t max) {
@@ -450,7 +380,7 @@ bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   // Also with frame pointers: the fallback where the walk cannot start.
   // libunwind sets itself up at the first unwind (SetUpLibunwind).
   t_unwind.in_libunwind = true;
-  g_have_libunwind = LoadLibunwind(error);
+  g_have_libunwind = LoadLibunwind(&g_lu, error);
   t_unwind.in_libunwind = false;
   // Also without libunwind: it unmaps side stacks (side_stack.h).
   g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
@@ -491,17 +421,11 @@ namespace {
 uint32_t WaitForMark(const std::atomic<uint32_t>& mark, uint32_t own, uint32_t* stale,
                      uint64_t* deadline) {
   uint32_t m;
-  while ((m = mark.load(std::memory_order_acquire)) > own && m != *stale) {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-    if (*deadline == 0) *deadline = now + kForkWaitNs;
-    if (now >= *deadline) {
-      *stale = m;
-      break;
-    }
-    sched_yield();
-  }
+  auto done = [&] {
+    m = mark.load(std::memory_order_acquire);
+    return m <= own || m == *stale;
+  };
+  if (!YieldUntil(done, deadline)) *stale = m;
   return m;
 }
 

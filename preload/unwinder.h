@@ -46,7 +46,7 @@ namespace heapwatch::preload {
 
 // Once, before the first capture. [skip_start, skip_end) is the shim's code;
 // `trace_caches` threads at a time may use unw_backtrace (see above). Loads
-// libunwind.so.8 (dlopen: unwinder.cc says why); if that fails, sets *error
+// libunwind.so.8 (dlopen: libunwind_loader.h says why); if that fails, sets *error
 // (dlerror()'s message) and returns `frame_pointers`: the walk works without
 // libunwind (but for samples on a stack that is not the thread's own, which
 // then have no stack); false means nothing may be captured. *error is left alone when
