@@ -26,6 +26,7 @@
 #   [ABLATE=1] bench/shim/run_breakdown.sh [BUILD_DIR] [ROUNDS] [THREADS] [OPS]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 rounds=${2:-11}
 threads=${3:-2}
@@ -33,9 +34,7 @@ ops=${4:-400000}
 shim=$build/preload/libheapwatch.so
 workload=$build/bench/shim/shim_alloc_workload_fp
 idle=$build/bench/shim/libshim_idle_thread.so
-for f in "$shim" "$workload" "$idle"; do
-  [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
-done
+require_built "build the shim and bench/shim first" "$shim" "$workload" "$idle"
 ablated=""
 if [[ ${ABLATE:-0} == 1 ]]; then
   scratch=$(mktemp -d /tmp/hw-ablate-XXXXXX)

@@ -12,6 +12,7 @@
 # COMPARE_SHIM=path/to/another/libheapwatch.so adds that shim to every row.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 ops=${2:-2000000}
 rates=${3:-524288 262144 131072 65536}
@@ -19,9 +20,7 @@ rings=${4:-default}
 shim=$build/preload/libheapwatch.so
 workload=$build/bench/shim/shim_alloc_workload
 heapwatchd=$build/collector/heapwatchd
-for f in "$shim" "$workload" "$heapwatchd"; do
-  [[ -e $f ]] || { echo "missing $f (build the shim, the collector and bench/shim first)" >&2; exit 1; }
-done
+require_built "build the shim, the collector and bench/shim first" "$shim" "$workload" "$heapwatchd"
 
 python3 - "$shim" "$workload" "$heapwatchd" "$ops" "$rates" "$rings" "${COMPARE_SHIM:-}" <<'PY'
 import json, os, shutil, subprocess, sys, tempfile, time, urllib.request

@@ -11,15 +11,14 @@
 # and discards, as in run_overhead.sh.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 threads=${2:-2}
 ops=${3:-400000}
 shim=$build/preload/libheapwatch.so
 workload=$build/bench/shim/shim_alloc_workload
 libdir=/usr/lib/x86_64-linux-gnu
-for f in "$shim" "$workload"; do
-  [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
-done
+require_built "build the shim and bench/shim first" "$shim" "$workload"
 command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }
 
 PYTHONPATH="$here" python3 - "$shim" "$workload" "$threads" "$ops" "$libdir" <<'PY'

@@ -7,15 +7,14 @@
 #   bench/shim/run_demo_exit.sh [BUILD_DIR] [LEAK_BYTES=1024] [RPS=200000]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 leak=${2:-1024}
 rps=${3:-200000}
 demo=$build/demo/heapwatch-demo
 shim=$build/preload/libheapwatch.so
 heapwatchd=$build/collector/heapwatchd
-for f in "$demo" "$shim" "$heapwatchd"; do
-  [[ -e $f ]] || { echo "missing $f" >&2; exit 1; }
-done
+require_built "" "$demo" "$shim" "$heapwatchd"
 tmp=$(mktemp -d /tmp/hw-demo-exit.XXXXXX)
 "$heapwatchd" --socket "$tmp/hw.sock" --http 127.0.0.1:0 --data-dir "$tmp/data" \
   --ui-dir "$here/../../ui" >"$tmp/heapwatchd.log" 2>&1 &

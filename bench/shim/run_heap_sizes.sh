@@ -12,6 +12,7 @@
 # COMPARE_SHIM=path/to/libheapwatch.so adds that shim (e.g. an older build).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 rounds=${2:-5}
 ops=${3:-4000000}
@@ -19,9 +20,7 @@ shift $(( $# < 3 ? $# : 3 ))
 sizes=("${@:-16 256 1024 4096}")
 shim=$build/preload/libheapwatch.so
 workload=$build/bench/shim/shim_alloc_workload
-for f in "$shim" "$workload"; do
-  [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
-done
+require_built "build the shim and bench/shim first" "$shim" "$workload"
 
 PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$ops" "${COMPARE_SHIM:-}" ${sizes[*]} <<'PY'
 import os, re, statistics, subprocess, sys

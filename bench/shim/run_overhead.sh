@@ -12,6 +12,7 @@
 # move: bench/shim/run_callgrind.sh.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 rounds=${2:-5}
 threads=${3:-2}
@@ -21,9 +22,7 @@ workload=$build/bench/shim/shim_alloc_workload
 fastpath=$build/bench/shim/shim_fastpath_bench
 idle=$build/bench/shim/libshim_idle_thread.so
 libdir=/usr/lib/x86_64-linux-gnu
-for f in "$shim" "$workload" "$fastpath" "$idle"; do
-  [[ -e $f ]] || { echo "missing $f (build the shim and bench/shim first)" >&2; exit 1; }
-done
+require_built "build the shim and bench/shim first" "$shim" "$workload" "$fastpath" "$idle"
 
 PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" "${COMPARE_SHIM:-}" <<'PY'
 import os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time

@@ -41,13 +41,14 @@
 # sender's sleep followed the event rate).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 repo=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$repo/build-shim}" && pwd)  # absolute: the programs run in scratch directories
 rounds=${2:-5}
 mode=${3:-all}
 shim=$build/preload/libheapwatch.so
 libdir=/usr/lib/x86_64-linux-gnu
-[[ -e $shim ]] || { echo "missing $shim (build the shim first)" >&2; exit 1; }
+require_built "build the shim first" "$shim"
 case $mode in all|cpu|callgrind) ;; *) echo "MODE must be all, cpu or callgrind" >&2; exit 1;; esac
 if [[ $mode != cpu ]]; then command -v valgrind >/dev/null || { echo "valgrind not found" >&2; exit 1; }; fi
 

@@ -16,14 +16,13 @@
 # with no collector and with the sink.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 rounds=${2:-9}
 count=${3:-200}
 shim=$build/preload/libheapwatch.so
 program=$build/bench/shim/shim_spawn_workload
-for f in "$shim" "$program"; do
-  [[ -e $f ]] || { echo "missing $f (build the shim and the benchmarks first)" >&2; exit 1; }
-done
+require_built "build the shim and the benchmarks first" "$shim" "$program"
 
 PYTHONPATH="$here" python3 - "$shim" "$program" "$rounds" "$count" "${COMPARE_SHIM:-}" <<'PY'
 import os, statistics, subprocess, sys

@@ -15,14 +15,13 @@
 # that shim (e.g. an older build) at both rates.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/require.sh"
 build=${1:-$here/../../build-shim}
 rounds=${2:-5}
 threads=${3:-64}
 shim=$build/preload/libheapwatch.so
 program=$build/tests/programs/shim_threads
-for f in "$shim" "$program"; do
-  [[ -e $f ]] || { echo "missing $f (build the shim and the test programs first)" >&2; exit 1; }
-done
+require_built "build the shim and the test programs first" "$shim" "$program"
 
 PYTHONPATH="$here" python3 - "$shim" "$program" "$rounds" "$threads" "${COMPARE_SHIM:-}" <<'PY'
 import os, statistics, subprocess, sys
