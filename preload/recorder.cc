@@ -324,12 +324,6 @@ void ForkChild() {
 
 }  // namespace
 
-uint64_t ClockNs(clockid_t clock) {
-  timespec ts;
-  clock_gettime(clock, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 uint32_t CurrentTid() {
   ThreadState& t = t_thread;
   if (t.tid == 0) t.tid = static_cast<uint32_t>(syscall(SYS_gettid));

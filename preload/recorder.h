@@ -21,6 +21,7 @@
 
 #include <atomic>
 
+#include "clock.h"
 #include "config.h"
 #include "event_ring.h"
 #include "live_table.h"
@@ -151,8 +152,6 @@ class NoCancellation {
   int state_ = PTHREAD_CANCEL_ENABLE;
 };
 
-// `clock`'s time in nanoseconds (clock_gettime).
-uint64_t ClockNs(clockid_t clock);
 inline uint64_t RealtimeNs() { return ClockNs(CLOCK_REALTIME); }
 // Events' times. The collector needs an allocation's age in seconds, not
 // nanoseconds, so a sample reads the time the sender noted at the start of

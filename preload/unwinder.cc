@@ -11,6 +11,7 @@
 
 #include <heapwatch/wire.h>
 
+#include "clock.h"
 #include "libunwind_loader.h"
 #include "side_stack.h"
 
@@ -211,9 +212,7 @@ uint32_t StepBacktrace(void** out, uint32_t max) {
 template <typename Done>
 bool YieldUntil(Done done, uint64_t* deadline) {
   while (!done()) {
-    timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
     if (*deadline == 0) *deadline = now + kForkWaitNs;
     if (now >= *deadline) return false;
     sched_yield();
