@@ -280,7 +280,6 @@ class ShimApiTest(ShimSocketTest):
         # applies the shim goes off for good: what was kept before it
         # arrives, nothing after, and it says why.
         cmd = [program("shim_seccomp")]
-        self.assertEqual(run(cmd + ["calls"]).returncode, 0)
         for how in ("prctl", "syscall"):
             with self.subTest(installed_with=how):
                 base = run(cmd + [how])
