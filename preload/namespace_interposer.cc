@@ -7,6 +7,11 @@
 // `unshare -U`, a sandbox that maps itself to root, `nsenter -m`. Around
 // them the sender stops (its connection stays) and starts again after.
 // Anyone else's calls go straight through.
+//
+// Also chroot, and both calls into a mount or user namespace: libunwind is
+// loaded at a process's first sample (unwinder.h), by path, and a process
+// that is about to change what its paths name (a daemon that chroots, a
+// sandbox that pivots into a new root) loads it before.
 #include <errno.h>
 #include <linux/nsfs.h>
 #include <sched.h>
@@ -19,6 +24,7 @@
 
 #include "next_function.h"
 #include "raw_syscall.h"
+#include "recorder.h"
 #include "sender.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
@@ -27,8 +33,10 @@ namespace {
 
 using UnshareFn = int (*)(int);
 using SetnsFn = int (*)(int, int);
+using ChrootFn = int (*)(const char*);
 std::atomic<UnshareFn> g_real_unshare{nullptr};
 std::atomic<SetnsFn> g_real_setns{nullptr};
+std::atomic<ChrootFn> g_real_chroot{nullptr};
 
 // How long a call that still fails with EINVAL is retried once the sender is
 // gone: pthread_join returns when the kernel clears the thread's tid, a
@@ -68,7 +76,15 @@ int RealSetns(int fd, int nstype) {
 
 }  // namespace
 
+HW_EXPORT int chroot(const char* path) {
+  heapwatch::preload::LoadUnwinderBeforeLeavingFiles();
+  ChrootFn real = heapwatch::preload::NextFunction(&g_real_chroot, "chroot");
+  if (!real) return static_cast<int>(heapwatch_raw_syscall(SYS_chroot, path));
+  return real(path);
+}
+
 HW_EXPORT int unshare(int flags) {
+  if (flags & (CLONE_NEWNS | CLONE_NEWUSER)) heapwatch::preload::LoadUnwinderBeforeLeavingFiles();
   // CLONE_NEWUSER implies CLONE_THREAD; these three need one thread.
   if ((flags & (CLONE_NEWUSER | CLONE_THREAD | CLONE_SIGHAND | CLONE_VM)) == 0) {
     return RealUnshare(flags);
@@ -87,6 +103,7 @@ HW_EXPORT int setns(int fd, int nstype) {
     errno = saved_errno;
   }
   if (type > 0 && (type & (CLONE_NEWUSER | CLONE_NEWNS)) == 0) return RealSetns(fd, nstype);
+  heapwatch::preload::LoadUnwinderBeforeLeavingFiles();
   return WithoutSender([fd, nstype] { return RealSetns(fd, nstype); });
 }
 

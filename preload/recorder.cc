@@ -267,7 +267,9 @@ __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
     return;
   }
   uint32_t started = RunOnSharedStack(StartSenderOnStack, nullptr, 0);
-  if (started == 0) {
+  if (started == 1) {
+    ExpectUnwinder();  // the sender loads libunwind first thing
+  } else if (started == 0) {
     g_shim.sender_started.store(false, std::memory_order_release);
   } else if (started == 2) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
@@ -375,6 +377,53 @@ void StopForSeccomp(const char* call) {
   Say("profiling stops: the program sandboxes itself with ", detail);
 }
 
+namespace {
+// Whether the C library is glibc major.minor or later. Weak: musl has none.
+extern "C" const char* gnu_get_libc_version() __attribute__((weak));
+bool GlibcAtLeast(unsigned major, unsigned minor) {
+  if (!gnu_get_libc_version) return false;
+  unsigned v[2] = {0, 0};
+  const char* p = gnu_get_libc_version();
+  for (unsigned i = 0; i < 2 && *p; ++i, p += *p == '.') {
+    for (; *p >= '0' && *p <= '9'; ++p) v[i] = v[i] * 10 + static_cast<unsigned>(*p - '0');
+  }
+  return v[0] > major || (v[0] == major && v[1] >= minor);
+}
+}  // namespace
+
+bool LoadUnwinderNow(bool at_start) {
+  const char* error = nullptr;
+  {
+    GuardScope guard;  // dlopen allocates
+    LoadUnwinder(&error);
+  }
+  if (!error) return true;
+  // An application image whose glibc is older than the shim's libunwind
+  // needs (2.34), or one without the shim's directory intact. With
+  // HEAPWATCH_UNWIND=fp the shim goes on with frame pointers alone.
+  const bool frame_pointers = g_shim.config.frame_pointers;
+  if (!frame_pointers) g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+  const char* what = frame_pointers ? "cannot load libunwind.so.8; frame pointers only: "
+                                    : "cannot load libunwind.so.8; profiling disabled: ";
+  if (at_start) {
+    SayOnce("libunwind", what, error);
+  } else {
+    // SayOnce's setenv is not safe against another thread's getenv, and
+    // the process has its sender besides.
+    const char* said = getenv("HEAPWATCH_SAID");
+    if (!said || strcmp(said, "libunwind") != 0) Say(what, error);
+  }
+  return frame_pointers;
+}
+
+void LoadUnwinderBeforeLeavingFiles() {
+  if (g_shim.state.load(std::memory_order_acquire) != static_cast<int>(ShimState::kOn) || !InShimsProcess()) {
+    return;
+  }
+  KeepErrno keep_errno;
+  LoadUnwinderNow(false);
+}
+
 void StartRecorder(bool other_allocator_first) {
   Config& c = g_shim.config;
   ParseConfig([](const char* name) -> const char* { return getenv(name); }, &c);
@@ -403,22 +452,13 @@ void StartRecorder(bool other_allocator_first) {
   }
   uintptr_t lo, hi;
   SelfCodeRange(&lo, &hi);
-  bool unwinder = false;
-  const char* error = nullptr;
-  {
-    GuardScope guard;  // loading libunwind and its set-up allocate
-    unwinder = InitUnwinder(c.frame_pointers, lo, hi, c.unwind_caches, &error);
-  }
-  if (error) {
-    // An application image whose glibc is older than the shim's libunwind
-    // needs (2.34), or one without the shim's directory intact. With
-    // HEAPWATCH_UNWIND=fp the shim goes on with frame pointers alone.
-    SayOnce("libunwind",
-            unwinder ? "cannot load libunwind.so.8; frame pointers only: "
-                     : "cannot load libunwind.so.8; profiling disabled: ",
-            error);
-  }
-  if (!unwinder) return off();
+  InitUnwinder(c.frame_pointers, lo, hi, c.unwind_caches);
+  // libunwind is loaded by the sender, at the first sample. But where the
+  // copy beside the shim cannot load (it needs glibc 2.34), here: the
+  // image's own libunwind, if any, is looked for now, and if there is none,
+  // the process says so once for itself and the programs it execs
+  // (SayOnce), as it can only at start.
+  if (!GlibcAtLeast(2, 34) && !LoadUnwinderNow(true)) return off();
   g_shim.pid = static_cast<uint32_t>(getpid());
   g_shim.start_time_ns = RealtimeNs();
   ArmCopyToken();

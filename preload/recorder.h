@@ -85,6 +85,17 @@ inline bool InShimsProcess() { return static_cast<uint32_t>(getpid()) == g_shim.
 // shim's constructor; `other_allocator_first` makes it a pass-through.
 void StartRecorder(bool other_allocator_first);
 
+// Loads libunwind (unwinder.h, LoadUnwinder): the sender does as it
+// starts, the constructor where glibc is older than 2.34. If it cannot be
+// loaded, says why and, without HEAPWATCH_UNWIND=fp, turns the shim off
+// (`at_start`: once for the programs it execs too, SayOnce). False if the
+// shim is then off.
+bool LoadUnwinderNow(bool at_start);
+// Before a call that may take libunwind's files out of reach (chroot, a
+// mount namespace: namespace_interposer.cc): loads it now, from the
+// application's thread, if the shim is on and it is not loaded yet.
+void LoadUnwinderBeforeLeavingFiles();
+
 // Writes "heapwatch: <what><detail>" and a newline to stderr, once for a
 // process and the programs it execs: `key` goes into the environment's
 // HEAPWATCH_SAID, and a process that finds the same key there says nothing.

@@ -43,6 +43,9 @@ pthread_t g_sender;  // joinable, joined only by PauseSender
 // Set by PauseSender: the sender ends after its round (SenderMain).
 std::atomic<bool> g_pause_requested{false};
 std::atomic<bool> g_tried_connect{false};
+// Set by a sender that ended at its start: libunwind could not be loaded,
+// and the shim is off (SenderMain). Nothing waits for it to flush.
+std::atomic<bool> g_ended{false};
 std::atomic<uint64_t> g_flush_requested{0};
 std::atomic<uint64_t> g_flush_done{0};
 // Futex word the sender sleeps on; bumped to wake it (an exiting process, a
@@ -166,6 +169,11 @@ void* SenderMain(void*) {
   t_thread.guard = 1;  // for life: nothing this thread does is sampled
   DisableSampler(&t_thread.sampler);
   prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
+  // First thing: the sampling thread waits for it (unwinder.h).
+  if (!LoadUnwinderNow(false)) {
+    g_ended.store(true, std::memory_order_release);
+    return nullptr;
+  }
   SenderState* s = g_state;
   ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
   s->exe[n > 0 ? n : 0] = '\0';
@@ -239,6 +247,7 @@ void NudgeSender() {
 void FlushSenderAtExit(int timeout_ms) {
   if (g_thread.load(std::memory_order_acquire) != static_cast<int>(Thread::kRunning)) return;
   if (!InShimsProcess()) return;  // the sender is another process's
+  if (g_ended.load(std::memory_order_acquire)) return;
   uint64_t deadline = MonoMs() + static_cast<uint64_t>(timeout_ms);
   // A request also makes the sender connect at once (no backoff) if it is
   // not connected. Each connected round that delivers everything records in
@@ -286,6 +295,7 @@ void SenderForkChild() {
   g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_relaxed);
   g_connected.store(false, std::memory_order_relaxed);
   g_tried_connect.store(false, std::memory_order_relaxed);
+  g_ended.store(false, std::memory_order_relaxed);
   g_connect_retryable.store(false, std::memory_order_relaxed);
   g_flush_requested.store(0, std::memory_order_relaxed);
   g_flush_done.store(0, std::memory_order_relaxed);

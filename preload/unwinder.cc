@@ -2,10 +2,15 @@
 
 #include <alloca.h>
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <atomic>
 
@@ -23,8 +28,21 @@ namespace {
 bool g_frame_pointers = false;
 uintptr_t g_skip_start = 0, g_skip_end = 0;
 
+// libunwind is loaded at a process's first sample, by its sender
+// (LoadUnwinder): not at start, which cost every exec under the shim ~120,000
+// instructions (~190 us a spawn of /bin/true, BENCHMARKS.md) whether it
+// sampled or not. g_lu is written before the state becomes kLoaded.
 Libunwind g_lu;
-bool g_have_libunwind = false;
+enum : uint32_t { kUnloaded, kLoading, kLoaded, kNoLibunwind };
+std::atomic<uint32_t> g_libunwind{kUnloaded};
+// Until when a capture waits for the load under way (0: none is expected):
+// one deadline for the process, so that a load that cannot go on (the
+// sampling thread holds the loader's lock: a first sample inside an
+// application's dlopen) stalls its samples this long in all, not each.
+std::atomic<uint64_t> g_load_deadline{0};
+constexpr uint64_t kLoadWaitNs = 250000000;
+// The thread whose load is under way (its tid), for LoaderSleeps.
+std::atomic<uint32_t> g_loader_tid{0};
 
 // Which of libunwind's two ways a thread unwinds with (see unwinder.h): it
 // steps, and every kStepsPerTry samples tries to take a trace cache.
@@ -43,6 +61,7 @@ struct UnwindState {
   // found.
   uintptr_t stack_lo, stack_hi;
   uint32_t in_getattr;  // calls of pthread_getattr_np under way (EnterThreadAttributes)
+  bool loading;         // inside LoadUnwinder's dlopen
 };
 constexpr uintptr_t kNoStack = 1;
 __thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
@@ -235,6 +254,53 @@ bool SetUpLibunwind() {
   return YieldUntil([] { return g_set_up.load(std::memory_order_acquire) == kSetUp; }, &deadline);
 }
 
+// Whether the thread that loads libunwind sleeps (state S in /proc), which
+// inside dlopen means it waits for a lock: the loader's, which another
+// thread holds inside a dlopen of its own. That thread may be the one
+// waiting for the load (a first sample from a constructor the application's
+// dlopen runs, or inside that dlopen's own allocations). Reading from disk
+// or faulting pages in is state D. False where it cannot be told (no /proc).
+bool LoaderSleeps() {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%u/stat", g_loader_tid.load(std::memory_order_relaxed));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return false;
+  buf[n] = 0;
+  const char* paren = strrchr(buf, ')');  // the name, in parentheses, may hold anything
+  return paren && paren[1] == ' ' && paren[2] == 'S';
+}
+
+// Whether libunwind is loaded, once the load under way (LoadUnwinder, in
+// the sender) has been waited for: until the process's deadline, or until
+// its loader is seen to sleep twice 1 ms apart (LoaderSleeps). Either ends
+// the wait for every later capture too, until the load is done.
+bool LibunwindReady() {
+  uint32_t state = g_libunwind.load(std::memory_order_acquire);
+  if (__builtin_expect(state == kLoaded, 1)) return true;
+  if (state == kNoLibunwind) return false;
+  uint64_t deadline = g_load_deadline.load(std::memory_order_relaxed);
+  if (deadline == 0) return false;  // nobody loads it yet: no sender
+  constexpr uint64_t kSleepCheckNs = 1000000;
+  uint64_t next_check = ClockNs(CLOCK_MONOTONIC) + kSleepCheckNs;
+  int sleeping = 0;
+  auto done = [&] {
+    if (g_libunwind.load(std::memory_order_acquire) >= kLoaded) return true;
+    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
+    if (now < next_check || g_libunwind.load(std::memory_order_acquire) != kLoading) return false;
+    next_check = now + kSleepCheckNs;
+    sleeping = LoaderSleeps() ? sleeping + 1 : 0;
+    return sleeping == 2;
+  };
+  if (!YieldUntil(done, &deadline) || sleeping == 2) {
+    g_load_deadline.store(1, std::memory_order_relaxed);  // past: nobody waits again
+  }
+  return g_libunwind.load(std::memory_order_acquire) == kLoaded;
+}
+
 uint32_t LibunwindBacktrace(void** out, uint32_t max) {
   UnwindState& t = t_unwind;
   if (t.trace_cache) {
@@ -371,23 +437,47 @@ void SelfCodeRange(uintptr_t* start, uintptr_t* end) {
   }
 }
 
-bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
-                  uint32_t trace_caches, const char** error) {
+void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
+                  uint32_t trace_caches) {
   g_frame_pointers = frame_pointers;
   g_skip_start = skip_start;
   g_skip_end = skip_end;
-  // Also with frame pointers: the fallback where the walk cannot start.
-  // libunwind sets itself up at the first unwind (SetUpLibunwind).
-  t_unwind.in_libunwind = true;
-  g_have_libunwind = LoadLibunwind(&g_lu, error);
-  t_unwind.in_libunwind = false;
   // Also without libunwind: it unmaps side stacks (side_stack.h).
   g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
-  // Without libunwind the frame pointer walk still works, but for samples on
-  // a stack that is not the thread's own (no stack, an unwind failure).
-  if (!g_have_libunwind) return frame_pointers;
   g_cache_limit = trace_caches;
-  return true;
+}
+
+bool LoadUnwinder(const char** error) {
+  UnwindState& t = t_unwind;
+  uint64_t deadline = 0;
+  // A Dekker pair with UnwinderForkPrepare, as EnterLibunwind: no child is
+  // born halfway through the dlopen, whose loader state would be the
+  // parent's half-made one (glibc's fork resets the loader's lock in the
+  // child, not what it guarded).
+  auto claimed = [&t] {
+    uint32_t state = g_libunwind.load(std::memory_order_acquire);
+    if (state != kUnloaded) return state != kLoading;
+    if (!g_libunwind.compare_exchange_strong(state, kLoading, std::memory_order_seq_cst)) return false;
+    if (!g_forking.load(std::memory_order_seq_cst)) return t.loading = true;
+    g_libunwind.store(kUnloaded, std::memory_order_release);
+    return false;
+  };
+  // Another thread's load, or a fork's, first.
+  if (!YieldUntil(claimed, &deadline)) return false;
+  if (!t.loading) return g_libunwind.load(std::memory_order_acquire) == kLoaded;
+  g_loader_tid.store(static_cast<uint32_t>(syscall(SYS_gettid)), std::memory_order_relaxed);
+  t.in_libunwind = true;
+  const bool loaded = LoadLibunwind(&g_lu, error);
+  t.in_libunwind = false;
+  g_libunwind.store(loaded ? kLoaded : kNoLibunwind, std::memory_order_release);
+  t.loading = false;
+  return loaded;
+}
+
+void ExpectUnwinder() {
+  uint64_t none = 0;
+  g_load_deadline.compare_exchange_strong(none, ClockNs(CLOCK_MONOTONIC) + kLoadWaitNs,
+                                          std::memory_order_relaxed);
 }
 
 bool InsideLibunwind() { return t_unwind.in_libunwind; }
@@ -402,7 +492,8 @@ bool TraceCachesEnabled() { return g_have_thread_key && g_cache_limit > 0; }
 void ForgetUnmappedCode() {
   // Before the set-up nothing has unwound, and the set-up starts with an
   // empty cache.
-  if (g_have_libunwind && g_set_up.load(std::memory_order_acquire) == kSetUp) {
+  if (g_libunwind.load(std::memory_order_acquire) == kLoaded &&
+      g_set_up.load(std::memory_order_acquire) == kSetUp) {
     g_lu.flush_cache(*g_lu.local_addr_space, 0, 0);
   }
 }
@@ -446,12 +537,21 @@ bool OtherMarksUp(uint64_t deadline) {
   return marks_up;
 }
 
+// Whether libunwind's load is under way in another thread once waited for
+// as OtherMarksUp waits (`deadline`); this thread's own (a fork from a
+// signal handler that interrupted it) is not waited for.
+bool LoadUnderWay(uint64_t deadline) {
+  if (t_unwind.loading) return true;
+  return !YieldUntil([] { return g_libunwind.load(std::memory_order_acquire) != kLoading; }, &deadline);
+}
+
 }  // namespace
 
 void UnwinderForkPrepare() {
   g_forking.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
   g_child_without_libunwind = OtherMarksUp(0);
+  if (LoadUnderWay(0)) g_child_without_libunwind = true;
 }
 
 bool UnwinderForkParent() {
@@ -460,13 +560,20 @@ bool UnwinderForkParent() {
 }
 
 // The threads whose marks these are are not in the copy: nothing to wait for.
-void UnwinderCopyMade() { g_child_without_libunwind = OtherMarksUp(1); }
+void UnwinderCopyMade() { g_child_without_libunwind = OtherMarksUp(1) || LoadUnderWay(1); }
 
 bool UnwinderForkChild() {
   // The child's only thread is the one that forked.
   const UnwindState& t = t_unwind;
-  const bool without_libunwind = g_child_without_libunwind && g_have_libunwind;
-  if (without_libunwind) g_have_libunwind = false;
+  const uint32_t loaded = g_libunwind.load(std::memory_order_relaxed);
+  const bool without_libunwind = g_child_without_libunwind && loaded != kNoLibunwind;
+  // Not loaded: the child's own sender loads it, at the child's first sample.
+  if (without_libunwind) {
+    g_libunwind.store(kNoLibunwind, std::memory_order_relaxed);
+  } else if (loaded != kLoaded) {
+    g_load_deadline.store(0, std::memory_order_relaxed);
+  }
+  t_unwind.loading = false;
   g_caches_in_use.store(t.trace_cache || t.retired ? 1 : 0, std::memory_order_relaxed);
   // Its own mark stays if it forked from a signal handler inside an unwind.
   // Each written only if it changes: the slots are 16 KiB the child shares
@@ -519,8 +626,15 @@ uint32_t CaptureStack(uint64_t* pcs, uint32_t max) {
   uint32_t n = 0;
   if (walked >= 0) {
     n = static_cast<uint32_t>(walked);
-  } else if (g_have_libunwind) {
+  } else if (LibunwindReady()) {
     n = RoomToUnwind() ? LibunwindBacktrace(raw, want) : RunAside(LibunwindBacktrace, raw, want);
+  } else if (!g_frame_pointers) {
+    // libunwind is not loaded yet, and cannot be waited for (LibunwindReady):
+    // the allocation's call site alone, found through the shim's own frame
+    // pointers (it keeps them); the application's frames need not have any.
+    walked = WalkFramePointers(raw, want);
+    n = walked > 0 ? static_cast<uint32_t>(walked) : 0;
+    max = 1;
   }
   if (n == 0) return 0;
   uint32_t first = 0;

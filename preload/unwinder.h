@@ -45,14 +45,26 @@
 namespace heapwatch::preload {
 
 // Once, before the first capture. [skip_start, skip_end) is the shim's code;
-// `trace_caches` threads at a time may use unw_backtrace (see above). Loads
-// libunwind.so.8 (dlopen: libunwind_loader.h says why); if that fails, sets *error
-// (dlerror()'s message) and returns `frame_pointers`: the walk works without
-// libunwind (but for samples on a stack that is not the thread's own, which
-// then have no stack); false means nothing may be captured. *error is left alone when
-// libunwind loads.
-bool InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
-                  uint32_t trace_caches, const char** error);
+// `trace_caches` threads at a time may use unw_backtrace (see above).
+// libunwind itself is loaded later (LoadUnwinder); until it is, only the
+// frame pointer walk (HEAPWATCH_UNWIND=fp) captures.
+void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
+                  uint32_t trace_caches);
+
+// Loads libunwind.so.8 (dlopen: libunwind_loader.h says why), once for the
+// process: its sender does it when it starts, at the first sample, and the
+// calls that may take the files away do it before (recorder.h,
+// LoadUnwinderNow). True once loaded. If this call's load fails, *error is
+// dlerror()'s message; a load another thread has under way is waited for
+// (a second at most), and its failure leaves *error alone. Not from inside
+// malloc: a dlopen there may be inside the loader already, or wait for its
+// lock while holding one of the application's.
+bool LoadUnwinder(const char** error);
+// The sender has started and loads libunwind: captures wait for it, 250 ms
+// at most in all (a first sample inside an application's dlopen holds the
+// loader's lock that the sender's dlopen waits for; those samples then have
+// no stack until the application's dlopen returns).
+void ExpectUnwinder();
 
 // fork's prepare handler: waits until no other thread is inside libunwind,
 // and until UnwinderForkParent (or the child's UnwinderForkChild) no thread
@@ -75,9 +87,9 @@ bool UnwinderForkParent();
 // used to wait for it forever.
 // In a forked child: only the calling thread survives, with its cache (and
 // its place among the threads that unwind) if it had one. True if the child
-// was born while another thread's unwind was still marked under way: it
-// does not use libunwind (its samples get no stack but from the frame
-// pointer walk).
+// was born while another thread's unwind (or libunwind's load) was still
+// marked under way: it does not use libunwind (its samples keep only their
+// call site, or with HEAPWATCH_UNWIND=fp the frame pointer walk's stack).
 bool UnwinderForkChild();
 // In a copy of the process made without fork()'s handlers (recorder.cc,
 // AdoptCopy), before UnwinderForkChild: no prepare handler waited, so the

@@ -22,7 +22,7 @@ extern "C" uint32_t HeapwatchCallOnStack(void**, uint32_t, void*, heapwatch::pre
 namespace heapwatch::preload {
 namespace {
 
-const char* g_error = "";  // InitUnwinder's
+const char* g_error = "";  // LoadUnwinder's
 
 // Stacks from a known function, n times on the calling thread; false if any
 // capture came back empty.
@@ -36,7 +36,8 @@ __attribute__((noinline)) bool Capture(int n) {
 
 // One binary, one process-wide configuration: a cap of one trace cache.
 TEST(UnwinderTest, TraceCachesAreCappedTakenLateAndGivenBackAtThreadExit) {
-  ASSERT_TRUE(InitUnwinder(false, 0, 0, 1, &g_error)) << g_error;
+  InitUnwinder(false, 0, 0, 1);
+  ASSERT_TRUE(LoadUnwinder(&g_error)) << g_error;
   EXPECT_EQ(TraceCachesInUse(), 0u);
 
   std::atomic<int> step{0};
@@ -79,7 +80,8 @@ TEST(UnwinderTest, TraceCachesAreCappedTakenLateAndGivenBackAtThreadExit) {
 // stacks keep coming) and still counts against the cap until it exits; a
 // thread that takes its cache afterwards uses it.
 TEST(UnwinderTest, RetiredCachesAreNotUsedAgainAndNewOnesAre) {
-  ASSERT_TRUE(InitUnwinder(false, 0, 0, 2, &g_error)) << g_error;
+  InitUnwinder(false, 0, 0, 2);
+  ASSERT_TRUE(LoadUnwinder(&g_error)) << g_error;
   ASSERT_TRUE(TraceCachesEnabled());
   const uint32_t retired = TraceCachesRetired();
   std::atomic<int> step{0};
@@ -142,7 +144,8 @@ __attribute__((noinline)) void Outer(Chain* c) {
 
 // One call site for both unwinders, so that the frame above Outer's matches.
 __attribute__((noinline)) void CaptureWith(bool frame_pointers, Chain* c) {
-  ASSERT_TRUE(InitUnwinder(frame_pointers, 0, 0, 1, &g_error)) << g_error;
+  InitUnwinder(frame_pointers, 0, 0, 1);
+  ASSERT_TRUE(LoadUnwinder(&g_error)) << g_error;
   Outer(c);
   asm volatile("" ::: "memory");
 }
@@ -186,7 +189,8 @@ void CaptureInHandler(int) { Outer(&g_in_handler); }
 // are not on the thread's stack), so libunwind takes the sample, and it
 // unwinds through the signal frame into the code that raised the signal.
 TEST(UnwinderTest, FramePointerWalkLeavesAnAlternateStackToLibunwind) {
-  ASSERT_TRUE(InitUnwinder(true, 0, 0, 1, &g_error)) << g_error;
+  InitUnwinder(true, 0, 0, 1);
+  ASSERT_TRUE(LoadUnwinder(&g_error)) << g_error;
   Chain on_stack;
   Outer(&on_stack);  // learns this thread's stack first
   ASSERT_GE(FindCallers(on_stack), 0);
@@ -263,7 +267,8 @@ __attribute__((noinline)) void CaptureInCoroutine() {
 TEST(UnwinderTest, CoroutineUnwindsOnTheSideStackIntoItsCallers) {
   for (bool frame_pointers : {false, true}) {
     SCOPED_TRACE(frame_pointers ? "fp" : "libunwind");
-    ASSERT_TRUE(InitUnwinder(frame_pointers, 0, 0, 1, &g_error)) << g_error;
+    InitUnwinder(frame_pointers, 0, 0, 1);
+    ASSERT_TRUE(LoadUnwinder(&g_error)) << g_error;
     // On a thread of its own, which gives its trace cache back when it
     // exits (the tests above count them).
     std::thread([] {
@@ -292,7 +297,8 @@ TEST(UnwinderTest, CaptureTakesLittleOfACoroutinesStack) {
 #if defined(__SANITIZE_ADDRESS__)
   GTEST_SKIP() << "AddressSanitizer's frames are not the build's";
 #endif
-  ASSERT_TRUE(InitUnwinder(false, 0, 0, 1, &g_error)) << g_error;
+  InitUnwinder(false, 0, 0, 1);
+  ASSERT_TRUE(LoadUnwinder(&g_error)) << g_error;
   std::thread([] {  // as above
     for (int round = 0; round < 20; ++round) {
       Coroutine coroutine(64 << 10);
@@ -315,7 +321,8 @@ TEST(UnwinderTest, CaptureTakesLittleOfACoroutinesStack) {
 // or the loader's lock held by a thread it does not have.
 TEST(UnwinderTest, ForkPrepareWaitsForUnwindsAndHoldsNewOnesOff) {
   // libunwind (the tests above left frame pointers on)
-  ASSERT_TRUE(InitUnwinder(false, 0, 0, 1, &g_error)) << g_error;
+  InitUnwinder(false, 0, 0, 1);
+  ASSERT_TRUE(LoadUnwinder(&g_error)) << g_error;
   std::atomic<bool> stop{false};
   std::atomic<int> unwound{0}, refused{0};
   std::thread worker([&] {

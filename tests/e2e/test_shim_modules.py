@@ -24,6 +24,8 @@ ALPHA = program("libshim_plugin_alpha.so")
 BETA = program("libshim_plugin_beta.so")
 FPFRAME = program("libshim_plugin_fpframe.so")
 SPFRAME = program("libshim_plugin_spframe.so")
+CTOR = program("libshim_plugin_ctor.so")
+CTOR_BLOCKS, CTOR_BLOCK_BYTES = 32, (16 << 20) + 7  # shim_plugin_ctor.cc
 BLOCKS, BLOCK_BYTES = 32, 65536
 
 
@@ -78,6 +80,34 @@ class ModuleMapTest(CollectorTestCase):
         self.command(proc, "f")
         self.assertEqual(self.command(proc, "c"), "closed unloaded")
         self.collector.wait_for_process(pid, lambda p: p["modules"] == base, timeout=20)
+        finish_interactive(self, proc)
+
+    def test_a_plugin_that_allocates_as_it_loads(self):
+        # The shim loads libunwind at a process's first sample, in its
+        # sender. When that sample comes inside the program's dlopen (here
+        # from the plugin's constructor), the sender's dlopen waits for the
+        # loader's lock, which the sampling thread holds. The shim sees the
+        # sender sleep and stops waiting for it (at first it waited 250 ms,
+        # then dropped the samples as unwind failures); until libunwind is
+        # loaded, a sample keeps the allocation's call site, found through
+        # the shim's own frame pointers. At R = 1 MiB the program's start
+        # samples nothing but in ~1 run in 100 (libunwind is then loaded
+        # before, and the stacks are whole: this passes either way); a block
+        # of 16 MiB goes unsampled with probability e^-16.
+        proc = start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1 << 20)
+        self.command(proc, f"o {CTOR}")
+        want = CTOR_BLOCKS * CTOR_BLOCK_BYTES * 0.999
+
+        def held():
+            if not self.collector.process(proc.pid):
+                return None
+            nodes = [n for n in walk_tree(self.profile(proc.pid)["root"]) if "KeepBlocks" in n["name"]]
+            return nodes if sum(n["value"] for n in nodes) >= want else None
+        nodes = wait_until(held, 30, what="KeepBlocks holding the plugin's blocks")
+        for node in nodes:
+            self.assertEqual(os.path.basename(node["module"]), os.path.basename(CTOR), node)
+        counters = self.collector.process(proc.pid)["counters"]
+        self.assertEqual(counters["unwind_failures"], 0, counters)
         finish_interactive(self, proc)
 
 

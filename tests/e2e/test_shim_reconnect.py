@@ -122,28 +122,39 @@ class ShimClosedSocketTest(ShimSocketTest):
         return sorted(int(fd) for fd in fds
                       if int(fd) > 2 and os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:"))
 
-    def test_libunwind_is_set_up_at_the_first_unwind(self):
-        # libunwind's set-up opens a pipe (it checks addresses through it),
-        # which the shim moves to high numbers. It happens at the process's
-        # first unwind, not at its start: a process that never samples
-        # (most of a shell script's commands) does not pay for it.
+    def mapped(self, pid):
+        """Which of libunwind and liblzma the program has mapped."""
+        with open(f"/proc/{pid}/maps") as f:
+            paths = {line.split()[-1] for line in f if len(line.split()) >= 6}
+        return {name for name in ("libunwind", "liblzma")
+                if any(os.path.basename(p).startswith(name + ".so") for p in paths)}
+
+    def test_libunwind_is_loaded_and_set_up_at_the_first_sample(self):
+        # libunwind (and liblzma, its dependency) is loaded by the sender,
+        # which starts at the process's first sample; its set-up opens a pipe
+        # (it checks addresses through it), which the shim moves to high
+        # numbers, at the first unwind. Neither happens at the process's
+        # start: a process that never samples (most of a shell script's
+        # commands) does not pay for them.
         # At R = 16 MiB the program's start (~10 KiB of allocations) samples
         # once in ~2,000 runs; such a run is started again.
         rx = WireReceiver(self.sock)
         self.addCleanup(rx.stop)
         for _ in range(3):
             proc = start_on_socket(self, "shim_fd_closer", self.sock, HEAPWATCH_SAMPLE_BYTES=16 << 20)
-            before = self.pipes(proc.pid)
-            if not before:
+            before, loaded = self.pipes(proc.pid), self.mapped(proc.pid)
+            if not before and not loaded:
                 break
             proc.kill()
             proc.wait()
         self.assertEqual(before, [], "libunwind was set up before anything unwound (three runs)")
+        self.assertEqual(loaded, set(), "libunwind was loaded before anything sampled (three runs)")
         # 1,024 blocks of 300,007 bytes: ~18 samples expected at this rate.
         self.assertEqual(self.command(proc, "k 1024"), "kept")
         conn = wait_until(lambda: next((c for c in rx.snapshot() if c.hello and c.hello["pid"] == proc.pid),
                                        None), what="the program's connection")
         wait_until(lambda: conn.live_of_size(self.MARKER), what="a kept block sampled")
+        self.assertEqual(self.mapped(proc.pid), {"libunwind", "liblzma"})
         after = self.pipes(proc.pid)
         self.assertEqual(len(after), 2, after)
         # descriptors.h: from 3/4 of the soft limit (the program's is ours),

@@ -15,7 +15,9 @@
 // HOW=exit, JUMPS threads in turn allocate until the handler ends them,
 // then main forks and allocates the markers.
 // A child not done within 5 s counts as hung and is killed. Exits 1 if a
-// child hung or failed, 3 if the jumps did not happen within 30 s.
+// child hung or failed, 3 if the jumps did not happen within 30 s, 4 if
+// under the shim the code to jump out of is not there (libunwind is loaded
+// at the first sample: the program waits 5 s for it).
 //   shim_jump_out [JUMPS=20] [FORKS=5] [MARKERS=50] [WHERE=all] [SETTLE_MS=0] [HOW=jump]
 #include <link.h>
 #include <pthread.h>
@@ -77,6 +79,30 @@ int FindProfilerCode(struct dl_phdr_info* info, size_t, void* data) {
     g_ranges[g_range_count++] = {lo, lo + ph.p_memsz};
   }
   return 0;
+}
+
+int FindObject(struct dl_phdr_info* info, size_t, void* data) {
+  auto* what = static_cast<const char**>(data);
+  if (info->dlpi_name == nullptr || strstr(info->dlpi_name, *what) == nullptr) return 0;
+  *what = nullptr;
+  return 1;
+}
+
+bool Loaded(const char* name) {
+  dl_iterate_phdr(FindObject, &name);
+  return name == nullptr;
+}
+
+// The shim loads libunwind at the process's first sample (its sender does):
+// allocates until it is there, 5 s at most.
+void AwaitLibunwind() {
+  if (!Loaded("libheapwatch")) return;
+  for (int i = 0; i < 5000 && !Loaded("libunwind"); ++i) {
+    void* p = malloc(4096);
+    asm volatile("" : : "r"(p) : "memory");
+    free(p);
+    usleep(1000);
+  }
 }
 
 void OnTimer(int, siginfo_t*, void* context) {
@@ -205,7 +231,11 @@ int main(int argc, char** argv) {
     if (where.end <= where.start) return 2;
   }
   if (jumps < 0 || forks < 0 || markers < 0 || settle_ms < 0) return 2;
+  if (where.unwind) AwaitLibunwind();
   dl_iterate_phdr(FindProfilerCode, &where);
+  // Under the shim, code to jump out of must be there (else the run would
+  // pass as one without the shim does).
+  if (g_range_count == 0 && Loaded("libheapwatch")) return 4;
   struct sigaction sa {};
   sa.sa_sigaction = OnTimer;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
