@@ -21,6 +21,7 @@
 #include "modules.h"
 #include "raw_memory.h"
 #include "sender_connection.h"
+#include "unwinder.h"
 
 namespace heapwatch::preload {
 namespace {
@@ -169,8 +170,15 @@ void* SenderMain(void*) {
   t_thread.guard = 1;  // for life: nothing this thread does is sampled
   DisableSampler(&t_thread.sampler);
   prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
-  // First thing: the sampling thread waits for it (unwinder.h).
-  if (!LoadUnwinderNow(false)) {
+  // First thing: the sampling thread waits for it (unwinder.h). Again
+  // every 10 ms while another thread's load (or a fork) held it up.
+  bool go_on = LoadUnwinderNow(false);
+  while (go_on && !UnwinderLoadSettled() && !g_pause_requested.load(std::memory_order_acquire)) {
+    timespec ts{0, 10000000};
+    nanosleep(&ts, nullptr);
+    go_on = LoadUnwinderNow(false);
+  }
+  if (!go_on) {
     g_ended.store(true, std::memory_order_release);
     return nullptr;
   }

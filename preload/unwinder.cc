@@ -260,17 +260,28 @@ bool SetUpLibunwind() {
 // waiting for the load (a first sample from a constructor the application's
 // dlopen runs, or inside that dlopen's own allocations). Reading from disk
 // or faulting pages in is state D. False where it cannot be told (no /proc).
+//
+// Little stack: a capture may run where only a few KiB are left (a
+// coroutine's, an alternate signal stack), so no printf here, and only the
+// start of the line is read: "tid (name) S ...", the name at most 15 bytes.
 bool LoaderSleeps() {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/self/task/%u/stat", g_loader_tid.load(std::memory_order_relaxed));
+  char path[48] = "/proc/self/task/";
+  char digits[12];
+  int d = 0;
+  for (uint32_t tid = g_loader_tid.load(std::memory_order_relaxed); d == 0 || tid != 0; tid /= 10) {
+    digits[d++] = static_cast<char>('0' + tid % 10);
+  }
+  char* p = path + strlen(path);
+  while (d > 0) *p++ = digits[--d];
+  memcpy(p, "/stat", sizeof "/stat");
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return false;
-  char buf[512];
+  char buf[64];
   ssize_t n = read(fd, buf, sizeof buf - 1);
   close(fd);
   if (n <= 0) return false;
   buf[n] = 0;
-  const char* paren = strrchr(buf, ')');  // the name, in parentheses, may hold anything
+  const char* paren = strrchr(buf, ')');  // the name may hold anything, also ')'
   return paren && paren[1] == ' ' && paren[2] == 'S';
 }
 
@@ -473,6 +484,8 @@ bool LoadUnwinder(const char** error) {
   t.loading = false;
   return loaded;
 }
+
+bool UnwinderLoadSettled() { return g_libunwind.load(std::memory_order_acquire) >= kLoaded; }
 
 void ExpectUnwinder() {
   uint64_t none = 0;

@@ -60,6 +60,10 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
 // malloc: a dlopen there may be inside the loader already, or wait for its
 // lock while holding one of the application's.
 bool LoadUnwinder(const char** error);
+// Whether libunwind is loaded, or known not to be loadable here. A
+// LoadUnwinder that waited a second for another thread's load (or a fork's)
+// leaves neither: the sender tries again (sender.cc).
+bool UnwinderLoadSettled();
 // The sender has started and loads libunwind: captures wait for it, 250 ms
 // at most in all (a first sample inside an application's dlopen holds the
 // loader's lock that the sender's dlopen waits for; those samples then have
