@@ -253,23 +253,16 @@ bool SetUpLibunwind() {
   return YieldUntil([] { return g_set_up.load(std::memory_order_acquire) == kSetUp; }, &deadline);
 }
 
-// Whether the thread that loads libunwind sleeps (state S in /proc), which
-// inside dlopen means it waits for a lock: the loader's, which another
-// thread holds inside a dlopen of its own. That thread may be the one
-// waiting for the load (a first sample from a constructor the application's
-// dlopen runs, or inside that dlopen's own allocations). Reading from disk
-// or faulting pages in is state D. False where it cannot be told (no /proc).
-//
+}  // namespace
+
 // Little stack: a capture may run where only a few KiB are left (a
 // coroutine's, an alternate signal stack), so no printf here, and only the
 // start of the line is read: "tid (name) S ...", the name at most 15 bytes.
-bool LoaderSleeps() {
+bool ThreadSleeps(uint32_t tid) {
   char path[48] = "/proc/self/task/";
   char digits[12];
   int d = 0;
-  for (uint32_t tid = g_loader_tid.load(std::memory_order_relaxed); d == 0 || tid != 0; tid /= 10) {
-    digits[d++] = static_cast<char>('0' + tid % 10);
-  }
+  for (; d == 0 || tid != 0; tid /= 10) digits[d++] = static_cast<char>('0' + tid % 10);
   char* p = path + strlen(path);
   while (d > 0) *p++ = digits[--d];
   memcpy(p, "/stat", sizeof "/stat");
@@ -283,6 +276,16 @@ bool LoaderSleeps() {
   const char* paren = strrchr(buf, ')');  // the name may hold anything, also ')'
   return paren && paren[1] == ' ' && paren[2] == 'S';
 }
+
+namespace {
+
+// Whether the thread that loads libunwind sleeps (ThreadSleeps), which
+// inside dlopen means it waits for a lock: the loader's, which another
+// thread holds inside a dlopen of its own. That thread may be the one
+// waiting for the load (a first sample from a constructor the application's
+// dlopen runs, or inside that dlopen's own allocations). Reading from disk
+// or faulting pages in is state D.
+bool LoaderSleeps() { return ThreadSleeps(g_loader_tid.load(std::memory_order_relaxed)); }
 
 // Whether libunwind is loaded, once the load under way (LoadUnwinder, in
 // the sender) has been waited for: until the process's deadline, or until

@@ -64,6 +64,11 @@ bool LoadUnwinder(const char** error);
 // LoadUnwinder that waited a second for another thread's load (or a fork's)
 // leaves neither: the sender tries again (sender.cc).
 bool UnwinderLoadSettled();
+// Whether thread `tid` of this process sleeps (state S in
+// /proc/self/task/TID/stat: waiting for a lock, a futex, a socket; not
+// reading from disk, which is D). False where it cannot be told (no /proc,
+// no such thread). Used by a capture that waits for libunwind's load.
+bool ThreadSleeps(uint32_t tid);
 // The sender has started and loads libunwind: captures wait for it, 250 ms
 // at most in all (a first sample inside an application's dlopen holds the
 // loader's lock that the sender's dlopen waits for; those samples then have

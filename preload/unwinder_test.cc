@@ -1,14 +1,18 @@
 #include "unwinder.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <ucontext.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -319,6 +323,40 @@ TEST(UnwinderTest, CaptureTakesLittleOfACoroutinesStack) {
 // fork's prepare handler waits for unwinds in flight and holds new ones
 // off until the parent's handler, so that no child is born with libunwind's
 // or the loader's lock held by a thread it does not have.
+// What a capture that waits for libunwind's load reads of the loading
+// thread: a thread blocked on a lock sleeps; one that spins does not, also
+// when its name holds what the state looks like; a thread that does not
+// exist cannot be told.
+TEST(UnwinderTest, ThreadSleepsTellsABlockedThreadFromARunningOne) {
+  std::mutex lock;
+  lock.lock();
+  std::atomic<uint32_t> blocked_tid{0}, spinning_tid{0};
+  std::atomic<bool> stop{false};
+  std::thread blocked([&] {
+    blocked_tid = static_cast<uint32_t>(syscall(SYS_gettid));
+    std::lock_guard<std::mutex> hold(lock);
+  });
+  std::thread spinning([&] {
+    pthread_setname_np(pthread_self(), ") S (");
+    spinning_tid = static_cast<uint32_t>(syscall(SYS_gettid));
+    while (!stop.load()) {
+    }
+  });
+  bool slept = false;
+  for (int i = 0; i < 5000 && !slept; ++i) {
+    slept = blocked_tid.load() != 0 && ThreadSleeps(blocked_tid.load());
+    if (!slept) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_TRUE(slept);
+  while (spinning_tid.load() == 0) std::this_thread::yield();
+  for (int i = 0; i < 100; ++i) EXPECT_FALSE(ThreadSleeps(spinning_tid.load()));
+  EXPECT_FALSE(ThreadSleeps(0x7ffffff0));
+  lock.unlock();
+  stop = true;
+  blocked.join();
+  spinning.join();
+}
+
 TEST(UnwinderTest, ForkPrepareWaitsForUnwindsAndHoldsNewOnesOff) {
   // libunwind (the tests above left frame pointers on)
   InitUnwinder(false, 0, 0, 1);
