@@ -64,9 +64,8 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   coarse_ = coarse + shift_ + kGroupShift;  // see coarse_mapping()
   fine_ = fine + shift_;
   for (size_t i = 0; i < pinned_count; ++i) {
-    const uint64_t home = Home(pinned[i]);
-    CellAdd(coarse_[home >> kGroupShift], Fingerprint(pinned[i]));
-    CellAdd(fine_[home], Fingerprint(pinned[i]));
+    CellAdd(coarse_[Home(pinned[i]) >> kGroupShift], Fingerprint(pinned[i]));
+    pinned_addresses_[i] = pinned[i];
   }
   pinned_ = static_cast<uint32_t>(pinned_count);
   ReadFilter(/*fine=*/false);
@@ -75,6 +74,16 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
 
 void LiveTable::ReadFilter(bool fine) {
   if (!slots_) return;
+  uint8_t pinned = 0;
+  if (fine && fine_pinned_.compare_exchange_strong(pinned, 1, std::memory_order_acq_rel)) {
+    for (uint32_t i = 0; i < pinned_; ++i) {
+      CellAdd(fine_[Home(pinned_addresses_[i])], Fingerprint(pinned_addresses_[i]));
+    }
+    fine_pinned_.store(2, std::memory_order_release);
+  }
+  // Another caller's pins first (the sender is the only caller but tests).
+  while (fine && fine_pinned_.load(std::memory_order_acquire) != 2) {
+  }
   read_.store(fine ? fine_ : coarse_, std::memory_order_release);
 }
 

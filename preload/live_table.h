@@ -231,6 +231,13 @@ class LiveTable {
   uint64_t mask_ = 0;
   uint32_t shift_ = 31;  // 32 - log2(slots); 31 keeps Home() in [0,1] before Init
   uint32_t pinned_ = 0;  // counts in the filters that are not entries
+  // The pinned addresses, which go into the fine filter only when free()
+  // is first pointed at it (ReadFilter): a process that never samples
+  // enough to switch, most of them, does not touch its pages (a fault a
+  // pin, ~4 of an exec's page faults under the shim).
+  uint64_t pinned_addresses_[kMaxPinned] = {};
+  // 0: not yet, 1: being added, 2: added.
+  std::atomic<uint8_t> fine_pinned_{0};
   // No count of entries is kept beside the filters: a counter every Insert
   // and Remove changes would share one cache line among all sampling
   // threads, and two threads sampling at full speed spent ~40% of their
