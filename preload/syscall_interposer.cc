@@ -12,7 +12,10 @@
 //    call the shim goes off for good (recorder.h, StopForSeccomp);
 //  - syscall(SYS_unshare) and syscall(SYS_setns), which go to the shim's
 //    unshare and setns (namespace_interposer.cc: they need the process to
-//    have one thread, and the sender is a second).
+//    have one thread, and the sender is a second);
+//  - syscall(SYS_chroot) and syscall(SYS_pivot_root) (glibc does not wrap
+//    the second), before which libunwind is loaded, as before chroot()
+//    (recorder.h, LoadUnwinderBeforeLeavingFiles).
 // Every call then goes on to the next definition (glibc's, or another
 // preloaded library's), looked up in the shim's constructor: the shim's own
 // calls come here too (-Bsymbolic-functions), some of them inside malloc,
@@ -35,7 +38,14 @@
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
 
-extern "C" __attribute__((visibility("hidden"), used)) void HeapwatchBeforeSeccomp(long number, long op) {
+// Before a call syscall() below (or prctl) singles out: one that installs
+// a seccomp filter (`op` its mode, or prctl's option), or one that changes
+// the process's root.
+extern "C" __attribute__((visibility("hidden"), used)) void HeapwatchBeforeSyscall(long number, long op) {
+  if (number == SYS_chroot || number == SYS_pivot_root) {
+    heapwatch::preload::LoadUnwinderBeforeLeavingFiles();
+    return;
+  }
   heapwatch::preload::StopForSeccomp(number == SYS_prctl ? "prctl(PR_SET_SECCOMP)"
                                      : op == SECCOMP_SET_MODE_STRICT ? "seccomp(SECCOMP_SET_MODE_STRICT)"
                                                                      : "seccomp(SECCOMP_SET_MODE_FILTER)");
@@ -48,7 +58,7 @@ extern "C" long HeapwatchSyscallSetns(long fd, long nstype) __attribute__((visib
 
 static_assert(SYS_seccomp == 317 && SYS_prctl == 157 && PR_SET_SECCOMP == 22 &&
                   SECCOMP_SET_MODE_STRICT == 0 && SECCOMP_SET_MODE_FILTER == 1 && SYS_unshare == 272 &&
-                  SYS_setns == 308,
+                  SYS_setns == 308 && SYS_chroot == 161 && SYS_pivot_root == 155,
               "the numbers in syscall() below");
 
 // Where syscall() goes on to: glibc's (or the next preloaded definition) once
@@ -76,6 +86,10 @@ syscall:
   je 6f
   cmpq $308, %rdi
   je 7f
+  cmpq $161, %rdi
+  je 4f
+  cmpq $155, %rdi
+  je 4f
 1:
   jmpq *heapwatch_next_syscall(%rip)
 6:
@@ -107,7 +121,7 @@ syscall:
   .cfi_adjust_cfa_offset 8
   subq $8, %rsp
   .cfi_adjust_cfa_offset 8
-  call HeapwatchBeforeSeccomp
+  call HeapwatchBeforeSyscall
   addq $8, %rsp
   .cfi_adjust_cfa_offset -8
   popq %r9
@@ -180,6 +194,6 @@ HW_EXPORT int prctl(int option, ...) {
   va_end(ap);
   PrctlFn next = __atomic_load_n(&g_next_prctl, __ATOMIC_ACQUIRE);
   if (!next) return static_cast<int>(syscall(SYS_prctl, option, args[0], args[1], args[2], args[3]));
-  if (option == PR_SET_SECCOMP) HeapwatchBeforeSeccomp(SYS_prctl, static_cast<long>(args[0]));
+  if (option == PR_SET_SECCOMP) HeapwatchBeforeSyscall(SYS_prctl, static_cast<long>(args[0]));
   return next(option, args[0], args[1], args[2], args[3]);
 }

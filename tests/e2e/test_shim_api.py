@@ -281,25 +281,29 @@ class ShimApiTest(ShimSocketTest):
         # it before the chroot. At R = 16 MiB the program's start samples
         # nothing (but in ~1 run in 2,000, which passes either way); the
         # 400 MiB after the chroot, ~25 samples. The socket is in the new root.
+        # Also through syscall(SYS_chroot), which the shim sees too.
         if os.geteuid() != 0:
             self.skipTest("chroot needs root (scripts/test.sh runs the suite as root)")
-        root = tempfile.mkdtemp(prefix="heapwatch-chroot-")
-        self.addCleanup(shutil.rmtree, root, ignore_errors=True)
-        cmd = [program("shim_chroot"), root]
-        base = run(cmd)
-        self.assertEqual((base.returncode, base.stdout), (0, "chroot=0\n"), base.stderr)
-        rx = WireReceiver(os.path.join(root, "hw.sock"))
-        self.addCleanup(rx.stop)
-        r = run(cmd, shim_env("/hw.sock", HEAPWATCH_SAMPLE_BYTES=16 << 20), preload=SHIM, timeout=60)
-        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, ""))
-        conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
-                          what="the program's connection closed")
-        rx.stop()
-        self.assertEqual(conn.errors, [])
-        self.assertGreater(conn.stats["sampled_allocs"], 0, conn.stats)
-        self.assertEqual(conn.stats["unwind_failures"], 0, conn.stats)
-        # Stacks through the program's frames (Churn or Keep, main, ...).
-        self.assertGreater(min(len(conn.stacks[sid]) for sid in conn.stacks), 2, conn.stacks)
+        for how in ([], ["syscall"]):
+            with self.subTest(through=how or "glibc's wrapper"):
+                root = tempfile.mkdtemp(prefix="heapwatch-chroot-")
+                self.addCleanup(shutil.rmtree, root, ignore_errors=True)
+                cmd = [program("shim_chroot"), root, "100"] + how
+                base = run(cmd)
+                self.assertEqual((base.returncode, base.stdout), (0, "chroot=0\n"), base.stderr)
+                rx = WireReceiver(os.path.join(root, "hw.sock"))
+                self.addCleanup(rx.stop)
+                r = run(cmd, shim_env("/hw.sock", HEAPWATCH_SAMPLE_BYTES=16 << 20), preload=SHIM,
+                        timeout=60)
+                self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, ""))
+                conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
+                                  what="the program's connection closed")
+                rx.stop()
+                self.assertEqual(conn.errors, [])
+                self.assertGreater(conn.stats["sampled_allocs"], 0, conn.stats)
+                self.assertEqual(conn.stats["unwind_failures"], 0, conn.stats)
+                # Stacks through the program's frames (Churn or Keep, main, ...).
+                self.assertGreater(min(len(conn.stacks[sid]) for sid in conn.stacks), 2, conn.stacks)
 
     def test_a_program_that_sandboxes_itself_with_seccomp(self):
         # Past its filter, socket() and connect() kill the program (SIGSYS).

@@ -4,12 +4,14 @@
 // rate where the program's start samples nothing, every sample comes after
 // the chroot, where that directory is out of reach, and the shim has loaded
 // libunwind before the chroot (namespace_interposer.cc).
-//   shim_chroot DIR [COUNT=100]
-// Prints "chroot=RC" (0, or the errno's name).
+//   shim_chroot DIR [COUNT=100] [syscall]
+// With "syscall", chroots through syscall(SYS_chroot). Prints "chroot=RC"
+// (0, or the errno's name).
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "kept_blocks.h"
@@ -32,7 +34,9 @@ __attribute__((noinline)) void Churn(int count) {
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const int count = argc > 2 ? atoi(argv[2]) : 100;
-  const int rc = chroot(argv[1]) == 0 && chdir("/") == 0 ? 0 : errno;
+  const bool raw = argc > 3 && strcmp(argv[3], "syscall") == 0;
+  const int rooted = raw ? static_cast<int>(syscall(SYS_chroot, argv[1])) : chroot(argv[1]);
+  const int rc = rooted == 0 && chdir("/") == 0 ? 0 : errno;
   Churn(count);
   Keep(g_kept, 10, 1 << 20);
   printf("chroot=%s\n", rc == 0 ? "0" : rc == EPERM ? "EPERM" : strerror(rc));
