@@ -13,9 +13,11 @@
 //  - syscall(SYS_unshare) and syscall(SYS_setns), which go to the shim's
 //    unshare and setns (namespace_interposer.cc: they need the process to
 //    have one thread, and the sender is a second);
-//  - syscall(SYS_chroot) and syscall(SYS_pivot_root) (glibc does not wrap
-//    the second), before which libunwind is loaded, as before chroot()
-//    (recorder.h, LoadUnwinderBeforeLeavingFiles).
+//  - syscall(SYS_chroot), syscall(SYS_pivot_root) and
+//    syscall(SYS_landlock_restrict_self) (glibc wraps neither of the last
+//    two), before which libunwind is loaded, as before chroot()
+//    (recorder.h, LoadUnwinderBeforeLeavingFiles): after them its files may
+//    be out of reach.
 // Every call then goes on to the next definition (glibc's, or another
 // preloaded library's), looked up in the shim's constructor: the shim's own
 // calls come here too (-Bsymbolic-functions), some of them inside malloc,
@@ -42,7 +44,7 @@
 // a seccomp filter (`op` its mode, or prctl's option), or one that changes
 // the process's root.
 extern "C" __attribute__((visibility("hidden"), used)) void HeapwatchBeforeSyscall(long number, long op) {
-  if (number == SYS_chroot || number == SYS_pivot_root) {
+  if (number == SYS_chroot || number == SYS_pivot_root || number == SYS_landlock_restrict_self) {
     heapwatch::preload::LoadUnwinderBeforeLeavingFiles();
     return;
   }
@@ -58,7 +60,8 @@ extern "C" long HeapwatchSyscallSetns(long fd, long nstype) __attribute__((visib
 
 static_assert(SYS_seccomp == 317 && SYS_prctl == 157 && PR_SET_SECCOMP == 22 &&
                   SECCOMP_SET_MODE_STRICT == 0 && SECCOMP_SET_MODE_FILTER == 1 && SYS_unshare == 272 &&
-                  SYS_setns == 308 && SYS_chroot == 161 && SYS_pivot_root == 155,
+                  SYS_setns == 308 && SYS_chroot == 161 && SYS_pivot_root == 155 &&
+                  SYS_landlock_restrict_self == 446,
               "the numbers in syscall() below");
 
 // Where syscall() goes on to: glibc's (or the next preloaded definition) once
@@ -89,6 +92,8 @@ syscall:
   cmpq $161, %rdi
   je 4f
   cmpq $155, %rdi
+  je 4f
+  cmpq $446, %rdi
   je 4f
 1:
   jmpq *heapwatch_next_syscall(%rip)

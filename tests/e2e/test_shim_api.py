@@ -273,37 +273,50 @@ class ShimApiTest(ShimSocketTest):
             r = run([unshare, *flags, "true"], shim_env(self.sock), preload=SHIM)
             self.assertEqual((r.returncode, r.stderr), (base.returncode, base.stderr), flags)
 
+    def confined_run(self, cmd, sock_path, env_sock):
+        """Runs shim_confine as without the shim and under it (R = 16 MiB:
+        the program's start samples nothing but in ~1 run in 2,000, which
+        passes either way; the 400 MiB after the confinement, ~25 samples);
+        checks that its samples have whole stacks."""
+        base = run(cmd)
+        self.assertEqual((base.returncode, base.stdout), (0, "confined=0\n"), base.stderr)
+        rx = WireReceiver(sock_path)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(env_sock, HEAPWATCH_SAMPLE_BYTES=16 << 20), preload=SHIM, timeout=60)
+        self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, ""))
+        conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
+                          what="the program's connection closed")
+        rx.stop()
+        self.assertEqual(conn.errors, [])
+        self.assertGreater(conn.stats["sampled_allocs"], 0, conn.stats)
+        self.assertEqual(conn.stats["unwind_failures"], 0, conn.stats)
+        # Stacks through the program's frames (Churn or Keep, main, ...).
+        self.assertGreater(min(len(conn.stacks[sid]) for sid in conn.stacks), 2, conn.stacks)
+
     def test_a_program_that_chroots_before_it_samples(self):
         # libunwind is loaded at a process's first sample, by path (the
         # shim's directory, then the system's): after a chroot neither is
         # there, and a daemon or a sandbox that chroots at its start would
         # have gone unprofiled ("cannot load libunwind.so.8"). The shim loads
-        # it before the chroot. At R = 16 MiB the program's start samples
-        # nothing (but in ~1 run in 2,000, which passes either way); the
-        # 400 MiB after the chroot, ~25 samples. The socket is in the new root.
-        # Also through syscall(SYS_chroot), which the shim sees too.
+        # it before the chroot, also one made through syscall(SYS_chroot).
+        # The socket is in the new root.
         if os.geteuid() != 0:
             self.skipTest("chroot needs root (scripts/test.sh runs the suite as root)")
-        for how in ([], ["syscall"]):
-            with self.subTest(through=how or "glibc's wrapper"):
+        for how in ("chroot", "chroot-syscall"):
+            with self.subTest(how=how):
                 root = tempfile.mkdtemp(prefix="heapwatch-chroot-")
                 self.addCleanup(shutil.rmtree, root, ignore_errors=True)
-                cmd = [program("shim_chroot"), root, "100"] + how
-                base = run(cmd)
-                self.assertEqual((base.returncode, base.stdout), (0, "chroot=0\n"), base.stderr)
-                rx = WireReceiver(os.path.join(root, "hw.sock"))
-                self.addCleanup(rx.stop)
-                r = run(cmd, shim_env("/hw.sock", HEAPWATCH_SAMPLE_BYTES=16 << 20), preload=SHIM,
-                        timeout=60)
-                self.assertEqual((r.returncode, r.stdout, r.stderr), (0, base.stdout, ""))
-                conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
-                                  what="the program's connection closed")
-                rx.stop()
-                self.assertEqual(conn.errors, [])
-                self.assertGreater(conn.stats["sampled_allocs"], 0, conn.stats)
-                self.assertEqual(conn.stats["unwind_failures"], 0, conn.stats)
-                # Stacks through the program's frames (Churn or Keep, main, ...).
-                self.assertGreater(min(len(conn.stacks[sid]) for sid in conn.stacks), 2, conn.stacks)
+                self.confined_run([program("shim_confine"), how, root, "100"],
+                                  os.path.join(root, "hw.sock"), "/hw.sock")
+
+    def test_a_program_that_confines_its_file_reads_with_landlock(self):
+        # The same for a Landlock ruleset that refuses every file read
+        # (landlock_restrict_self, through syscall()): libunwind's dlopen
+        # after it failed with EACCES.
+        probe = run([program("shim_confine"), "landlock", "0"])
+        if probe.stdout != "confined=0\n":
+            self.skipTest(f"Landlock not available here: {probe.stdout.strip()}")
+        self.confined_run([program("shim_confine"), "landlock", "100"], self.sock, self.sock)
 
     def test_a_program_that_sandboxes_itself_with_seccomp(self):
         # Past its filter, socket() and connect() kill the program (SIGSYS).
