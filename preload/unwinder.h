@@ -86,6 +86,10 @@ void ExpectUnwinder();
 // sample. (A lock the application itself holds at the fork, in its own
 // dl_iterate_phdr, can still hang a child that unwinds; glibc's problem, and
 // the application's child would hang on it too at its first use.)
+// It also waits for a load of libunwind under way (LoadUnwinder): a child
+// born halfway through that dlopen would have the parent's half-made loader
+// state (glibc's fork resets the loader's lock in the child, not what it
+// guards).
 void UnwinderForkPrepare();
 // True if the child was born while another thread's unwind was still marked
 // under way (below).
