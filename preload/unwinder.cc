@@ -37,7 +37,8 @@ std::atomic<uint32_t> g_libunwind{kUnloaded};
 // Until when a capture waits for the load under way (0: none is expected):
 // one deadline for the process, so that a load that cannot go on (the
 // sampling thread holds the loader's lock: a first sample inside an
-// application's dlopen) stalls its samples this long in all, not each.
+// application's dlopen) stalls its samples this long in all, not each,
+// where LoaderSleeps cannot tell (no /proc).
 std::atomic<uint64_t> g_load_deadline{0};
 constexpr uint64_t kLoadWaitNs = 250000000;
 // The thread whose load is under way (its tid), for LoaderSleeps.
@@ -298,29 +299,29 @@ namespace {
 bool LoaderSleeps() { return ThreadSleeps(g_loader_tid.load(std::memory_order_relaxed)); }
 
 // Whether libunwind is loaded, once the load under way (LoadUnwinder, in
-// the sender) has been waited for: until the process's deadline, or until
-// its loader is seen to sleep twice 1 ms apart (LoaderSleeps). Either ends
-// the wait for every later capture too, until the load is done.
+// the sender) has been waited for: while its loader runs, until the
+// process's deadline; not while the loader sleeps (LoaderSleeps), which it
+// does when this thread holds the loader's lock, and which each capture
+// reads again, every half millisecond while it waits: once the
+// application's dlopen has returned, the next capture waits for the load.
 bool LibunwindReady() {
   uint32_t state = g_libunwind.load(std::memory_order_acquire);
   if (__builtin_expect(state == kLoaded, 1)) return true;
   if (state == kNoLibunwind) return false;
-  uint64_t deadline = g_load_deadline.load(std::memory_order_relaxed);
+  uint64_t deadline = g_load_deadline.load(std::memory_order_acquire);
   if (deadline == 0) return false;  // nobody loads it yet: no sender
-  constexpr uint64_t kSleepCheckNs = 1000000;
-  uint64_t next_check = ClockNs(CLOCK_MONOTONIC) + kSleepCheckNs;
-  int sleeping = 0;
+  constexpr uint64_t kSleepCheckNs = 500000;
+  uint64_t next_check = 0;  // at once
   auto done = [&] {
-    if (g_libunwind.load(std::memory_order_acquire) >= kLoaded) return true;
+    const uint32_t now_state = g_libunwind.load(std::memory_order_acquire);
+    if (now_state >= kLoaded) return true;
+    if (now_state != kLoading) return false;
     const uint64_t now = ClockNs(CLOCK_MONOTONIC);
-    if (now < next_check || g_libunwind.load(std::memory_order_acquire) != kLoading) return false;
+    if (now < next_check) return false;
     next_check = now + kSleepCheckNs;
-    sleeping = LoaderSleeps() ? sleeping + 1 : 0;
-    return sleeping == 2;
+    return LoaderSleeps();
   };
-  if (!YieldUntil(done, &deadline) || sleeping == 2) {
-    g_load_deadline.store(1, std::memory_order_relaxed);  // past: nobody waits again
-  }
+  YieldUntil(done, &deadline);
   return g_libunwind.load(std::memory_order_acquire) == kLoaded;
 }
 
@@ -502,7 +503,7 @@ bool UnwinderLoadSettled() { return g_libunwind.load(std::memory_order_acquire) 
 void ExpectUnwinder() {
   uint64_t none = 0;
   g_load_deadline.compare_exchange_strong(none, ClockNs(CLOCK_MONOTONIC) + kLoadWaitNs,
-                                          std::memory_order_relaxed);
+                                          std::memory_order_release, std::memory_order_relaxed);
 }
 
 bool InsideLibunwind() { return t_unwind.in_libunwind; }

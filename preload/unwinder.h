@@ -69,10 +69,11 @@ bool UnwinderLoadSettled();
 // reading from disk, which is D). False where it cannot be told (no /proc,
 // no such thread). Used by a capture that waits for libunwind's load.
 bool ThreadSleeps(uint32_t tid);
-// The sender has started and loads libunwind: captures wait for it, 250 ms
-// at most in all (a first sample inside an application's dlopen holds the
-// loader's lock that the sender's dlopen waits for; those samples then have
-// no stack until the application's dlopen returns).
+// The sender has started and loads libunwind: captures wait for it while
+// it runs, 250 ms at most in all. Not while it sleeps: a capture inside an
+// application's dlopen holds the loader's lock that the sender's dlopen
+// waits for; it keeps the allocation's call site alone, as do the others
+// until the application's dlopen returns (unwinder.cc, LibunwindReady).
 void ExpectUnwinder();
 
 // fork's prepare handler: waits until no other thread is inside libunwind,

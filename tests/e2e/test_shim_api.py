@@ -318,6 +318,30 @@ class ShimApiTest(ShimSocketTest):
             self.skipTest(f"Landlock not available here: {probe.stdout.strip()}")
         self.confined_run([program("shim_confine"), "landlock", "100"], self.sock, self.sock)
 
+    def test_allocations_right_after_a_first_dlopen_have_whole_stacks(self):
+        # At R = 1 the program's first sample comes inside its dlopen of a
+        # plugin, where the shim's sender, which loads libunwind, waits for
+        # the loader's lock: those samples keep their call site alone. The
+        # program's 128 blocks right after the dlopen came while the sender
+        # was still loading; captures had stopped waiting for good, and 1 to
+        # 10 of them (a third, once, under CI's load) had the call site
+        # alone. Now each capture waits while the sender runs.
+        cmd = [program("hwsym_e2e_app"), "--plugin", program("libhwsym_e2e_plugin.so"),
+               "--seconds", "0"]
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=1), preload=SHIM)
+        self.assertEqual((r.returncode, r.stdout), (0, "ready\n"), r.stderr)
+        conn = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats), None),
+                          what="the program's connection closed")
+        rx.stop()
+        self.assertEqual(conn.errors, [])
+        blocks = [sid for size, sid in conn.live.values() if size == 16384]  # hwsym e2e_app.cc
+        self.assertEqual(len(blocks), 128)
+        # OuterAlloc or the plugin's Grow, main, and the C library's start.
+        self.assertGreaterEqual(min(len(conn.stacks[sid]) for sid in blocks), 4,
+                                sorted(len(conn.stacks[sid]) for sid in blocks))
+
     def test_a_program_that_sandboxes_itself_with_seccomp(self):
         # Past its filter, socket() and connect() kill the program (SIGSYS).
         # The sender made them when it connected, in the program's forked
