@@ -258,18 +258,17 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
 uint32_t StartSenderOnStack(void**, uint32_t) { return StartSender() ? 1 : 2; }
 
 __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
+  if (!InShimsProcess()) return;
+  // Before the flag: a thread that finds the flag set skips this and goes
+  // on to its capture, which must wait for the load too (the sender loads
+  // libunwind first thing).
+  ExpectUnwinder();
   bool expected = false;
   if (!g_shim.sender_started.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
     return;
   }
-  if (!InShimsProcess()) {
-    g_shim.sender_started.store(false, std::memory_order_release);
-    return;
-  }
   uint32_t started = RunOnSharedStack(StartSenderOnStack, nullptr, 0);
-  if (started == 1) {
-    ExpectUnwinder();  // the sender loads libunwind first thing
-  } else if (started == 0) {
+  if (started == 0) {
     g_shim.sender_started.store(false, std::memory_order_release);
   } else if (started == 2) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
@@ -490,7 +489,7 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
   SampleScope guard(__builtin_frame_address(0));
   // Before the unwind: a copy's may wait on a lock of a thread not there.
   if (IsUnadoptedCopy() && !AdoptCopy()) return;
-  if (__builtin_expect(!g_shim.sender_started.load(std::memory_order_relaxed), 0)) {
+  if (__builtin_expect(!g_shim.sender_started.load(std::memory_order_acquire), 0)) {
     StartSenderAtFirstSample();
   }
   auto address = reinterpret_cast<uintptr_t>(p);
