@@ -341,9 +341,16 @@ void Say(const char* what, const char* detail) {
   (void)ignored;
 }
 
-void SayOnce(const char* key, const char* what, const char* detail) {
+namespace {
+// Whether this process (or the one that exec'd it) said `key` already.
+bool Said(const char* key) {
   const char* said = getenv("HEAPWATCH_SAID");
-  if (said && strcmp(said, key) == 0) return;
+  return said && strcmp(said, key) == 0;
+}
+}  // namespace
+
+void SayOnce(const char* key, const char* what, const char* detail) {
+  if (Said(key)) return;
   Say(what, detail);
   setenv("HEAPWATCH_SAID", key, 1);
 }
@@ -409,8 +416,7 @@ bool LoadUnwinderNow(bool at_start) {
   } else {
     // SayOnce's setenv is not safe against another thread's getenv, and
     // the process has its sender besides.
-    const char* said = getenv("HEAPWATCH_SAID");
-    if (!said || strcmp(said, "libunwind") != 0) Say(what, error);
+    if (!Said("libunwind")) Say(what, error);
   }
   return frame_pointers;
 }
