@@ -10,6 +10,7 @@
 #include <atomic>
 #include <new>
 
+#include "dl_functions.h"
 #include "real_allocator.h"
 #include "recorder.h"
 
@@ -18,6 +19,8 @@
 extern "C" void* heapwatch_own_malloc(size_t) __attribute__((visibility("hidden")));
 extern "C" void heapwatch_own_free(void*) __attribute__((visibility("hidden")));
 
+using heapwatch::preload::DlOpen;
+using heapwatch::preload::DlSym;
 using heapwatch::preload::g_libstdcxx_new_delete;
 using heapwatch::preload::RecordAlloc;
 using heapwatch::preload::RecordFree;
@@ -46,10 +49,10 @@ std::atomic<void*> g_next[kFnCount];
 // The next definition: the allocator's or libstdc++'s. A libstdc++ loaded
 // later with RTLD_LOCAL is not visible to RTLD_NEXT, hence the second try.
 __attribute__((noinline)) void* ResolveNext(Fn f) {
-  void* p = dlsym(RTLD_NEXT, kNames[f]);
+  void* p = DlSym(RTLD_NEXT, kNames[f]);
   if (!p) {
-    if (void* h = dlopen("libstdc++.so.6", RTLD_NOLOAD | RTLD_LAZY)) {
-      p = dlsym(h, kNames[f]);
+    if (void* h = DlOpen("libstdc++.so.6", RTLD_NOLOAD | RTLD_LAZY)) {
+      p = DlSym(h, kNames[f]);
       dlclose(h);
     }
   }

@@ -8,9 +8,13 @@
 // nothing newer than GLIBC_2.17 (tests/e2e/test_shim_api.py checks).
 // libunwind is loaded with dlopen for the same reason (libunwind_loader.h).
 //
-// Before glibc 2.34 the pthread_* and dl* functions lived in libpthread.so.0
-// and libdl.so.2, so the shim names both as DT_NEEDED (empty stubs since
-// 2.34); ld.so finds a versioned symbol in whichever object defines it.
+// Before glibc 2.34 the pthread_* and dl* functions below lived in
+// libpthread.so.0 and libdl.so.2. The shim names neither as DT_NEEDED (empty
+// stubs since 2.34, and each exec would load them: dl_functions.h) and
+// references these weakly: ld.so binds a versioned symbol in whichever
+// loaded object defines it, and leaves it null where none does (an old
+// glibc, a program that loads neither library). dl_functions.h says what the
+// shim does then.
 #ifndef HEAPWATCH_PRELOAD_GLIBC_COMPAT_H_
 #define HEAPWATCH_PRELOAD_GLIBC_COMPAT_H_
 
@@ -36,5 +40,20 @@ HEAPWATCH_GLIBC_OLD(_pthread_cleanup_push);
 HEAPWATCH_GLIBC_OLD(_pthread_cleanup_pop);
 #undef HEAPWATCH_GLIBC_OLD
 #endif
+
+#pragma weak dlopen
+#pragma weak dlsym
+#pragma weak dlerror
+#pragma weak pthread_create
+#pragma weak pthread_join
+#pragma weak pthread_key_create
+#pragma weak pthread_getspecific
+#pragma weak pthread_setspecific
+#pragma weak pthread_attr_getstack
+#pragma weak pthread_attr_setstacksize
+#ifndef HEAPWATCH_DEFINES_PTHREAD_GETATTR_NP
+#pragma weak pthread_getattr_np
+#endif
+#pragma weak pthread_sigmask
 
 #endif  // HEAPWATCH_PRELOAD_GLIBC_COMPAT_H_

@@ -18,11 +18,13 @@
 #include <atomic>
 
 #include "alloc_paths.h"
+#include "dl_functions.h"
 #include "real_allocator.h"
 #include "recorder.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
 
+using heapwatch::preload::DlSym;
 using heapwatch::preload::g_real;
 using heapwatch::preload::InArena;
 using heapwatch::preload::MaybeSampled;
@@ -82,7 +84,7 @@ void* const kStandIns[kFnCount] = {
 // the allocator is being resolved (dlsym allocates with malloc and calloc).
 void* ResolveNext(Fn f) {
   heapwatch::preload::WaitForRealAllocator();
-  void* p = dlsym(RTLD_NEXT, kNames[f]);
+  void* p = DlSym(RTLD_NEXT, kNames[f]);
   return p ? p : kStandIns[f];
 }
 

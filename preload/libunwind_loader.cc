@@ -6,6 +6,7 @@
 #include <initializer_list>
 #include <type_traits>
 
+#include "dl_functions.h"
 namespace heapwatch::preload {
 namespace {
 
@@ -16,7 +17,7 @@ namespace {
 bool FindFunctions(void* h, Libunwind* lu) {
   bool ok = true;
   auto find = [&](auto* slot, const char* name) {
-    void* f = dlsym(h, name);
+    void* f = DlSym(h, name);
     ok = ok && f;
     *slot = reinterpret_cast<std::remove_pointer_t<decltype(slot)>>(f);
   };
@@ -28,7 +29,7 @@ bool FindFunctions(void* h, Libunwind* lu) {
   find(&lu->set_caching_policy, HW_NAME(unw_set_caching_policy));
   find(&lu->flush_cache, HW_NAME(unw_flush_cache));
   find(&lu->local_addr_space, HW_NAME(unw_local_addr_space));
-  if (!ok) dlerror();  // no error left for the program
+  if (!ok) DlError();  // no error left for the program
   return ok;
 }
 
@@ -39,7 +40,7 @@ bool LoadLibunwind(Libunwind* out, const char** error) {
   // shim's DT_RPATH (its directory, where the copies travel), but not for
   // the library's dependencies, which an image need not have. Once loaded it
   // is found by its soname. Absent is fine where the system has one.
-  if (!dlopen("liblzma.so.5", RTLD_LAZY | RTLD_LOCAL)) dlerror();
+  if (!DlOpen("liblzma.so.5", RTLD_LAZY | RTLD_LOCAL)) DlError();
   // First by name, which finds the copy beside the shim. That one needs
   // glibc 2.34; an older image may have a libunwind of its own, built for
   // its glibc (Debian 11's libunwind8 profiled perl so, by hand): then its
@@ -51,7 +52,7 @@ bool LoadLibunwind(Libunwind* out, const char** error) {
   message[0] = 0;
   for (const char* name : {"libunwind.so.8", "/usr/lib/x86_64-linux-gnu/libunwind.so.8",
                            "/lib/x86_64-linux-gnu/libunwind.so.8", "/usr/lib64/libunwind.so.8"}) {
-    void* h = dlopen(name, RTLD_LAZY | RTLD_LOCAL);
+    void* h = DlOpen(name, RTLD_LAZY | RTLD_LOCAL);
     Libunwind lu;
     if (h && FindFunctions(h, &lu)) {
       *out = lu;
@@ -59,9 +60,9 @@ bool LoadLibunwind(Libunwind* out, const char** error) {
     }
     if (!message[0]) {
       snprintf(message, sizeof(message), "%s",
-               h ? "libunwind.so.8 lacks the local unwinder's entry points" : dlerror());
+               h ? "libunwind.so.8 lacks the local unwinder's entry points" : DlError());
     } else if (!h) {
-      dlerror();
+      DlError();
     }
   }
   *error = message;

@@ -11,6 +11,7 @@
 
 #include <atomic>
 
+#include "dl_functions.h"
 extern "C" {
 // glibc's own entry points: a fallback should RTLD_NEXT find nothing.
 void* __libc_malloc(size_t) __attribute__((weak));
@@ -191,7 +192,7 @@ bool InLibstdcxx(void* f) {
 
 template <typename Fn>
 Fn Lookup(const char* name, Fn fallback) {
-  void* f = dlsym(RTLD_NEXT, name);
+  void* f = DlSym(RTLD_NEXT, name);
   return f ? reinterpret_cast<Fn>(f) : fallback;
 }
 
@@ -200,7 +201,7 @@ Fn Lookup(const char* name, Fn fallback) {
 bool AllocatorPrecedes(const void* own_malloc) {
   // Objects come in load order, which for those loaded at start is the order
   // in which symbols are looked up: the executable, then LD_PRELOAD's.
-  // dlsym(RTLD_DEFAULT, "malloc") cannot tell: a non-PIE executable that
+  // DlSym(RTLD_DEFAULT, "malloc") cannot tell: a non-PIE executable that
   // takes malloc's address (Debian's python3 does) makes its own PLT entry
   // the address every object sees, while its calls still reach the first
   // definition, the shim's.
@@ -298,10 +299,10 @@ bool ResolveRealAllocator() {
     if (!same_object(reinterpret_cast<void*>(r.valloc))) r.valloc = EmulatedValloc;
     if (!same_object(reinterpret_cast<void*>(r.pvalloc))) r.pvalloc = EmulatedPvalloc;
   }
-  void* next_new = dlsym(RTLD_NEXT, "_Znwm");
+  void* next_new = DlSym(RTLD_NEXT, "_Znwm");
   g_allocator_owns_new = same_object(next_new);
   g_libstdcxx_new_delete = !g_allocator_owns_new && InLibstdcxx(next_new) &&
-                           InLibstdcxx(dlsym(RTLD_NEXT, "_ZdlPv"));
+                           InLibstdcxx(DlSym(RTLD_NEXT, "_ZdlPv"));
   // libc provides all of these; should one be missing anyway, build it on
   // posix_memalign rather than leave a null pointer behind.
   if (!r.posix_memalign) r.posix_memalign = BootPosixMemalign;

@@ -15,6 +15,7 @@
 
 #include <heapwatch/wire.h>
 
+#include "dl_functions.h"
 #include "modules.h"
 #include "raw_memory.h"
 #include "real_allocator.h"
@@ -448,6 +449,18 @@ void StartRecorder(bool other_allocator_first) {
     // Not glibc (musl): the shim is built on glibc's fork, TLS and loader,
     // so it only passes calls through.
     SayOnce("musl", "the C library is not glibc (musl?); profiling disabled");
+    return off();
+  }
+  if (const char* missing = MissingThreadFunction()) {
+    // glibc before 2.34 keeps the sender's thread calls in libpthread.so.0,
+    // which the shim does not load (dl_functions.h), nor this program. It
+    // can be preloaded before the shim, as glibc loads it at start.
+    char detail[200];
+    snprintf(detail, sizeof detail,
+             "%s is in libpthread.so.0 with glibc %s, and the program does not load it "
+             "(to profile it, preload libpthread.so.0 before the shim)",
+             missing, gnu_get_libc_version ? gnu_get_libc_version() : "?");
+    SayOnce("libpthread", "profiling disabled: ", detail);
     return off();
   }
 

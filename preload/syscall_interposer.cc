@@ -35,6 +35,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "dl_functions.h"
 #include "raw_syscall.h"
 #include "recorder.h"
 
@@ -183,10 +184,10 @@ using PrctlFn = int (*)(int, unsigned long, unsigned long, unsigned long, unsign
 PrctlFn g_next_prctl = nullptr;
 
 __attribute__((constructor)) void FindNextDefinitions() {
-  if (void* next = dlsym(RTLD_NEXT, "syscall")) {
+  if (void* next = heapwatch::preload::DlSym(RTLD_NEXT, "syscall")) {
     __atomic_store_n(&heapwatch_next_syscall, next, __ATOMIC_RELEASE);
   }
-  __atomic_store_n(&g_next_prctl, reinterpret_cast<PrctlFn>(dlsym(RTLD_NEXT, "prctl")), __ATOMIC_RELEASE);
+  __atomic_store_n(&g_next_prctl, reinterpret_cast<PrctlFn>(heapwatch::preload::DlSym(RTLD_NEXT, "prctl")), __ATOMIC_RELEASE);
 }
 
 }  // namespace

@@ -37,6 +37,7 @@ test_pkgs=(
   heaptrack                 # a peer we benchmark against
   valgrind sqlite3          # bench/shim: callgrind's instruction counts; a real program
   musl-tools                # musl-gcc: a program built as for an Alpine image
+  debootstrap               # a Debian 11 root (glibc 2.31) for the shim: scripts/old-glibc-root.sh
   chromium                  # headless UI tests (driven by playwright-core)
 )
 # Tools that the machine image may ship from elsewhere: install Debian's

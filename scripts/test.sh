@@ -11,12 +11,16 @@
 #                                   symbolizer, their unit tests and the thin
 #                                   end-to-end path
 #   HEAPWATCH_TEST_FUZZ=<seconds>   libFuzzer on the frame decoder (0: off)
+#   HEAPWATCH_TEST_OLD_GLIBC=1      the shim under Debian 11's glibc 2.31, in
+#                                   a root made once with debootstrap (~3 min,
+#                                   from deb.debian.org), build/old-glibc-root
 # Defaults: all on, fuzzing for 30 s. CI runs exactly this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HEAPWATCH_UI_TESTS=${HEAPWATCH_UI_TESTS:-1}
 sanitize=${HEAPWATCH_TEST_SANITIZE:-1}
 fuzz_seconds=${HEAPWATCH_TEST_FUZZ:-30}
+old_glibc=${HEAPWATCH_TEST_OLD_GLIBC:-1}
 jobs=$(nproc)
 failed=()
 
@@ -27,6 +31,15 @@ scripts/install-deps.sh
 
 step "build"
 BUILD_DIR=build scripts/build.sh -DBUILD_TESTING=ON
+
+if [[ $old_glibc == 1 ]]; then
+  step "a Debian 11 root for the shim's old-glibc tests"
+  if scripts/old-glibc-root.sh "$PWD/build/old-glibc-root"; then
+    export HEAPWATCH_OLD_GLIBC_ROOT=$PWD/build/old-glibc-root
+  else
+    failed+=("old-glibc-root")
+  fi
+fi
 
 step "unit and end-to-end tests"
 if ! (cd build && ctest --output-on-failure -j"$jobs" --timeout 600); then

@@ -14,3 +14,7 @@ heapwatch_e2e_test(NAME shim_short_lived TIMEOUT 180 LABELS shim)
 heapwatch_e2e_test(NAME shim_threads TIMEOUT 120 LABELS shim)
 # free() on the live table's fine and coarse filters: every free still seen.
 heapwatch_e2e_test(NAME shim_filters TIMEOUT 120 LABELS shim)
+# Programs of a Debian 11 image (glibc 2.31: libpthread and libdl apart from
+# libc) under the shim, in a chroot; skips without HEAPWATCH_OLD_GLIBC_ROOT
+# (scripts/test.sh makes one: scripts/old-glibc-root.sh).
+heapwatch_e2e_test(NAME shim_old_glibc TIMEOUT 120 LABELS shim)

@@ -125,12 +125,26 @@ class ShimApiTest(ShimSocketTest):
         newest = max((int(a), int(b)) for a, b in versions)
         self.assertLessEqual(newest, (2, 17), dump.stdout)
         needed = re.findall(r"NEEDED\s+(\S+)", dump.stdout)
-        self.assertNotIn("libunwind.so.8", needed)
-        # Where glibc before 2.34 keeps pthread_* and dl*.
-        self.assertLessEqual({"libpthread.so.0", "libdl.so.2"}, set(needed))
-        # Not libm: a program that does not use it (a shell, ls) would load
-        # it for the shim alone, ~75 us of every exec (sampler.h).
-        self.assertNotIn("libm.so.6", needed)
+        # glibc alone. Not libunwind (loaded with dlopen), nor libm: a
+        # program that does not use it (a shell, ls) would load it for the
+        # shim alone, ~75 us of every exec (sampler.h). Nor libpthread.so.0
+        # and libdl.so.2, where glibc before 2.34 keeps pthread_* and dl*:
+        # stubs since, and ~250 us of every exec (dl_functions.h). What the
+        # shim calls of theirs it references weakly, so that an old glibc
+        # leaves it null where the program loads neither, instead of
+        # stopping the program at its start with "undefined symbol".
+        self.assertEqual(needed, ["libc.so.6"])
+        symbols = run(["objdump", "-T", SHIM])
+        self.assertEqual(symbols.returncode, 0, symbols.stderr)
+        undefined = {m.group(2): m.group(1) for m in re.finditer(
+            r"^\S+\s+(w?)\s+DF?\s+\*UND\*\s+\S+\s+(?:\(\S+\)|Base)?\s*(\S+)$",
+            symbols.stdout, re.M)}
+        split = {"dlopen", "dlsym", "dlerror", "pthread_create", "pthread_join", "pthread_key_create",
+                 "pthread_getspecific", "pthread_setspecific", "pthread_attr_getstack",
+                 "pthread_attr_setstacksize", "pthread_getattr_np", "pthread_sigmask",
+                 "_pthread_cleanup_push", "_pthread_cleanup_pop"}
+        self.assertLessEqual(split, set(undefined), symbols.stdout)
+        self.assertEqual({name for name in split if undefined[name] != "w"}, set(), symbols.stdout)
 
     def test_a_copy_of_libunwind_that_cannot_be_loaded(self):
         # The shim loads libunwind.so.8 from its own directory first (rpath
