@@ -7,7 +7,10 @@ namespace heapwatch::preload {
 alignas(64) LiveTable::AllMaybe LiveTable::kAllMaybe = {{}, {kMany | 1, kMany | 1}};
 
 void LiveTable::CellAdd(Cell& cell, uint8_t fingerprint) {
-  uint8_t v = cell.load(std::memory_order_relaxed);
+  // Most cells are empty: the first try guesses so, with no load before it.
+  // A load first would take two page faults on an untouched page of a
+  // filter (the zero page, then its copy) where the exchange takes one.
+  uint8_t v = 0;
   uint8_t next;
   do {
     next = v == 0      ? fingerprint

@@ -23,7 +23,15 @@ void* __libc_memalign(size_t, size_t) __attribute__((weak));
 
 namespace heapwatch::preload {
 
+// After every other zero-initialised variable (.lbss follows .bss): in the
+// middle of them it kept those the start and fork touch 256 KiB away from
+// the rest, on pages of their own, each a page fault of every process
+// (and of every forked child that writes them).
+#ifdef __x86_64__
+alignas(64) char g_arena[kArenaBytes] __attribute__((section(".lbss.heapwatch_arena")));
+#else
 alignas(64) char g_arena[kArenaBytes];
+#endif
 
 namespace {
 
@@ -34,7 +42,10 @@ std::atomic<size_t> g_arena_block_count{0};
 // the claim failed (arena full).
 std::atomic<uintptr_t> g_arena_blocks[kMaxArenaBlocks];
 constexpr uintptr_t kNoBlock = 1;
-enum : int { kUnresolved = 0, kResolving = 1, kResolved = 2 };
+// Not zero-initialised: in .data, whose page the loader's relocations have
+// written already, rather than read first on a .bss page and then written
+// (two page faults: the zero page, then its copy).
+enum : int { kUnresolved = 1, kResolving = 2, kResolved = 3 };
 std::atomic<int> g_resolve_state{kUnresolved};
 
 void* BootMalloc(size_t n) {
