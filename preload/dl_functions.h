@@ -4,7 +4,7 @@
 // kin in libpthread.so.0). The shim used to name both as DT_NEEDED, for old
 // images; since 2.34 they are empty stubs, and loading them cost every exec
 // under the shim ~40 system calls (a search of the shim's DT_RPATH, then two
-// opens and their mappings): fork + exec of /bin/true 1.30x -> 1.09x of no
+// opens and their mappings): fork + exec of /bin/true 1.38x -> 1.18x of no
 // shim with the shim disabled (BENCHMARKS.md, "Fourteenth session").
 //
 // So the shim names neither, and references what they held weakly
