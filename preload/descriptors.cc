@@ -6,12 +6,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "raw_syscall.h"
+
 namespace heapwatch::preload {
 namespace {
 
 // fstat(2) itself: glibc's fstat symbol is new in 2.33 (glibc_compat.h). On
-// x86-64 the kernel's struct stat is glibc's.
-int FdStat(int fd, struct stat* st) { return static_cast<int>(syscall(SYS_fstat, fd, st)); }
+// x86-64 the kernel's struct stat is glibc's. Inline: fork's child handler
+// closes the parent's socket (raw_syscall.h).
+int FdStat(int fd, struct stat* st) {
+  return InlineSyscall(SYS_fstat, fd, reinterpret_cast<long>(st)) == 0 ? 0 : -1;
+}
 
 }  // namespace
 
@@ -47,8 +52,12 @@ bool OwnSocket::StillOurs() const {
 }
 
 void OwnSocket::Close() {
-  if (StillOurs()) close(fd_);
-  fd_ = -1;
+  CloseKeepingNumber();
+  Forget();
+}
+
+void OwnSocket::CloseKeepingNumber() const {
+  if (StillOurs()) InlineSyscall(SYS_close, fd_);
 }
 
 }  // namespace heapwatch::preload

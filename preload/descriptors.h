@@ -38,6 +38,12 @@ class OwnSocket {
   bool StillOurs() const;
   // Closes the socket if fd() still names it; forgets the number either way.
   void Close();
+  // Closes it as Close() does, but keeps the number, for Forget() later: a
+  // forked child's copy of the parent's socket, closed without writing to
+  // the page this object is on (a page fault of every fork).
+  void CloseKeepingNumber() const;
+  // Forgets the number, closing nothing.
+  void Forget() { fd_ = -1; }
 
  private:
   int fd_ = -1;

@@ -5,6 +5,17 @@
 
 #include <stddef.h>
 
+// For a large zero-initialised array: placed after every other one (.lbss
+// follows .bss), so that the small globals that the start and each fork
+// write share as few pages as may be, each page one fault of every process
+// and every forked child (real_allocator.cc's bootstrap arena, the unwinder's
+// slots).
+#if defined(__x86_64__)
+#define HEAPWATCH_LARGE_ZEROED __attribute__((section(".lbss.heapwatch")))
+#else
+#define HEAPWATCH_LARGE_ZEROED
+#endif
+
 namespace heapwatch::preload {
 
 // Zero-filled, private, MAP_NORESERVE memory (untouched pages cost nothing).

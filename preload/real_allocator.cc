@@ -12,6 +12,7 @@
 #include <atomic>
 
 #include "dl_functions.h"
+#include "raw_memory.h"
 extern "C" {
 // glibc's own entry points: a fallback should RTLD_NEXT find nothing.
 void* __libc_malloc(size_t) __attribute__((weak));
@@ -23,15 +24,9 @@ void* __libc_memalign(size_t, size_t) __attribute__((weak));
 
 namespace heapwatch::preload {
 
-// After every other zero-initialised variable (.lbss follows .bss): in the
-// middle of them it kept those the start and fork touch 256 KiB away from
-// the rest, on pages of their own, each a page fault of every process
-// (and of every forked child that writes them).
-#ifdef __x86_64__
-alignas(64) char g_arena[kArenaBytes] __attribute__((section(".lbss.heapwatch_arena")));
-#else
-alignas(64) char g_arena[kArenaBytes];
-#endif
+// Not among the small globals (raw_memory.h): there it kept those the start
+// and fork touch 256 KiB apart, on pages of their own.
+alignas(64) char g_arena[kArenaBytes] HEAPWATCH_LARGE_ZEROED;
 
 namespace {
 

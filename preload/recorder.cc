@@ -18,6 +18,7 @@
 #include "dl_functions.h"
 #include "modules.h"
 #include "raw_memory.h"
+#include "raw_syscall.h"
 #include "real_allocator.h"
 #include "sender.h"
 #include "side_stack.h"
@@ -164,9 +165,10 @@ void PushOrDrop(const wire::EventRecord& ev) {
 // came (FlushSenderAtExit). The token is a word in a page advised
 // MADV_WIPEONFORK, which the kernel gives every such copy as zeros (and a
 // vfork child, which shares the page, as it is): RecordAlloc reads it at
-// each sample, one load of a line nothing writes, and ForkChild sets it
-// again. Where the kernel lacks the advice (before Linux 4.14) the token is
-// a static word that always reads set: no copy is ever adopted.
+// each sample, one load of a line nothing writes. A child of fork() has it
+// wiped too; its first sample sets it again (AdoptCopy finds that
+// ForkChild ran). Where the kernel lacks the advice (before Linux 4.14) the
+// token is a static word that always reads set: no copy is ever adopted.
 constexpr uint64_t kCopyToken = 0x68656170'77617463;  // "heapwatc"
 constinit std::atomic<uint64_t> g_static_token{kCopyToken};
 std::atomic<uint64_t>* g_copy_token = &g_static_token;
@@ -220,10 +222,13 @@ void ForkChild();
 // the child then passes calls through, forgets the parent's sender, and
 // says why. True if it samples on.
 __attribute__((noinline, cold)) bool AdoptCopy() {
+  auto on = [] { return g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn); };
   uint64_t wiped = 0;
-  if (!g_copy_token->compare_exchange_strong(wiped, kCopyToken, std::memory_order_acq_rel)) {
-    return g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn);
-  }
+  if (!g_copy_token->compare_exchange_strong(wiped, kCopyToken, std::memory_order_acq_rel)) return on();
+  // A child of fork(), whose handler (ForkChild) made it a process of its
+  // own already, and left the token for this: its write was a page fault of
+  // every fork, also of the children that exec at once.
+  if (InShimsProcess()) return on();
   int threads = CountThreads();
   const char* why = threads < 0  ? "cannot read /proc/self/task"
                     : threads > 1 ? "it has started threads"
@@ -237,7 +242,7 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
   }
   UnwinderCopyMade();
   ForkChild();
-  return g_shim.state.load(std::memory_order_acquire) == static_cast<int>(ShimState::kOn);
+  return on();
 }
 
 // The sender starts at a process's first sample, not at its start (nor at a
@@ -302,9 +307,15 @@ void ForkChild() {
   // SenderForkChild forgot the parent's.
   GuardScope guard;
   t_thread.tid = 0;
-  g_shim.pid = static_cast<uint32_t>(getpid());
-  g_shim.start_time_ns = RealtimeNs();
-  g_copy_token->store(kCopyToken, std::memory_order_relaxed);  // the kernel wiped it (AdoptCopy)
+  // Not glibc's getpid() and clock_gettime(): pages the child would fault
+  // in for these calls alone (raw_syscall.h).
+  g_shim.pid = static_cast<uint32_t>(InlineSyscall(SYS_getpid));
+  timespec now{};
+  InlineSyscall(SYS_clock_gettime, CLOCK_REALTIME, reinterpret_cast<long>(&now));
+  g_shim.start_time_ns =
+      static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  // The token stays as the kernel wiped it: the child's first sample (or
+  // fork) sets it again (AdoptCopy), not this handler.
   // Events read the clock itself until this process's sender (started at its
   // first sample) notes it: the parent's note is of another process's time.
   g_event_clock.ns.store(0, std::memory_order_relaxed);

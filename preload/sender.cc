@@ -39,6 +39,11 @@ constexpr size_t kSenderStackBytes = 256 << 10;
 constexpr uint64_t kUnpublishedGiveUpNs = 250000000;
 
 SenderState* g_state = nullptr;  // mmap'd once; survives fork (the child reuses it)
+// Set in a forked child: g_state is the parent's, reset when the child's own
+// sender starts (StartSender), not in the fork handler: that was a write
+// to its page, a page fault of every fork, also of children that exec at
+// once. Only the sender uses the state, and the child has none until then.
+bool g_state_inherited = false;
 std::atomic<int> g_thread{0};
 pthread_t g_sender;  // joinable, joined only by PauseSender
 // Set by PauseSender: the sender ends after its round (SenderMain).
@@ -189,9 +194,27 @@ void* SenderMain(void*) {
   return nullptr;
 }
 
+// A forked child's g_state, the parent's, made this process's own. The
+// parent's socket was closed in the child already (SenderForkChild).
+void ResetInheritedState(SenderState* s) {
+  s->sock.Forget();
+  s->out.Clear();
+  s->batch_len = 0;
+  s->ever_connected = false;
+  s->ring_complete = false;  // the table is the parent's copy: resync
+  s->resync_generation = 0;
+  s->next_connect_ms = 0;
+  s->backoff_ms = kBackoffMinMs;
+  s->next_stats_ns = 0;
+}
+
 }  // namespace
 
 bool StartSender() {
+  if (g_state && g_state_inherited) {
+    ResetInheritedState(g_state);
+    g_state_inherited = false;
+  }
   if (!g_state) {
     void* mem = MapZeroed(sizeof(SenderState));
     if (!mem) return false;
@@ -309,16 +332,8 @@ void SenderForkChild() {
   g_flush_done.store(0, std::memory_order_relaxed);
   g_sleeping.store(false, std::memory_order_relaxed);  // the parent's sender slept, not ours
   if (g_state) {
-    SenderState* s = g_state;
-    s->sock.Close();  // the parent's connection, not ours
-    s->out.Clear();
-    s->batch_len = 0;
-    s->ever_connected = false;
-    s->ring_complete = false;  // the table is the parent's copy: resync
-    s->resync_generation = 0;
-    s->next_connect_ms = 0;
-    s->backoff_ms = kBackoffMinMs;
-    s->next_stats_ns = 0;
+    g_state->sock.CloseKeepingNumber();  // the parent's connection, not ours
+    g_state_inherited = true;            // the rest at the child's sender start
   }
   // The child's own sender starts at its first sample (recorder.cc).
 }

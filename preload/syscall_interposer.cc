@@ -187,7 +187,8 @@ __attribute__((constructor)) void FindNextDefinitions() {
   if (void* next = heapwatch::preload::DlSym(RTLD_NEXT, "syscall")) {
     __atomic_store_n(&heapwatch_next_syscall, next, __ATOMIC_RELEASE);
   }
-  __atomic_store_n(&g_next_prctl, reinterpret_cast<PrctlFn>(heapwatch::preload::DlSym(RTLD_NEXT, "prctl")), __ATOMIC_RELEASE);
+  void* next_prctl = heapwatch::preload::DlSym(RTLD_NEXT, "prctl");
+  __atomic_store_n(&g_next_prctl, reinterpret_cast<PrctlFn>(next_prctl), __ATOMIC_RELEASE);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "libunwind_loader.h"
+#include "raw_memory.h"
 #include "side_stack.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
@@ -77,7 +78,7 @@ struct alignas(64) UnwindSlot {
   std::atomic<uint32_t> owned{0};
   std::atomic<uint32_t> busy{0};
 };
-UnwindSlot g_slots[kUnwindSlots];
+UnwindSlot g_slots[kUnwindSlots] HEAPWATCH_LARGE_ZEROED;  // raw_memory.h
 // How many slots have ever been claimed (the lowest free one is, so they are
 // g_slots[0 .. g_slots_used)): a fork reads those and not all 256 lines, ~3%
 // of a fork and _exit's CPU in a process that samples (perf).
@@ -97,7 +98,7 @@ constexpr uint64_t kForkWaitNs = 1000000000;
 // Written by the prepare handler alone (glibc runs them under its atfork
 // lock): the marks forks gave up on, and whether the coming child is born
 // with one up.
-uint32_t g_stale_busy[kUnwindSlots];
+uint32_t g_stale_busy[kUnwindSlots] HEAPWATCH_LARGE_ZEROED;
 uint32_t g_stale_shared = 0;
 bool g_child_without_libunwind = false;
 

@@ -98,8 +98,8 @@ class OldGlibcTest(unittest.TestCase):
 
     def test_a_program_that_loads_both_is_profiled(self):
         self.assertLessEqual({"libpthread.so.0", "libdl.so.2"}, self.needed("/usr/bin/perl"))
-        conn = self.profiled(["perl", "-e", "my @a = map { 'x' x 100000 } 1 .. 40; print scalar(@a), qq(\\n)"],
-                             self.shim)
+        script = "my @a = map { 'x' x 100000 } 1 .. 40; print scalar(@a), qq(\\n)"
+        conn = self.profiled(["perl", "-e", script], self.shim)
         self.assertIn("perl", conn.exe)
 
     def test_programs_without_libpthread_run_unprofiled_and_say_why_once(self):
