@@ -299,6 +299,18 @@ void ForkParent() {
   if (UnwinderForkParent()) g_children_told = true;
 }
 
+// The process's pid and start time, for its handshake. Not with glibc's
+// getpid() and clock_gettime(): pages (theirs, the vDSO's) that a process
+// under the shim, or a forked child, would fault in for these calls alone
+// (raw_syscall.h).
+void NoteProcessStart() {
+  g_shim.pid = static_cast<uint32_t>(InlineSyscall(SYS_getpid));
+  timespec now{};
+  InlineSyscall(SYS_clock_gettime, CLOCK_REALTIME, reinterpret_cast<long>(&now));
+  g_shim.start_time_ns =
+      static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+}
+
 void ForkChild() {
   // The child is a new process to the collector. Its heap is a copy of the
   // parent's, so the live table stays; everything about the connection and
@@ -307,13 +319,7 @@ void ForkChild() {
   // SenderForkChild forgot the parent's.
   GuardScope guard;
   t_thread.tid = 0;
-  // Not glibc's getpid() and clock_gettime(): pages the child would fault
-  // in for these calls alone (raw_syscall.h).
-  g_shim.pid = static_cast<uint32_t>(InlineSyscall(SYS_getpid));
-  timespec now{};
-  InlineSyscall(SYS_clock_gettime, CLOCK_REALTIME, reinterpret_cast<long>(&now));
-  g_shim.start_time_ns =
-      static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
+  NoteProcessStart();
   // The token stays as the kernel wiped it: the child's first sample (or
   // fork) sets it again (AdoptCopy), not this handler.
   // Events read the clock itself until this process's sender (started at its
@@ -488,8 +494,7 @@ void StartRecorder(bool other_allocator_first) {
   // the process says so once for itself and the programs it execs
   // (SayOnce), as it can only at start.
   if (!GlibcAtLeast(2, 34) && !LoadUnwinderNow(true)) return off();
-  g_shim.pid = static_cast<uint32_t>(getpid());
-  g_shim.start_time_ns = RealtimeNs();
+  NoteProcessStart();
   ArmCopyToken();
   __register_atfork(ForkPrepare, ForkParent, ForkChild, &__dso_handle);
   g_shim.state.store(static_cast<int>(ShimState::kOn), std::memory_order_release);

@@ -163,7 +163,6 @@ class NoCancellation {
   int state_ = PTHREAD_CANCEL_ENABLE;
 };
 
-inline uint64_t RealtimeNs() { return ClockNs(CLOCK_REALTIME); }
 // Events' times. The collector needs an allocation's age in seconds, not
 // nanoseconds, so a sample reads the time the sender noted at the start of
 // its round (CLOCK_REALTIME_COARSE, at most ~0.1 s old; older only while a
