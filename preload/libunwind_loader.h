@@ -1,4 +1,4 @@
-// Finding and loading libunwind (the unwinder uses it: unwinder.cc).
+// Finding and loading libunwind (unwinder_load.cc loads it for the unwinder).
 //
 // libunwind, loaded with dlopen rather than linked: the libunwind.so.8 that
 // travels with the shim is Debian 12's and needs glibc 2.34, and a preloaded

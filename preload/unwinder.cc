@@ -2,12 +2,9 @@
 
 #include <alloca.h>
 #include <elf.h>
-#include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
 #include <sched.h>
-#include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,31 +16,18 @@
 #include "libunwind_loader.h"
 #include "raw_memory.h"
 #include "side_stack.h"
+#include "unwinder_internal.h"
 
 extern "C" const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 
 namespace heapwatch::preload {
+
+std::atomic<bool> g_forking{false};
+
 namespace {
 
 bool g_frame_pointers = false;
 uintptr_t g_skip_start = 0, g_skip_end = 0;
-
-// libunwind is loaded at a process's first sample, by its sender
-// (LoadUnwinder): not at start, which cost every exec under the shim ~120,000
-// instructions (~190 us a spawn of /bin/true, BENCHMARKS.md) whether it
-// sampled or not. g_lu is written before the state becomes kLoaded.
-Libunwind g_lu;
-enum : uint32_t { kUnloaded, kLoading, kLoaded, kNoLibunwind };
-std::atomic<uint32_t> g_libunwind{kUnloaded};
-// Until when a capture waits for the load under way (0: none is expected):
-// one deadline for the process, so that a load that cannot go on (the
-// sampling thread holds the loader's lock: a first sample inside an
-// application's dlopen) stalls its samples this long in all, not each,
-// where LoaderSleeps cannot tell (no /proc).
-std::atomic<uint64_t> g_load_deadline{0};
-constexpr uint64_t kLoadWaitNs = 250000000;
-// The thread whose load is under way (its tid), for LoaderSleeps.
-std::atomic<uint32_t> g_loader_tid{0};
 
 // Which of libunwind's two ways a thread unwinds with (see unwinder.h): it
 // steps, and every kStepsPerTry samples tries to take a trace cache.
@@ -62,7 +46,6 @@ struct UnwindState {
   // found.
   uintptr_t stack_lo, stack_hi;
   uint32_t in_getattr;  // calls of pthread_getattr_np under way (EnterThreadAttributes)
-  bool loading;         // inside LoadUnwinder's dlopen
 };
 constexpr uintptr_t kNoStack = 1;
 __thread UnwindState t_unwind __attribute__((tls_model("initial-exec")));
@@ -84,17 +67,6 @@ UnwindSlot g_slots[kUnwindSlots] HEAPWATCH_LARGE_ZEROED;  // raw_memory.h
 // of a fork and _exit's CPU in a process that samples (perf).
 std::atomic<uint32_t> g_slots_used{0};
 std::atomic<uint32_t> g_shared_busy{0};
-std::atomic<bool> g_forking{false};
-
-// How long fork's prepare handler waits for other threads' unwinds to end.
-// An unwind takes microseconds; one still under way after a second has a
-// thread that is stopped (a debugger), or that left it for good where no
-// cleanup ran (a signal handler's __builtin_longjmp: recorder.cc,
-// RecoverAbandonedSample), and the thread has not sampled since. Past it the
-// fork goes on; the mark it gave up on is
-// kept and not waited for again, and a child born while any mark is up does
-// not use libunwind (that thread may hold libunwind's or the loader's lock).
-constexpr uint64_t kForkWaitNs = 1000000000;
 // Written by the prepare handler alone (glibc runs them under its atfork
 // lock): the marks forks gave up on, and whether the coming child is born
 // with one up.
@@ -237,18 +209,6 @@ uint32_t StepBacktrace(void** out, uint32_t max) {
 // it up inside its mark (EnterLibunwind) and another that comes meanwhile
 // waits for it, as a fork waits for a mark: a second at most, then that
 // sample has no stack.
-// Yields until done() holds, or until the wait that *deadline bounds (0:
-// not started; it then ends kForkWaitNs from now) is over: false then.
-template <typename Done>
-bool YieldUntil(Done done, uint64_t* deadline) {
-  while (!done()) {
-    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
-    if (*deadline == 0) *deadline = now + kForkWaitNs;
-    if (now >= *deadline) return false;
-    sched_yield();
-  }
-  return true;
-}
 
 enum : uint32_t { kNotSetUp, kSettingUp, kSetUp };
 std::atomic<uint32_t> g_set_up{kNotSetUp};
@@ -263,67 +223,6 @@ bool SetUpLibunwind() {
   }
   uint64_t deadline = 0;
   return YieldUntil([] { return g_set_up.load(std::memory_order_acquire) == kSetUp; }, &deadline);
-}
-
-}  // namespace
-
-// Little stack: a capture may run where only a few KiB are left (a
-// coroutine's, an alternate signal stack), so no printf here, and only the
-// start of the line is read: "tid (name) S ...", the name at most 15 bytes.
-bool ThreadSleeps(uint32_t tid) {
-  char path[48] = "/proc/self/task/";
-  char digits[12];
-  int d = 0;
-  for (; d == 0 || tid != 0; tid /= 10) digits[d++] = static_cast<char>('0' + tid % 10);
-  char* p = path + strlen(path);
-  while (d > 0) *p++ = digits[--d];
-  memcpy(p, "/stat", sizeof "/stat");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return false;
-  char buf[64];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return false;
-  buf[n] = 0;
-  const char* paren = strrchr(buf, ')');  // the name may hold anything, also ')'
-  return paren && paren[1] == ' ' && paren[2] == 'S';
-}
-
-namespace {
-
-// Whether the thread that loads libunwind sleeps (ThreadSleeps), which
-// inside dlopen means it waits for a lock: the loader's, which another
-// thread holds inside a dlopen of its own. That thread may be the one
-// waiting for the load (a first sample from a constructor the application's
-// dlopen runs, or inside that dlopen's own allocations). Reading from disk
-// or faulting pages in is state D.
-bool LoaderSleeps() { return ThreadSleeps(g_loader_tid.load(std::memory_order_relaxed)); }
-
-// Whether libunwind is loaded, once the load under way (LoadUnwinder, in
-// the sender) has been waited for: while its loader runs, until the
-// process's deadline; not while the loader sleeps (LoaderSleeps), which it
-// does when this thread holds the loader's lock, and which each capture
-// reads again, every half millisecond while it waits: once the
-// application's dlopen has returned, the next capture waits for the load.
-bool LibunwindReady() {
-  uint32_t state = g_libunwind.load(std::memory_order_acquire);
-  if (__builtin_expect(state == kLoaded, 1)) return true;
-  if (state == kNoLibunwind) return false;
-  uint64_t deadline = g_load_deadline.load(std::memory_order_acquire);
-  if (deadline == 0) return false;  // nobody loads it yet: no sender
-  constexpr uint64_t kSleepCheckNs = 500000;
-  uint64_t next_check = 0;  // at once
-  auto done = [&] {
-    const uint32_t now_state = g_libunwind.load(std::memory_order_acquire);
-    if (now_state >= kLoaded) return true;
-    if (now_state != kLoading) return false;
-    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
-    if (now < next_check) return false;
-    next_check = now + kSleepCheckNs;
-    return LoaderSleeps();
-  };
-  YieldUntil(done, &deadline);
-  return g_libunwind.load(std::memory_order_acquire) == kLoaded;
 }
 
 uint32_t LibunwindBacktrace(void** out, uint32_t max) {
@@ -472,42 +371,8 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_cache_limit = trace_caches;
 }
 
-bool LoadUnwinder(const char** error) {
-  UnwindState& t = t_unwind;
-  uint64_t deadline = 0;
-  // A Dekker pair with UnwinderForkPrepare, as EnterLibunwind: no child is
-  // born halfway through the dlopen, whose loader state would be the
-  // parent's half-made one (glibc's fork resets the loader's lock in the
-  // child, not what it guarded).
-  auto claimed = [&t] {
-    uint32_t state = g_libunwind.load(std::memory_order_acquire);
-    if (state != kUnloaded) return state != kLoading;
-    if (!g_libunwind.compare_exchange_strong(state, kLoading, std::memory_order_seq_cst)) return false;
-    if (!g_forking.load(std::memory_order_seq_cst)) return t.loading = true;
-    g_libunwind.store(kUnloaded, std::memory_order_release);
-    return false;
-  };
-  // Another thread's load, or a fork's, first.
-  if (!YieldUntil(claimed, &deadline)) return false;
-  if (!t.loading) return g_libunwind.load(std::memory_order_acquire) == kLoaded;
-  g_loader_tid.store(static_cast<uint32_t>(syscall(SYS_gettid)), std::memory_order_relaxed);
-  t.in_libunwind = true;
-  const bool loaded = LoadLibunwind(&g_lu, error);
-  t.in_libunwind = false;
-  g_libunwind.store(loaded ? kLoaded : kNoLibunwind, std::memory_order_release);
-  t.loading = false;
-  return loaded;
-}
-
-bool UnwinderLoadSettled() { return g_libunwind.load(std::memory_order_acquire) >= kLoaded; }
-
-void ExpectUnwinder() {
-  uint64_t none = 0;
-  g_load_deadline.compare_exchange_strong(none, ClockNs(CLOCK_MONOTONIC) + kLoadWaitNs,
-                                          std::memory_order_release, std::memory_order_relaxed);
-}
-
 bool InsideLibunwind() { return t_unwind.in_libunwind; }
+void SetInsideLibunwind(bool inside) { t_unwind.in_libunwind = inside; }
 
 void EnterThreadAttributes() { ++t_unwind.in_getattr; }
 void LeaveThreadAttributes() { --t_unwind.in_getattr; }
@@ -565,14 +430,6 @@ bool OtherMarksUp(uint64_t deadline) {
   return marks_up;
 }
 
-// Whether libunwind's load is under way in another thread once waited for
-// as OtherMarksUp waits (`deadline`); this thread's own (a fork from a
-// signal handler that interrupted it) is not waited for.
-bool LoadUnderWay(uint64_t deadline) {
-  if (t_unwind.loading) return true;
-  return !YieldUntil([] { return g_libunwind.load(std::memory_order_acquire) != kLoading; }, &deadline);
-}
-
 }  // namespace
 
 void UnwinderForkPrepare() {
@@ -593,15 +450,7 @@ void UnwinderCopyMade() { g_child_without_libunwind = OtherMarksUp(1) || LoadUnd
 bool UnwinderForkChild() {
   // The child's only thread is the one that forked.
   const UnwindState& t = t_unwind;
-  const uint32_t loaded = g_libunwind.load(std::memory_order_relaxed);
-  const bool without_libunwind = g_child_without_libunwind && loaded != kNoLibunwind;
-  // Not loaded: the child's own sender loads it, at the child's first sample.
-  if (without_libunwind) {
-    g_libunwind.store(kNoLibunwind, std::memory_order_relaxed);
-  } else if (loaded != kLoaded) {
-    g_load_deadline.store(0, std::memory_order_relaxed);
-  }
-  t_unwind.loading = false;
+  const bool without_libunwind = LoadForkChild(g_child_without_libunwind);
   g_caches_in_use.store(t.trace_cache || t.retired ? 1 : 0, std::memory_order_relaxed);
   // Its own mark stays if it forked from a signal handler inside an unwind.
   // Each written only if it changes: the slots are 16 KiB the child shares
