@@ -84,17 +84,9 @@ const char* MissingThreadFunction() {
     const void* function;
     const char* name;
   };
-  const Needed needed[] = {
-      {reinterpret_cast<const void*>(pthread_create), "pthread_create"},
-      {reinterpret_cast<const void*>(pthread_join), "pthread_join"},
-      {reinterpret_cast<const void*>(pthread_key_create), "pthread_key_create"},
-      {reinterpret_cast<const void*>(pthread_getspecific), "pthread_getspecific"},
-      {reinterpret_cast<const void*>(pthread_setspecific), "pthread_setspecific"},
-      {reinterpret_cast<const void*>(pthread_attr_getstack), "pthread_attr_getstack"},
-      {reinterpret_cast<const void*>(pthread_attr_setstacksize), "pthread_attr_setstacksize"},
-      {reinterpret_cast<const void*>(pthread_getattr_np), "pthread_getattr_np"},
-      {reinterpret_cast<const void*>(pthread_sigmask), "pthread_sigmask"},
-  };
+#define HW_NEEDED(name) {reinterpret_cast<const void*>(name), #name},
+  const Needed needed[] = {HEAPWATCH_LIBPTHREAD_CALLS(HW_NEEDED) HW_NEEDED(pthread_getattr_np)};
+#undef HW_NEEDED
   for (const Needed& n : needed) {
     if (!n.function) return n.name;
   }

@@ -41,19 +41,24 @@ HEAPWATCH_GLIBC_OLD(_pthread_cleanup_pop);
 #undef HEAPWATCH_GLIBC_OLD
 #endif
 
+// libpthread.so.0's before 2.34 that the shim needs to profile (a sender
+// thread, the unwinder's per-thread state and stack bounds): the weak
+// references below, and what dl_functions.cc checks for at start.
+// pthread_getattr_np too, which is not listed: getattr_interposer.cc defines
+// it, and there it must not be weak.
+#define HEAPWATCH_LIBPTHREAD_CALLS(X)                                                       \
+  X(pthread_create) X(pthread_join) X(pthread_key_create) X(pthread_getspecific)           \
+  X(pthread_setspecific) X(pthread_attr_getstack) X(pthread_attr_setstacksize)             \
+  X(pthread_sigmask)
+#define HEAPWATCH_PRAGMA_WEAK(name) _Pragma(HEAPWATCH_PRAGMA_TEXT(weak name))
+#define HEAPWATCH_PRAGMA_TEXT(text) #text
+
 #pragma weak dlopen
 #pragma weak dlsym
 #pragma weak dlerror
-#pragma weak pthread_create
-#pragma weak pthread_join
-#pragma weak pthread_key_create
-#pragma weak pthread_getspecific
-#pragma weak pthread_setspecific
-#pragma weak pthread_attr_getstack
-#pragma weak pthread_attr_setstacksize
+HEAPWATCH_LIBPTHREAD_CALLS(HEAPWATCH_PRAGMA_WEAK)
 #ifndef HEAPWATCH_DEFINES_PTHREAD_GETATTR_NP
 #pragma weak pthread_getattr_np
 #endif
-#pragma weak pthread_sigmask
 
 #endif  // HEAPWATCH_PRELOAD_GLIBC_COMPAT_H_
