@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "dl_functions.h"
+
 namespace heapwatch::preload {
 namespace {
 

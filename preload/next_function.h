@@ -1,8 +1,9 @@
 // The next definition of a function the shim interposes (dlsym(RTLD_NEXT),
 // through DlSym: dl_functions.h), for the interposers that only wrap
-// glibc's: dlclose, pipe2, pthread_getattr_np. Looked up at the first call and kept; two threads may
-// both look it up, and they store the same pointer. (The allocation API has
-// its own resolution, with a bootstrap arena: real_allocator.h.)
+// glibc's: dlclose, pipe2, pthread_getattr_np. Looked up at the first call
+// and kept; two threads may both look it up, and they store the same
+// pointer. (The allocation API has its own resolution, with a bootstrap
+// arena: real_allocator.h.)
 #ifndef HEAPWATCH_PRELOAD_NEXT_FUNCTION_H_
 #define HEAPWATCH_PRELOAD_NEXT_FUNCTION_H_
 

@@ -13,6 +13,7 @@
 
 #include "dl_functions.h"
 #include "raw_memory.h"
+
 extern "C" {
 // glibc's own entry points: a fallback should RTLD_NEXT find nothing.
 void* __libc_malloc(size_t) __attribute__((weak));
@@ -207,7 +208,7 @@ Fn Lookup(const char* name, Fn fallback) {
 bool AllocatorPrecedes(const void* own_malloc) {
   // Objects come in load order, which for those loaded at start is the order
   // in which symbols are looked up: the executable, then LD_PRELOAD's.
-  // DlSym(RTLD_DEFAULT, "malloc") cannot tell: a non-PIE executable that
+  // dlsym(RTLD_DEFAULT, "malloc") cannot tell: a non-PIE executable that
   // takes malloc's address (Debian's python3 does) makes its own PLT entry
   // the address every object sees, while its calls still reach the first
   // definition, the shim's.

@@ -73,7 +73,7 @@ bool ThreadSleeps(uint32_t tid);
 // it runs, 250 ms at most in all. Not while it sleeps: a capture inside an
 // application's dlopen holds the loader's lock that the sender's dlopen
 // waits for; it keeps the allocation's call site alone, as do the others
-// until the application's dlopen returns (unwinder.cc, LibunwindReady).
+// until the application's dlopen returns (unwinder_load.cc, LibunwindReady).
 void ExpectUnwinder();
 
 // fork's prepare handler: waits until no other thread is inside libunwind,

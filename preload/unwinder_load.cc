@@ -57,7 +57,6 @@ bool ThreadSleeps(uint32_t tid) {
   return paren && paren[1] == ' ' && paren[2] == 'S';
 }
 
-
 namespace {
 
 // Whether the thread that loads libunwind sleeps (ThreadSleeps), which
