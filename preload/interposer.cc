@@ -118,7 +118,7 @@ HW_EXPORT size_t malloc_usable_size(void* p) {
 }
 
 // Our own malloc and free, not whatever the dynamic linker binds the names to
-// (the start-up check below; C++ new and delete over libstdc++).
+// (C++ new and delete over libstdc++).
 extern "C" void* heapwatch_own_malloc(size_t) __attribute__((alias("malloc"), visibility("hidden"), copy(malloc)));
 extern "C" void heapwatch_own_free(void*) __attribute__((alias("free"), visibility("hidden"), copy(free)));
 
@@ -129,7 +129,7 @@ __attribute__((constructor)) void HeapwatchStart() {
   // If an allocator was preloaded before the shim (or the executable has its
   // own), its malloc is the one the program calls and ours is never reached
   // for most allocations: say so once and stay out of the way.
-  bool other_first = heapwatch::preload::AllocatorPrecedes(reinterpret_cast<void*>(&heapwatch_own_malloc));
+  bool other_first = heapwatch::preload::AllocatorPrecedes();
   if (other_first && !getenv("HEAPWATCH_DISABLE")) {
     heapwatch::preload::SayOnce("allocator",
                                 "another allocator precedes libheapwatch.so (in the executable or "

@@ -149,44 +149,79 @@ const void* ObjectOf(const void* addr, const char** name = nullptr) {
   return q.object;
 }
 
-// True if the object `info` describes defines `name` (a symbol of its own,
-// not an import), looked up in its GNU hash table. An object without one (no
-// linker has omitted it for years; the vDSO, which defines no malloc) counts
-// as not defining it.
-bool DefinesSymbol(const dl_phdr_info* info, const char* name) {
+// The symbol `name` that the object `info` describes defines (its own, not
+// an import; its default version, not a hidden one), looked up in its GNU
+// hash table, or nullptr. An object without one (no linker has omitted it
+// for years; the vDSO, which defines no malloc) counts as not defining it.
+const ElfW(Sym)* DefinedSymbol(const dl_phdr_info* info, const char* name) {
   const ElfW(Dyn)* dynamic = nullptr;
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) {
       dynamic = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
     }
   }
-  if (!dynamic) return false;
-  uintptr_t gnu_hash = 0, symtab = 0, strtab = 0;
+  if (!dynamic) return nullptr;
+  uintptr_t gnu_hash = 0, symtab = 0, strtab = 0, versym = 0;
   for (const ElfW(Dyn)* d = dynamic; d->d_tag != DT_NULL; ++d) {
     // ld.so relocates these in place on x86-64, but not in the vDSO.
     uintptr_t at = d->d_un.d_ptr < info->dlpi_addr ? d->d_un.d_ptr + info->dlpi_addr : d->d_un.d_ptr;
     if (d->d_tag == DT_GNU_HASH) gnu_hash = at;
     if (d->d_tag == DT_SYMTAB) symtab = at;
     if (d->d_tag == DT_STRTAB) strtab = at;
+    if (d->d_tag == DT_VERSYM) versym = at;
   }
-  if (!gnu_hash || !symtab || !strtab) return false;
+  if (!gnu_hash || !symtab || !strtab) return nullptr;
   const auto* header = reinterpret_cast<const uint32_t*>(gnu_hash);
   uint32_t nbuckets = header[0], symoffset = header[1], bloom_words = header[2];
-  if (nbuckets == 0) return false;
+  if (nbuckets == 0) return nullptr;
   const auto* buckets = reinterpret_cast<const uint32_t*>(
       gnu_hash + 16 + size_t{bloom_words} * sizeof(ElfW(Addr)));
   const uint32_t* chain = buckets + nbuckets;
   uint32_t hash = 5381;
   for (const char* c = name; *c; ++c) hash = hash * 33 + static_cast<unsigned char>(*c);
   const auto* symbols = reinterpret_cast<const ElfW(Sym)*>(symtab);
+  const auto* versions = reinterpret_cast<const ElfW(Half)*>(versym);
   for (uint32_t i = buckets[hash % nbuckets]; i >= symoffset; ++i) {
     uint32_t h = chain[i - symoffset];
-    if ((h | 1) == (hash | 1) && strcmp(reinterpret_cast<const char*>(strtab) + symbols[i].st_name, name) == 0) {
-      return symbols[i].st_shndx != SHN_UNDEF;
+    if ((h | 1) == (hash | 1) && strcmp(reinterpret_cast<const char*>(strtab) + symbols[i].st_name, name) == 0 &&
+        !(versions && (versions[i] & 0x8000))) {  // 0x8000: a hidden (non-default) version
+      return symbols[i].st_shndx != SHN_UNDEF ? &symbols[i] : nullptr;
     }
     if (h & 1) break;  // the end of the bucket's chain
   }
-  return false;
+  return nullptr;
+}
+
+// The shim's own object (its program headers' address, as ObjectOf gives).
+const void* ShimObject() { return ObjectOf(reinterpret_cast<const void*>(&ResolveRealAllocator)); }
+
+// The definition of `name` that the program's calls reach when it comes
+// before the shim's (in the executable, or an allocator preloaded first):
+// the first object in load order, the order of symbol lookup for the objects
+// loaded at start, that defines it, if that object comes before the shim.
+// nullptr if none does.
+void* DefinitionBeforeShim(const char* name) {
+  struct Walk {
+    const void* shim;
+    const char* name;
+    void* found = nullptr;
+    bool indirect = false;
+  } walk{ShimObject(), name};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        auto* w = static_cast<Walk*>(arg);
+        if (info->dlpi_phdr == w->shim) return 1;
+        const ElfW(Sym)* sym = DefinedSymbol(info, w->name);
+        if (!sym) return 0;
+        w->indirect = ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC;
+        w->found = reinterpret_cast<void*>(info->dlpi_addr + sym->st_value);
+        return 1;
+      },
+      &walk);
+  // An indirect function (no allocator's entry point is one that we know):
+  // the loader runs its resolver. Its first definition is this one.
+  if (walk.indirect) return DlSym(RTLD_DEFAULT, name);
+  return walk.found;
 }
 
 // True if `f` lies in libstdc++ (its file name starts "libstdc++.so").
@@ -197,35 +232,26 @@ bool InLibstdcxx(void* f) {
   return strncmp(base ? base + 1 : name, "libstdc++.so", 12) == 0;
 }
 
+// Set at resolution: an object before the shim defines malloc.
+bool g_other_allocator_first = false;
+
+// What the program's call of `name` reaches without the shim: the definition
+// after the shim's (RTLD_NEXT), unless an object before it has one. Where
+// another allocator comes first (AllocatorPrecedes) the program's calls go
+// to it, not to the shim, except for the names it lacks (reallocarray and
+// the sized frees, which jemalloc 5.3 and gperftools 2.10 do not define):
+// those come to the shim, whose realloc and free must then be that
+// allocator's. glibc's would be handed blocks it does not own.
 template <typename Fn>
 Fn Lookup(const char* name, Fn fallback) {
-  void* f = DlSym(RTLD_NEXT, name);
+  void* f = g_other_allocator_first ? DefinitionBeforeShim(name) : nullptr;
+  if (!f) f = DlSym(RTLD_NEXT, name);
   return f ? reinterpret_cast<Fn>(f) : fallback;
 }
 
 }  // namespace
 
-bool AllocatorPrecedes(const void* own_malloc) {
-  // Objects come in load order, which for those loaded at start is the order
-  // in which symbols are looked up: the executable, then LD_PRELOAD's.
-  // dlsym(RTLD_DEFAULT, "malloc") cannot tell: a non-PIE executable that
-  // takes malloc's address (Debian's python3 does) makes its own PLT entry
-  // the address every object sees, while its calls still reach the first
-  // definition, the shim's.
-  struct Walk {
-    const void* shim;
-    bool found = false;
-  } walk{ObjectOf(own_malloc)};
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* arg) {
-        auto* w = static_cast<Walk*>(arg);
-        if (info->dlpi_phdr == w->shim) return 1;
-        w->found = DefinesSymbol(info, "malloc");
-        return w->found ? 1 : 0;
-      },
-      &walk);
-  return walk.found;
-}
+bool AllocatorPrecedes() { return g_other_allocator_first; }
 
 RealAllocator g_real = {BootMalloc,       BootFree,         BootCalloc,   BootRealloc,
                         BootPosixMemalign, BootAlignedAlloc, BootMemalign, BootValloc,
@@ -285,6 +311,13 @@ bool ResolveRealAllocator() {
   if (!g_resolve_state.compare_exchange_strong(state, kResolving, std::memory_order_acq_rel)) {
     return state == kResolved;
   }
+  // Objects come in load order, which for those loaded at start is the order
+  // in which symbols are looked up: the executable, then LD_PRELOAD's.
+  // dlsym(RTLD_DEFAULT, "malloc") cannot tell: a non-PIE executable that
+  // takes malloc's address (Debian's python3 does) makes its own PLT entry
+  // the address every object sees, while its calls still reach the first
+  // definition, the shim's.
+  g_other_allocator_first = DefinitionBeforeShim("malloc") != nullptr;
   RealAllocator r;
   r.malloc = Lookup("malloc", __libc_malloc);
   r.free = Lookup("free", __libc_free);

@@ -36,8 +36,9 @@ bool WaitForRealAllocator();
 
 // True if an object that comes before the shim in symbol lookup (the
 // executable, or an earlier LD_PRELOAD entry) defines malloc: then the
-// program's calls go there, not to `own_malloc`, the shim's.
-bool AllocatorPrecedes(const void* own_malloc);
+// program's calls go there, not to the shim's. Known once resolved; the real
+// functions are then that allocator's (real_allocator.cc, Lookup).
+bool AllocatorPrecedes();
 
 // True if the allocator's malloc and C++ operator new live in the same object
 // (tcmalloc, jemalloc): its operator new does not call malloc, so the shim's
