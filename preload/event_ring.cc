@@ -21,6 +21,17 @@ bool EventRing::Prefault(size_t max_bytes) {
   return slots_ && PrefaultPages(slots_, bytes_ < max_bytes ? bytes_ : max_bytes);
 }
 
+bool EventRing::WipeOnFork() {
+  if (!slots_) return false;
+  int expected = kNoWipe;
+  if (!wipe_.compare_exchange_strong(expected, kWipeAdvising, std::memory_order_seq_cst)) {
+    return expected == kWiped;
+  }
+  bool wiped = heapwatch::preload::WipeOnFork(slots_, bytes_);
+  wipe_.store(wiped ? kWiped : kNoWipe, std::memory_order_seq_cst);
+  return wiped;
+}
+
 void EventRing::ResetUnsafe() {
   if (!slots_) return;
   if (!DiscardPages(slots_, bytes_)) memset(static_cast<void*>(slots_), 0, bytes_);
@@ -32,7 +43,14 @@ void EventRing::ResetUnsafe() {
 
 void EventRing::DiscardUnsafe() {
   if (!slots_) return;
-  if (head_.load(std::memory_order_relaxed) != tail_) return ResetUnsafe();
+  int wipe = wipe_.load(std::memory_order_relaxed);
+  if (wipe == kWiped) {  // the slots are zero pages again: lap 0
+    head_.store(0, std::memory_order_relaxed);
+    tail_ = 0;
+    stalled_tail_ = kNoPosition;
+    return;
+  }
+  if (wipe == kWipeAdvising || head_.load(std::memory_order_relaxed) != tail_) return ResetUnsafe();
   if (stalled_tail_ != kNoPosition) stalled_tail_ = kNoPosition;
 }
 

@@ -50,6 +50,12 @@ class EventRing {
   // do not each take a page's first-touch fault. Any thread, at any time.
   // False if nothing was mapped (no ring, or a kernel without it).
   bool Prefault(size_t max_bytes);
+  // Advises the slots MADV_WIPEONFORK (raw_memory.h): fork then copies none
+  // of the ring's page table entries (128 at the default size, a third of
+  // what a small process that samples has), the parent's next pushes take
+  // no copy-on-write faults, and a forked child finds the slots as Init left
+  // them, which DiscardUnsafe knows. Any thread, at any time; once.
+  bool WipeOnFork();
 
   // Any thread. False when full (or not initialised).
   bool Push(const wire::EventRecord& ev) { return Push(ev, nullptr); }
@@ -85,11 +91,13 @@ class EventRing {
   // (MADV_DONTNEED) rather than rewriting them, which after fork would copy
   // every page the parent had touched.
   void ResetUnsafe();
-  // Empties the ring, as ResetUnsafe does but writing nothing where it can:
-  // when every claimed position has been consumed (head == tail), every slot
-  // is free for its next position already, and positions go on from there.
-  // In a forked child, which usually finds the ring drained, that spares the
-  // ring's pages the madvise and a copy-on-write fault each.
+  // Empties the ring, as ResetUnsafe does but writing nothing where it can.
+  // Where the kernel wiped the slots for this forked child (WipeOnFork), the
+  // positions start again at 0. Otherwise, when every claimed position has
+  // been consumed (head == tail), every slot is free for its next position
+  // already, and positions go on from there: in a forked child, which
+  // usually finds the ring drained, that spares the ring's pages the madvise
+  // and a copy-on-write fault each.
   void DiscardUnsafe();
 
  private:
@@ -114,6 +122,12 @@ class EventRing {
   static constexpr uint64_t kNoPosition = UINT64_MAX;
   uint64_t stalled_tail_ = kNoPosition;
   uint64_t stalled_since_ns_ = 0;
+  // WipeOnFork's progress. kWipeAdvising is stored before the madvise: a
+  // child forked meanwhile cannot know whether its slots were wiped, and
+  // resets them (ResetUnsafe is right either way). kNoWipe in a child means
+  // the fork came before the madvise.
+  enum : int { kNoWipe = 0, kWipeAdvising = 1, kWiped = 2 };
+  std::atomic<int> wipe_{kNoWipe};
 };
 
 }  // namespace heapwatch::preload

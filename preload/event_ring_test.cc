@@ -1,6 +1,8 @@
 #include "event_ring.h"
 
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <thread>
@@ -246,6 +248,59 @@ TEST(EventRingTest, DiscardKeepsADrainedRingAndEmptiesAnyOther) {
   EXPECT_FALSE(r.Push(Ev(4, 8)));
   ASSERT_TRUE(r.Pop(&ev));
   EXPECT_EQ(ev.tid, 4u);
+}
+
+// What a forked child's DiscardUnsafe left: 0 if the ring takes exactly its
+// capacity in pushes from position `first` and gives them back in order.
+int ChildRingWorks(EventRing& r, uint64_t first) {
+  r.DiscardUnsafe();
+  if (r.tail() != first) return 1;
+  wire::EventRecord ev;
+  for (uint64_t i = 0; i < r.capacity(); ++i) {
+    if (!r.Push(Ev(5, i))) return 2;
+  }
+  if (r.Push(Ev(5, r.capacity()))) return 3;
+  for (uint64_t i = 0; i < r.capacity(); ++i) {
+    if (!r.Pop(&ev) || ev.address != i) return 4;
+  }
+  return r.Pop(&ev) ? 5 : 0;
+}
+
+int InForkedChild(EventRing& r, uint64_t first) {
+  pid_t pid = fork();
+  if (pid == 0) _exit(ChildRingWorks(r, first));
+  int status = -1;
+  if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+  return WEXITSTATUS(status);
+}
+
+TEST(EventRingTest, AForkedChildOfAWipedRingStartsAtLapZero) {
+  // The kernel hands the child zero slots (lap 0) whatever lap the parent's
+  // were at: a drained ring's positions, kept by the child as they are
+  // without the wipe, would find every slot "full".
+  EventRing r;
+  ASSERT_TRUE(r.Init(64));
+  if (!r.WipeOnFork()) GTEST_SKIP() << "no MADV_WIPEONFORK in this kernel";
+  EXPECT_TRUE(r.WipeOnFork());  // once is enough; a second call says so
+  PushAndPop(&r, 64 * 3 + 5);
+  EXPECT_EQ(InForkedChild(r, 0), 0);
+  // Not drained: the same.
+  ASSERT_TRUE(r.Push(Ev(3, 1)));
+  ASSERT_TRUE(EventRingTestPeer::ClaimOnly(&r));
+  EXPECT_EQ(InForkedChild(r, 0), 0);
+  // The parent's ring is as it was: the published event, then the claim it
+  // waits at.
+  wire::EventRecord ev;
+  ASSERT_TRUE(r.Pop(&ev));
+  EXPECT_EQ(ev.tid, 3u);
+  EXPECT_TRUE(r.Unpublished());
+}
+
+TEST(EventRingTest, AForkedChildOfAnUnwipedDrainedRingGoesOn) {
+  EventRing r;
+  ASSERT_TRUE(r.Init(64));
+  PushAndPop(&r, 64 * 3 + 5);
+  EXPECT_EQ(InForkedChild(r, 64 * 3 + 5), 0);
 }
 
 TEST(EventRingTest, ResetAfterManyLapsStartsAFreshRing) {

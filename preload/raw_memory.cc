@@ -44,6 +44,16 @@ bool DiscardPages(void* p, size_t bytes) {
   return p && madvise(p, bytes, MADV_DONTNEED) == 0;
 }
 
+bool WipeOnFork(void* p, size_t bytes) {
+  return p && madvise(p, bytes, MADV_WIPEONFORK) == 0;
+}
+
+void* MapZeroedWipedOnFork(size_t bytes) {
+  void* p = MapZeroed(bytes);
+  WipeOnFork(p, bytes);
+  return p;
+}
+
 bool PrefaultPages(void* p, size_t bytes) {
 #ifndef MADV_POPULATE_WRITE
   constexpr int MADV_POPULATE_WRITE = 23;

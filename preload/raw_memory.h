@@ -38,6 +38,15 @@ void* MapZeroedHuge(size_t bytes);
 // Makes memory from MapZeroed read as zeros again and gives its pages back
 // (MADV_DONTNEED; nothing is copied, also after fork). False on failure.
 bool DiscardPages(void* p, size_t bytes);
+// Advises [p, p + bytes) MADV_WIPEONFORK (Linux 4.14): a forked child gets
+// it as zero pages, and fork copies none of its page table entries (nor
+// makes the parent's pages copy-on-write). False where the kernel lacks it.
+bool WipeOnFork(void* p, size_t bytes);
+// MapZeroed, advised so where the kernel can: for what a forked child never
+// reads before it starts over (the sender's buffers and its set of stacks
+// sent, which the child's first connection clears), so that fork need not
+// copy the pages the parent touched.
+void* MapZeroedWipedOnFork(size_t bytes);
 // Maps every page of [p, p + bytes) writable now, in one call
 // (MADV_POPULATE_WRITE, Linux 5.14), instead of a page fault at each page's
 // first touch. Pages already mapped keep their contents. False where the

@@ -164,6 +164,7 @@ void RunOnce(SenderState* s) {
   if (!g_prefaulted && g_shim.ring.used()) {
     g_prefaulted = true;
     g_shim.table.PrefaultFilters(kPrefaultMaxBytes);
+    g_shim.ring.WipeOnFork();  // before the prefault: no child copies those pages
     g_shim.ring.Prefault(kPrefaultMaxBytes);
   }
   s->sleep_ms = SenderSleepMs(s->sleep_ms, drained, round_ns - s->last_round_ns, g_shim.ring.capacity());
@@ -219,9 +220,12 @@ bool StartSender() {
     void* mem = MapZeroed(sizeof(SenderState));
     if (!mem) return false;
     SenderState* s = new (mem) SenderState();
-    s->out_mem = static_cast<uint8_t*>(MapZeroed(kOutBytes));
-    s->module_mem = static_cast<uint8_t*>(MapZeroed(kModuleBytes));
-    s->batch = static_cast<wire::EventRecord*>(MapZeroed(kBatchEvents * sizeof(wire::EventRecord)));
+    // A forked child reuses the state, not these buffers' contents
+    // (ResetInheritedState, and its first connection): fork copies none of
+    // their pages.
+    s->out_mem = static_cast<uint8_t*>(MapZeroedWipedOnFork(kOutBytes));
+    s->module_mem = static_cast<uint8_t*>(MapZeroedWipedOnFork(kModuleBytes));
+    s->batch = static_cast<wire::EventRecord*>(MapZeroedWipedOnFork(kBatchEvents * sizeof(wire::EventRecord)));
     if (!s->out_mem || !s->module_mem || !s->batch || !s->sent.Init(kSentSlots)) return false;
     s->out = FrameWriter(s->out_mem, kOutBytes);
     g_state = s;

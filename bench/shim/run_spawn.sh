@@ -8,7 +8,10 @@
 # the shim with no collector (a socket path that does not exist); the shim
 # sending to a sink that reads and discards (bench/shim/sink.py); and the
 # peers: jemalloc's profiler (prof:true at the same rate) and tcmalloc's
-# sampler, each beside the shim over the same allocator.
+# sampler, each beside the shim over the same allocator. Last, a parent with
+# a worker thread of its own (as a service has), without and with the shim:
+# glibc's fork takes its path for a process with threads in both, which a
+# single-threaded parent takes only because of the shim's sender.
 #
 #   bench/shim/run_spawn.sh [BUILD_DIR] [ROUNDS] [COUNT]
 # BUILD_DIR (default build-shim) needs the shim and the benchmarks.
@@ -48,6 +51,13 @@ configs = [
     ("shim over tcmalloc, sending to a sink", {"LD_PRELOAD": f"{shim}:{tc}", "HEAPWATCH_SOCKET": sink}),
 ]
 
+# A parent with one worker thread: the last two rows, the second against the first.
+threaded = ["no shim, parent with a thread", "shim, parent with a thread, sending to a sink"]
+configs += [
+    (threaded[0], {}),
+    (threaded[1], {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sink}),
+]
+
 if compare_shim:
     configs += [
         (f"{compare_shim}, no collector", {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": "/nonexistent/hw.sock"}),
@@ -56,7 +66,8 @@ if compare_shim:
 
 # Each configuration's reference: the allocator it runs over, alone.
 reference = {name: ("jemalloc alone" if "jemalloc" in name else
-                    "tcmalloc alone" if "tcmalloc" in name else "no shim") for name, _ in configs}
+                    "tcmalloc alone" if "tcmalloc" in name else
+                    threaded[0] if name in threaded else "no shim") for name, _ in configs}
 
 print(f"shim_spawn_workload {count} exit|exec, {rounds} interleaved rounds")
 print()
@@ -68,7 +79,8 @@ for mode in ("exit", "exec"):
     for _, (name, extra) in interleaved(rounds, configs):
         env = dict(os.environ)
         env.update(extra)
-        out = subprocess.run([program, count, mode], env=env, check=True, capture_output=True, text=True)
+        args = [program, count, mode] + (["1"] if name in threaded else [])
+        out = subprocess.run(args, env=env, check=True, capture_output=True, text=True)
         times[name].append(float(out.stdout))
     results[mode] = times
 for name, _ in configs:

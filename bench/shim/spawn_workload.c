@@ -1,10 +1,14 @@
 /* A process that spawns: COUNT times fork, the child either _exit(0)s
  * ("exit") or execs /bin/true ("exec"), and the parent waits for it. It
  * first allocates 1,000 blocks of 1,000 bytes, so that under the shim it
- * samples (and has a sender) itself. Prints the wall time per child in
- * microseconds.
- *   shim_spawn_workload COUNT exit|exec
+ * samples (and has a sender) itself. With THREADS, it first starts that many
+ * threads that each allocate a block and then sleep, as a service's workers
+ * would: glibc's fork then takes its path for a process with threads (every
+ * arena locked, the children's resets) with or without the shim. Prints the
+ * wall time per child in microseconds.
+ *   shim_spawn_workload COUNT exit|exec [THREADS]
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +24,33 @@ static double Now(void) {
 
 void* g_blocks[1000];
 
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static int g_started;
+
+static void* Worker(void* arg) {
+  void* block = malloc(100); /* its own glibc arena, as a worker's */
+  pthread_mutex_lock(&g_mu);
+  ++g_started;
+  pthread_cond_broadcast(&g_cv);
+  pthread_mutex_unlock(&g_mu);
+  for (;;) pause();
+  free(block);
+  return arg;
+}
+
 int main(int argc, char** argv) {
   if (argc < 3) return 2;
   int count = atoi(argv[1]);
   int exec_true = strcmp(argv[2], "exec") == 0;
+  int threads = argc > 3 ? atoi(argv[3]) : 0;
+  for (int i = 0; i < threads; ++i) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, Worker, NULL) != 0) return 1;
+  }
+  pthread_mutex_lock(&g_mu);
+  while (g_started < threads) pthread_cond_wait(&g_cv, &g_mu);
+  pthread_mutex_unlock(&g_mu);
   for (int i = 0; i < 1000; ++i) g_blocks[i] = malloc(1000);
   double start = Now();
   for (int i = 0; i < count; ++i) {
