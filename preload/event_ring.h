@@ -42,6 +42,8 @@ class EventRing {
  public:
   // `slots` a power of two >= 4.
   bool Init(uint64_t slots);
+  // The address space Init maps for `slots`.
+  static uint64_t AddressSpace(uint64_t slots) { return slots * sizeof(Slot); }
   bool initialized() const { return slots_ != nullptr; }
   uint64_t capacity() const { return slots_ ? mask_ + 1 : 0; }
   // Whether any push has claimed a slot since Init or the last reset.

@@ -86,6 +86,11 @@ class LiveTable {
   // of the file). Once only, before any Insert. False on bad arguments or
   // without memory; the table then stays as it was.
   bool Init(uint64_t slots, const uint64_t* pinned = nullptr, size_t pinned_count = 0);
+  // The address space Init maps for `slots`, at most (the huge page's
+  // alignment slack included, which it gives back at once).
+  static uint64_t AddressSpace(uint64_t slots) {
+    return 2 * slots * sizeof(Slot) + FilterBytes(slots >> kGroupShift) + FilterBytes(slots);
+  }
   bool initialized() const { return slots_ != nullptr; }
 
   // False when no free slot lies within kMaxProbes of the home slot.

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -245,6 +246,51 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
   return on();
 }
 
+namespace {
+
+// The stack depot's size for a table of `table_slots`: one bucket a slot (at
+// most 2^20), room for 32 frames a bucket.
+uint64_t DepotBuckets(const Config& c) { return c.table_slots < (1u << 20) ? c.table_slots : (1u << 20); }
+
+// The address space the shim may take in a process that samples, at most:
+// its tables, the sender's, the stack samples share (side_stack.h), the
+// images of libunwind and liblzma (~1 MiB; 2 counted), libunwind's trace
+// caches (256 KiB a thread that holds one, up to the cap), and the arena
+// glibc's malloc reserves for the sender's thread (64 MiB; its first malloc
+// is in its dlopen of libunwind).
+uint64_t AddressSpaceNeeded(const Config& c) {
+  constexpr uint64_t kMiB = 1 << 20;
+  return LiveTable::AddressSpace(c.table_slots) +
+         StackDepot::AddressSpace(DepotBuckets(c), DepotBuckets(c) * 32) +
+         EventRing::AddressSpace(c.ring_slots) + SenderAddressSpace() + kSideStackBytes + 4096 +
+         2 * kMiB + uint64_t{c.unwind_caches} * (256 << 10) + 64 * kMiB;
+}
+
+// Under a finite RLIMIT_AS, whatever the shim maps comes out of what the
+// application may map: a program that ran near its limit failed under the
+// shim (python3 under `ulimit -v 60000`: MemoryError). So the shim profiles
+// only where what it may take is at most a tenth of the limit, and otherwise
+// says so once and stays out of the way. Checked at start and again at the
+// first sample (a program may lower its limit in between); the second check
+// spares the application what the sender would map, not what start mapped.
+bool AddressSpaceAllows(const Config& c) {
+  rlimit limit;
+  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return true;
+  const uint64_t need = AddressSpaceNeeded(c);
+  if (limit.rlim_cur / 10 >= need) return true;
+  char detail[200];
+  snprintf(detail, sizeof detail,
+           "RLIMIT_AS is %llu MiB, and the shim may map up to %llu MiB; it profiles under a "
+           "limit of %llu MiB or more",
+           static_cast<unsigned long long>(limit.rlim_cur >> 20),
+           static_cast<unsigned long long>((need + (1 << 20) - 1) >> 20),
+           static_cast<unsigned long long>((10 * need + (1 << 20) - 1) >> 20));
+  SayOnce("rlimit-as", "profiling disabled: ", detail);
+  return false;
+}
+
+}  // namespace
+
 // The sender starts at a process's first sample, not at its start (nor at a
 // fork): most processes that a shell or a probe runs, and most forked
 // children, which exec at once, never sample, and for each the thread, its
@@ -271,6 +317,10 @@ __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
   ExpectUnwinder();
   bool expected = false;
   if (!g_shim.sender_started.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
+    return;
+  }
+  if (!AddressSpaceAllows(g_shim.config)) {
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
     return;
   }
   uint32_t started = RunOnSharedStack(StartSenderOnStack, nullptr, 0);
@@ -481,7 +531,8 @@ void StartRecorder(bool other_allocator_first) {
     return off();
   }
 
-  uint64_t depot_buckets = c.table_slots < (1u << 20) ? c.table_slots : (1u << 20);
+  if (!AddressSpaceAllows(c)) return off();
+  uint64_t depot_buckets = DepotBuckets(c);
   if (!g_shim.depot.Init(depot_buckets, depot_buckets * 32) || !g_shim.ring.Init(c.ring_slots)) {
     return off();
   }

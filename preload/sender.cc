@@ -211,6 +211,11 @@ void ResetInheritedState(SenderState* s) {
 
 }  // namespace
 
+uint64_t SenderAddressSpace() {
+  return sizeof(SenderState) + kOutBytes + kModuleBytes + kBatchEvents * sizeof(wire::EventRecord) +
+         kSentSlots * sizeof(uint64_t) + kSenderStackBytes + 4096;
+}
+
 bool StartSender() {
   if (g_state && g_state_inherited) {
     ResetInheritedState(g_state);

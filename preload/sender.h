@@ -20,6 +20,9 @@ namespace heapwatch::preload {
 
 // Starts the thread. False if it could not be created.
 bool StartSender();
+// The address space StartSender maps: the sender's buffers, its set of
+// stacks sent, and its thread's stack (with glibc's guard page).
+uint64_t SenderAddressSpace();
 
 // Ends the sender thread after its round and waits until it is gone; its
 // connection and state stay for the next one. For a call that needs the

@@ -41,6 +41,10 @@ class StackDepot {
 
   // `buckets` a power of two; `pc_capacity` total pcs storable.
   bool Init(uint64_t buckets, uint64_t pc_capacity);
+  // The address space Init maps and reserves.
+  static uint64_t AddressSpace(uint64_t buckets, uint64_t pc_capacity) {
+    return buckets * sizeof(Bucket) + pc_capacity * sizeof(uint64_t);
+  }
 
   // Makes `id` findable with these pcs. False when the depot is full (the
   // caller must not record a sample naming `id`).

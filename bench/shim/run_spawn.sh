@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # What the shim costs a process that spawns others: shim_spawn_workload forks
 # COUNT children that _exit at once ("fork + _exit") or exec /bin/true
-# ("fork + exec true"), each waited for; the parent samples (it allocates
-# 1 MB first), the children do not. Wall time per child, median over ROUNDS
+# ("fork + exec true"), or starts /bin/true with posix_spawn (no fork: what
+# Python's subprocess and Go do), each waited for; the parent samples (it
+# allocates 17 MB first), the children do not. Wall time per child, median over ROUNDS
 # interleaved rounds, and the median of per-round ratios to the same
 # allocator alone, for: no shim; the shim disabled (HEAPWATCH_DISABLE=1);
 # the shim with no collector (a socket path that does not exist); the shim
@@ -69,12 +70,13 @@ reference = {name: ("jemalloc alone" if "jemalloc" in name else
                     "tcmalloc alone" if "tcmalloc" in name else
                     threaded[0] if name in threaded else "no shim") for name, _ in configs}
 
-print(f"shim_spawn_workload {count} exit|exec, {rounds} interleaved rounds")
+print(f"shim_spawn_workload {count} exit|exec|spawn, {rounds} interleaved rounds")
 print()
-print("| configuration | fork + _exit, us a child | ratio | fork + exec true, us a child | ratio |")
-print("|---|---|---|---|---|")
+print("| configuration | fork + _exit, us a child | ratio | fork + exec true, us a child | ratio "
+      "| posix_spawn true, us a child | ratio |")
+print("|---|---|---|---|---|---|---|")
 results = {}
-for mode in ("exit", "exec"):
+for mode in ("exit", "exec", "spawn"):
     times = {name: [] for name, _ in configs}
     for _, (name, extra) in interleaved(rounds, configs):
         env = dict(os.environ)
@@ -85,7 +87,7 @@ for mode in ("exit", "exec"):
     results[mode] = times
 for name, _ in configs:
     cells = []
-    for mode in ("exit", "exec"):
+    for mode in ("exit", "exec", "spawn"):
         t = results[mode][name]
         cells += [f"{statistics.median(t):.0f}", ratio_summary(t, results[mode][reference[name]])]
     print(f"| {name} | " + " | ".join(cells) + " |")

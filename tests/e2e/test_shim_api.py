@@ -3,6 +3,7 @@ without the shim, and the right records on the wire (WireReceiver)."""
 import bisect
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -491,6 +492,46 @@ class SmallStackTest(ShimSocketTest):
                                  if n is not None]
                         self.assertTrue(names and "AllocateMarkers" in names[0], names)
                         self.assertTrue(any(below in n for n in names[1:]), names)
+
+
+class AddressSpaceLimitTest(ShimSocketTest):
+    """A program under a finite RLIMIT_AS, which it takes all of
+    (shim_address_space). The shim may map ~100 MiB (its tables, the
+    sender's buffers and stack, libunwind, glibc's arena for the sender's
+    thread): under a limit of 195 MiB the program got half of what it gets
+    without the shim (python3 under `ulimit -v 60000` died of MemoryError).
+    Below ten times that need the shim profiles nothing, and says so."""
+
+    LIMIT_MIB = 195
+
+    def mib_taken(self, env=None, preload=None, own_limit=False):
+        limit = self.LIMIT_MIB << 20
+
+        def set_limit():
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+        cmd = [program("shim_address_space")] + ([str(self.LIMIT_MIB)] if own_limit else [])
+        r = run(cmd, env, preload=preload, preexec_fn=None if own_limit else set_limit)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return int(r.stdout), r.stderr
+
+    def test_a_limit_at_start_leaves_the_program_its_address_space(self):
+        alone, _ = self.mib_taken()
+        taken, stderr = self.mib_taken(shim_env(self.sock), SHIM)
+        # Pass-through still maps the table and its filters (~2 MiB).
+        self.assertGreaterEqual(taken, alone - 4, stderr)
+        lines = stderr.splitlines()
+        self.assertEqual(len(lines), 1, stderr)
+        self.assertIn(f"profiling disabled: RLIMIT_AS is {self.LIMIT_MIB} MiB", lines[0])
+
+    def test_a_limit_the_program_sets_spares_what_the_sender_would_map(self):
+        # Set after start, before the first sample: the tables start mapped
+        # stay (~21 MiB: the table, the depot's reserve, the ring); the
+        # sender's ~75 MiB are not mapped.
+        alone, _ = self.mib_taken(own_limit=True)
+        taken, stderr = self.mib_taken(shim_env(self.sock), SHIM, own_limit=True)
+        self.assertGreaterEqual(taken, alone - 28, stderr)
+        self.assertIn(f"profiling disabled: RLIMIT_AS is {self.LIMIT_MIB} MiB", stderr)
 
 
 if __name__ == "__main__":
