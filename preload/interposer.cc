@@ -3,7 +3,9 @@
 // Frees of sampled blocks are recorded before the real free (recorder.h).
 #include <errno.h>
 #include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "alloc_paths.h"
 #include "real_allocator.h"
@@ -131,9 +133,25 @@ __attribute__((constructor)) void HeapwatchStart() {
   // for most allocations: say so once and stay out of the way.
   bool other_first = heapwatch::preload::AllocatorPrecedes();
   if (other_first && !getenv("HEAPWATCH_DISABLE")) {
-    heapwatch::preload::SayOnce("allocator",
-                                "another allocator precedes libheapwatch.so (in the executable or "
-                                "earlier in LD_PRELOAD); profiling disabled (put libheapwatch.so first)");
+    const char* object = heapwatch::preload::PrecedingAllocatorObject();
+    const char* base = strrchr(object, '/');
+    base = base ? base + 1 : object;
+    if (*object == '\0') {
+      heapwatch::preload::SayOnce("allocator",
+                                  "the executable has a malloc of its own (an allocator linked in); "
+                                  "profiling disabled");
+    } else if (strncmp(base, "libc.so", 7) == 0) {
+      // The C library comes after every LD_PRELOAD entry: the shim was
+      // loaded later, by dlopen.
+      heapwatch::preload::SayOnce("allocator",
+                                  "libheapwatch.so was loaded after the C library (by dlopen?), not "
+                                  "preloaded; profiling disabled (load it with LD_PRELOAD)");
+    } else {
+      char detail[300];
+      snprintf(detail, sizeof detail, "%s); profiling disabled (put libheapwatch.so first)", object);
+      heapwatch::preload::SayOnce("allocator", "another allocator precedes libheapwatch.so in LD_PRELOAD (",
+                                  detail);
+    }
   }
   heapwatch::preload::StartRecorder(other_first);
 }

@@ -253,6 +253,13 @@ Fn Lookup(const char* name, Fn fallback) {
 
 bool AllocatorPrecedes() { return g_other_allocator_first; }
 
+const char* PrecedingAllocatorObject() {
+  if (!g_other_allocator_first) return nullptr;
+  const char* name = nullptr;
+  ObjectOf(DefinitionBeforeShim("malloc"), &name);
+  return name ? name : "";
+}
+
 RealAllocator g_real = {BootMalloc,       BootFree,         BootCalloc,   BootRealloc,
                         BootPosixMemalign, BootAlignedAlloc, BootMemalign, BootValloc,
                         BootPvalloc,      BootUsableSize};

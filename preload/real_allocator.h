@@ -39,6 +39,9 @@ bool WaitForRealAllocator();
 // program's calls go there, not to the shim's. Known once resolved; the real
 // functions are then that allocator's (real_allocator.cc, Lookup).
 bool AllocatorPrecedes();
+// The file name of the object whose malloc the program calls instead (""
+// for the executable), or nullptr if none precedes the shim's.
+const char* PrecedingAllocatorObject();
 
 // True if the allocator's malloc and C++ operator new live in the same object
 // (tcmalloc, jemalloc): its operator new does not call malloc, so the shim's

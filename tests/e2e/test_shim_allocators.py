@@ -4,7 +4,7 @@ import unittest
 
 from harness import CollectorTestCase, start_under_shim
 from test_shim_support import (JEMALLOC, MARKERS, SHIM, TCMALLOC, ShimSocketTest, WireReceiver,
-                               program, run, shim_env)
+                               program, real_python, run, shim_env)
 
 # shim_jemalloc_api's markers: marker k has 2,000,000 + k bytes; the calloc
 # of marker 4 is rallocx'ed to 4,000,005 bytes, mallocx'ed marker 6 is
@@ -67,7 +67,8 @@ class ShimAllocatorsTest(ShimSocketTest):
         # One line per process (the stress program forks once).
         lines = r.stderr.splitlines()
         self.assertEqual(len(lines), 1, r.stderr)
-        self.assertIn("put libheapwatch.so first", lines[0])
+        self.assertIn(f"in LD_PRELOAD ({JEMALLOC}); profiling disabled (put libheapwatch.so first)",
+                      lines[0])
         self.assertEqual(rx.snapshot(), [])
 
     def test_calls_the_allocator_preloaded_first_lacks(self):
@@ -103,7 +104,22 @@ class OwnMallocTest(ShimSocketTest):
                          "own realloc calls from reallocarray: 100, own frees: 100\n")
         lines = r.stderr.splitlines()
         self.assertEqual(len(lines), 1, r.stderr)
-        self.assertIn("put libheapwatch.so first", lines[0])
+        self.assertIn("the executable has a malloc of its own", lines[0])
+        self.assertEqual(rx.snapshot(), [])
+
+    def test_shim_loaded_by_dlopen_is_left_alone(self):
+        # Not preloaded: the C library's malloc comes first, and the shim's
+        # constructor says what happened rather than blame LD_PRELOAD.
+        rx = WireReceiver(self.sock)
+        self.addCleanup(rx.stop)
+        script = (f"import ctypes; ctypes.CDLL({SHIM!r}); "
+                  "print(sum(len(bytes(4096)) for _ in range(5000)))")
+        r = run([real_python(), "-c", script], shim_env(self.sock))
+        self.assertEqual((r.returncode, r.stdout), (0, f"{4096 * 5000}\n"), r.stderr)
+        lines = r.stderr.splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("libheapwatch.so was loaded after the C library (by dlopen?), not preloaded",
+                      lines[0])
         self.assertEqual(rx.snapshot(), [])
 
 
