@@ -224,6 +224,33 @@ void* DefinitionBeforeShim(const char* name) {
   return walk.found;
 }
 
+// True if an object after the shim in load order defines `name`: what
+// dlsym(RTLD_NEXT, name) may find, checked in the objects' hash tables. A
+// dlsym that finds nothing makes its error message with malloc: in a C
+// program (no operator new anywhere) the lookup of operator new put two
+// blocks in the bootstrap arena, whose pins and write were 3 page faults of
+// every exec.
+bool DefinedAfterShim(const char* name) {
+  struct Walk {
+    const void* shim;
+    const char* name;
+    bool past_shim = false;
+    bool found = false;
+  } walk{ShimObject(), name};
+  dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* arg) {
+        auto* w = static_cast<Walk*>(arg);
+        if (!w->past_shim) {
+          w->past_shim = info->dlpi_phdr == w->shim;
+          return 0;
+        }
+        w->found = DefinedSymbol(info, w->name) != nullptr;
+        return w->found ? 1 : 0;
+      },
+      &walk);
+  return walk.found;
+}
+
 // True if `f` lies in libstdc++ (its file name starts "libstdc++.so").
 bool InLibstdcxx(void* f) {
   const char* name = nullptr;
@@ -346,7 +373,7 @@ bool ResolveRealAllocator() {
     if (!same_object(reinterpret_cast<void*>(r.valloc))) r.valloc = EmulatedValloc;
     if (!same_object(reinterpret_cast<void*>(r.pvalloc))) r.pvalloc = EmulatedPvalloc;
   }
-  void* next_new = DlSym(RTLD_NEXT, "_Znwm");
+  void* next_new = DefinedAfterShim("_Znwm") ? DlSym(RTLD_NEXT, "_Znwm") : nullptr;
   g_allocator_owns_new = same_object(next_new);
   g_libstdcxx_new_delete = !g_allocator_owns_new && InLibstdcxx(next_new) &&
                            InLibstdcxx(DlSym(RTLD_NEXT, "_ZdlPv"));
