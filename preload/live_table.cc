@@ -5,6 +5,7 @@
 namespace heapwatch::preload {
 
 alignas(64) LiveTable::AllMaybe LiveTable::kAllMaybe = {{}, {kMany | 1, kMany | 1}};
+alignas(64) LiveTable::AllMaybe LiveTable::kNone = {{}, {0, 0}};
 
 void LiveTable::CellAdd(Cell& cell, uint8_t fingerprint) {
   // Most cells are empty: the first try guesses so, with no load before it.

@@ -92,6 +92,12 @@ class LiveTable {
     return 2 * slots * sizeof(Slot) + FilterBytes(slots >> kGroupShift) + FilterBytes(slots);
   }
   bool initialized() const { return slots_ != nullptr; }
+  // Before Init, with no address to pin: free() reads a filter of no entries
+  // (every free() takes its fast path) until Init maps the table. The shim's
+  // state before a process's first sample, which most processes never take.
+  void ReadNothingUntilInit() {
+    if (!slots_) read_.store(&kNone.cells[0], std::memory_order_release);
+  }
 
   // False when no free slot lies within kMaxProbes of the home slot.
   bool Insert(const Entry& e);
@@ -196,6 +202,7 @@ class LiveTable {
     Cell cells[2];
   };
   alignas(64) static AllMaybe kAllMaybe;
+  alignas(64) static AllMaybe kNone;  // the same shape, both cells empty
   // The read filter's cell for `address`.
   uint8_t ReadCell(uint64_t address) const {
     const Cell* cells = read_.load(std::memory_order_acquire);

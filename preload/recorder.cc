@@ -291,6 +291,33 @@ bool AddressSpaceAllows(const Config& c) {
 
 }  // namespace
 
+// The live table (unless the bootstrap arena's pins needed it at start), the
+// stack depot and the event ring, mapped at the process's first sample:
+// ~7 system calls and ~4 mappings, which a process that never samples (most
+// that a shell or a probe runs) no longer makes, and its exit no longer
+// unmaps. One thread maps them; another that samples meanwhile waits for it
+// (a few system calls), or, should it take over a second, drops its sample.
+// False if they cannot be mapped, or the address space limit (checked again
+// here: the program may have lowered it since its start) leaves no room: the
+// shim is then off.
+__attribute__((noinline, cold)) bool MapTables() {
+  int state = kTablesNone;
+  if (g_shim.tables.compare_exchange_strong(state, kTablesMapping, std::memory_order_acq_rel)) {
+    const Config& c = g_shim.config;
+    bool ok = AddressSpaceAllows(c) && (g_shim.table.initialized() || g_shim.table.Init(c.table_slots)) &&
+              g_shim.depot.Init(DepotBuckets(c), DepotBuckets(c) * 32) && g_shim.ring.Init(c.ring_slots);
+    g_shim.tables.store(ok ? kTablesMapped : kTablesFailed, std::memory_order_release);
+    if (!ok) g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+    return ok;
+  }
+  for (int i = 0; i < 1000 && state == kTablesMapping; ++i) {
+    timespec ts{0, 1000000};
+    syscall(SYS_nanosleep, &ts, nullptr);  // not nanosleep(): a cancellation point
+    state = g_shim.tables.load(std::memory_order_acquire);
+  }
+  return state == kTablesMapped;
+}
+
 // The sender starts at a process's first sample, not at its start (nor at a
 // fork): most processes that a shell or a probe runs, and most forked
 // children, which exec at once, never sample, and for each the thread, its
@@ -505,10 +532,18 @@ void StartRecorder(bool other_allocator_first) {
   // blocks, so it is set up in every state, pass-through included, once the
   // arena is complete. Until then (or without it) every free() takes the slow
   // path, which checks the arena itself.
+  // Without such blocks (glibc 2.34 and later: its dlsym allocates only for
+  // an error) free() has nothing to check before the first sample, and the
+  // tables wait for it (MapTables): most processes never sample.
   if (!WaitForRealAllocator()) return off();
   uint64_t arena_blocks[kMaxArenaBlocks];
   size_t arena_count = ArenaBlocks(arena_blocks);
-  bool have_table = g_shim.table.Init(c.table_slots, arena_blocks, arena_count);
+  bool have_table = true;
+  if (arena_count > 0) {
+    have_table = g_shim.table.Init(c.table_slots, arena_blocks, arena_count);
+  } else {
+    g_shim.table.ReadNothingUntilInit();
+  }
   if (c.disabled || other_allocator_first || !have_table || g_sandboxed.load(std::memory_order_acquire)) {
     return off();
   }
@@ -532,10 +567,6 @@ void StartRecorder(bool other_allocator_first) {
   }
 
   if (!AddressSpaceAllows(c)) return off();
-  uint64_t depot_buckets = DepotBuckets(c);
-  if (!g_shim.depot.Init(depot_buckets, depot_buckets * 32) || !g_shim.ring.Init(c.ring_slots)) {
-    return off();
-  }
   uintptr_t lo, hi;
   SelfCodeRange(&lo, &hi);
   InitUnwinder(c.frame_pointers, lo, hi, c.unwind_caches);
@@ -575,6 +606,9 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
   SampleScope guard(__builtin_frame_address(0));
   // Before the unwind: a copy's may wait on a lock of a thread not there.
   if (IsUnadoptedCopy() && !AdoptCopy()) return;
+  if (__builtin_expect(g_shim.tables.load(std::memory_order_acquire) != kTablesMapped, 0) && !MapTables()) {
+    return;
+  }
   if (__builtin_expect(!g_shim.sender_started.load(std::memory_order_acquire), 0)) {
     StartSenderAtFirstSample();
   }

@@ -73,7 +73,11 @@ struct Shim {
   uint64_t start_time_ns = 0;  // CLOCK_REALTIME at start (or fork) of this process
   // Whether this process's first sample has started its sender (RecordAlloc).
   std::atomic<bool> sender_started{false};
+  // The table, depot and ring, mapped at the first sample (MapTables):
+  // kTablesNone, kTablesMapping, kTablesMapped or kTablesFailed.
+  std::atomic<int> tables{0};
 };
+inline constexpr int kTablesNone = 0, kTablesMapping = 1, kTablesMapped = 2, kTablesFailed = 3;
 extern Shim g_shim __attribute__((visibility("hidden")));  // hidden: direct access from free()
 
 // Whether this is the process g_shim describes: not a vfork child (which
