@@ -54,6 +54,23 @@ TEST(LiveTableTest, UninitialisedTableIsEmptyAndSafe) {
   EXPECT_EQ(n, 0);
 }
 
+TEST(LiveTableTest, BeforeInitWithNothingToPinFreeChecksNothing) {
+  // The shim's state before a process's first sample where the bootstrap
+  // arena is empty: every free() takes its fast path; Init then works as
+  // ever and the filter it reads is the table's.
+  LiveTable t;
+  t.ReadNothingUntilInit();
+  for (uint64_t a = 16; a < 16 * 1000; a += 16) ASSERT_FALSE(t.MaybeContains(a));
+  EXPECT_FALSE(t.MaybeHolds(0x1000));
+  EXPECT_FALSE(t.Insert({0x1000, 1, 1, 1}));
+  ASSERT_TRUE(t.Init(1024));
+  ASSERT_TRUE(t.Insert({0x1000, 1, 1, 1}));
+  EXPECT_TRUE(t.MaybeContains(0x1000));
+  EXPECT_FALSE(t.MaybeContains(0x2000) && t.MaybeHolds(0x2000));
+  t.ReadNothingUntilInit();  // no effect once initialised
+  EXPECT_TRUE(t.MaybeContains(0x1000));
+}
+
 TEST(LiveTableTest, PinnedAddressesStayMaybeAndOthersMostlyDoNot) {
   // Addresses like the bootstrap arena's: a few blocks close together.
   std::vector<uint64_t> pinned;
