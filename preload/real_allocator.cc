@@ -193,62 +193,65 @@ const ElfW(Sym)* DefinedSymbol(const dl_phdr_info* info, const char* name) {
 }
 
 // The shim's own object (its program headers' address, as ObjectOf gives).
-const void* ShimObject() { return ObjectOf(reinterpret_cast<const void*>(&ResolveRealAllocator)); }
-
-// The definition of `name` that the program's calls reach when it comes
-// before the shim's (in the executable, or an allocator preloaded first):
-// the first object in load order, the order of symbol lookup for the objects
-// loaded at start, that defines it, if that object comes before the shim.
-// nullptr if none does.
-void* DefinitionBeforeShim(const char* name) {
-  struct Walk {
-    const void* shim;
-    const char* name;
-    void* found = nullptr;
-    bool indirect = false;
-  } walk{ShimObject(), name};
-  dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* arg) {
-        auto* w = static_cast<Walk*>(arg);
-        if (info->dlpi_phdr == w->shim) return 1;
-        const ElfW(Sym)* sym = DefinedSymbol(info, w->name);
-        if (!sym) return 0;
-        w->indirect = ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC;
-        w->found = reinterpret_cast<void*>(info->dlpi_addr + sym->st_value);
-        return 1;
-      },
-      &walk);
-  // An indirect function (no allocator's entry point is one that we know):
-  // the loader runs its resolver. Its first definition is this one.
-  if (walk.indirect) return DlSym(RTLD_DEFAULT, name);
-  return walk.found;
+// Not a function-local static: its guard would come from libstdc++, which
+// the shim must not need. Threads that race here store the same value.
+const void* g_shim_object = nullptr;
+const void* ShimObject() {
+  if (!g_shim_object) g_shim_object = ObjectOf(reinterpret_cast<const void*>(&ResolveRealAllocator));
+  return g_shim_object;
 }
 
-// True if an object after the shim in load order defines `name`: what
-// dlsym(RTLD_NEXT, name) may find, checked in the objects' hash tables. A
-// dlsym that finds nothing makes its error message with malloc: in a C
-// program (no operator new anywhere) the lookup of operator new put two
-// blocks in the bootstrap arena, whose pins and write were 3 page faults of
-// every exec.
-bool DefinedAfterShim(const char* name) {
+// Where `name` is first defined, in load order (the order of symbol lookup
+// for the objects loaded at start), among the objects before the shim, or
+// those after it: its symbol, and its object's load address in *base.
+// nullptr if none there defines it.
+const ElfW(Sym)* FirstDefinition(const char* name, bool after_shim, uintptr_t* base) {
   struct Walk {
     const void* shim;
     const char* name;
+    bool after_shim;
     bool past_shim = false;
-    bool found = false;
-  } walk{ShimObject(), name};
+    const ElfW(Sym)* found = nullptr;
+    uintptr_t base = 0;
+  } walk{ShimObject(), name, after_shim};
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* arg) {
         auto* w = static_cast<Walk*>(arg);
         if (!w->past_shim) {
           w->past_shim = info->dlpi_phdr == w->shim;
-          return 0;
+          if (w->past_shim && !w->after_shim) return 1;  // none before the shim
+          if (w->past_shim || w->after_shim) return 0;
         }
-        w->found = DefinedSymbol(info, w->name) != nullptr;
+        w->found = DefinedSymbol(info, w->name);
+        w->base = info->dlpi_addr;
         return w->found ? 1 : 0;
       },
       &walk);
+  *base = walk.base;
   return walk.found;
+}
+
+// The definition of `name` that the program's calls reach when it comes
+// before the shim's (in the executable, or an allocator preloaded first), or
+// nullptr.
+void* DefinitionBeforeShim(const char* name) {
+  uintptr_t base;
+  const ElfW(Sym)* sym = FirstDefinition(name, /*after_shim=*/false, &base);
+  if (!sym) return nullptr;
+  // An indirect function (no allocator's entry point is one that we know):
+  // the loader runs its resolver. Its first definition is this one.
+  if (ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC) return DlSym(RTLD_DEFAULT, name);
+  return reinterpret_cast<void*>(base + sym->st_value);
+}
+
+// True if an object after the shim defines `name`: what dlsym(RTLD_NEXT,
+// name) may find, checked in the objects' hash tables. A dlsym that finds
+// nothing makes its error message with malloc: in a C program (no operator
+// new anywhere) the lookup of operator new put two blocks in the bootstrap
+// arena, whose pins and write were 3 page faults of every exec.
+bool DefinedAfterShim(const char* name) {
+  uintptr_t base;
+  return FirstDefinition(name, /*after_shim=*/true, &base) != nullptr;
 }
 
 // True if `f` lies in libstdc++ (its file name starts "libstdc++.so").
