@@ -270,9 +270,10 @@ uint64_t AddressSpaceNeeded(const Config& c) {
 // application may map: a program that ran near its limit failed under the
 // shim (python3 under `ulimit -v 60000`: MemoryError). So the shim profiles
 // only where what it may take is at most a tenth of the limit, and otherwise
-// says so once and stays out of the way. Checked at start and again at the
-// first sample (a program may lower its limit in between); the second check
-// spares the application what the sender would map, not what start mapped.
+// says so once and stays out of the way. Checked at start, at the first
+// sample before the tables are mapped (a program may lower its limit in
+// between), and at a forked child's first sample, whose tables are its
+// parent's but whose sender is its own.
 bool AddressSpaceAllows(const Config& c) {
   rlimit limit;
   if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return true;
@@ -529,12 +530,12 @@ void StartRecorder(bool other_allocator_first) {
   ParseConfig([](const char* name) -> const char* { return getenv(name); }, &c);
   auto off = [] { g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release); };
   // The table's filter is also free()'s only check for the bootstrap arena's
-  // blocks, so it is set up in every state, pass-through included, once the
-  // arena is complete. Until then (or without it) every free() takes the slow
-  // path, which checks the arena itself.
-  // Without such blocks (glibc 2.34 and later: its dlsym allocates only for
-  // an error) free() has nothing to check before the first sample, and the
-  // tables wait for it (MapTables): most processes never sample.
+  // blocks, so where the arena has any (glibc before 2.34, whose dlsym
+  // allocates) the table is set up now, in every state, pass-through
+  // included; until then every free() takes the slow path, which checks the
+  // arena itself. Without such blocks free() has nothing to check before the
+  // first sample, and the tables wait for it (MapTables): most processes
+  // never sample.
   if (!WaitForRealAllocator()) return off();
   uint64_t arena_blocks[kMaxArenaBlocks];
   size_t arena_count = ArenaBlocks(arena_blocks);
