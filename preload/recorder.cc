@@ -292,6 +292,17 @@ bool AddressSpaceAllows(const Config& c) {
 
 }  // namespace
 
+// While another thread maps the tables (MapTables: a few system calls), waits
+// for it, a second at most; `state` is the state last read. The state then.
+int WaitForTables(int state) {
+  for (int i = 0; i < 1000 && state == kTablesMapping; ++i) {
+    timespec ts{0, 1000000};
+    syscall(SYS_nanosleep, &ts, nullptr);  // not nanosleep(): a cancellation point
+    state = g_shim.tables.load(std::memory_order_acquire);
+  }
+  return state;
+}
+
 // The live table (unless the bootstrap arena's pins needed it at start), the
 // stack depot and the event ring, mapped at the process's first sample:
 // ~7 system calls and ~4 mappings, which a process that never samples (most
@@ -311,12 +322,7 @@ __attribute__((noinline, cold)) bool MapTables() {
     if (!ok) g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
     return ok;
   }
-  for (int i = 0; i < 1000 && state == kTablesMapping; ++i) {
-    timespec ts{0, 1000000};
-    syscall(SYS_nanosleep, &ts, nullptr);  // not nanosleep(): a cancellation point
-    state = g_shim.tables.load(std::memory_order_acquire);
-  }
-  return state == kTablesMapped;
+  return WaitForTables(state) == kTablesMapped;
 }
 
 // The sender starts at a process's first sample, not at its start (nor at a
@@ -365,6 +371,9 @@ bool IsUnadoptedCopy() {
 
 void ForkPrepare() {
   if (IsUnadoptedCopy()) AdoptCopy();
+  // A child forked while another thread maps the tables would find them
+  // half made, and nobody to finish (ForkChild).
+  WaitForTables(g_shim.tables.load(std::memory_order_acquire));
   UnwinderForkPrepare();
   SenderForkPrepare();
 }
@@ -398,6 +407,14 @@ void ForkChild() {
   GuardScope guard;
   t_thread.tid = 0;
   NoteProcessStart();
+  // Copied while another thread mapped the tables (a second's wait in
+  // ForkPrepare was not enough, or no fork handler ran): what it mapped so
+  // far is unknown here, and the thread is gone. The child passes calls
+  // through.
+  if (g_shim.tables.load(std::memory_order_relaxed) == kTablesMapping) {
+    g_shim.tables.store(kTablesFailed, std::memory_order_relaxed);
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_relaxed);
+  }
   // The token stays as the kernel wiped it: the child's first sample (or
   // fork) sets it again (AdoptCopy), not this handler.
   // Events read the clock itself until this process's sender (started at its
