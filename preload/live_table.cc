@@ -2,6 +2,8 @@
 
 #include "raw_memory.h"
 
+static_assert(heapwatch::preload::LiveTable::kHugeTableBytes == heapwatch::preload::kHugePageBytes);
+
 namespace heapwatch::preload {
 
 alignas(64) LiveTable::AllMaybe LiveTable::kAllMaybe = {{}, {kMany | 1, kMany | 1}};
@@ -50,7 +52,7 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
   const size_t table_bytes = slots * sizeof(Slot);
   const size_t coarse_bytes = FilterBytes(slots >> kGroupShift);
   const size_t fine_bytes = FilterBytes(slots);
-  auto* table = static_cast<Slot*>(table_bytes == kHugePageBytes ? MapZeroedHuge(table_bytes)
+  auto* table = static_cast<Slot*>(table_bytes == kHugeTableBytes ? MapZeroedHuge(table_bytes)
                                                                  : MapZeroed(table_bytes));
   auto* coarse = static_cast<Cell*>(MapZeroed(coarse_bytes));
   auto* fine = static_cast<Cell*>(MapZeroed(fine_bytes));

@@ -71,6 +71,8 @@ namespace heapwatch::preload {
 class LiveTable {
  public:
   static constexpr uint32_t kMaxProbes = 64;
+  // A table of this size is one transparent huge page (raw_memory.h).
+  static constexpr uint64_t kHugeTableBytes = uint64_t{2} << 20;
   static constexpr uint32_t kGroupShift = 3;  // 8 home slots per coarse cell
   static constexpr size_t kMaxPinned = 32;
 
@@ -86,10 +88,12 @@ class LiveTable {
   // of the file). Once only, before any Insert. False on bad arguments or
   // without memory; the table then stays as it was.
   bool Init(uint64_t slots, const uint64_t* pinned = nullptr, size_t pinned_count = 0);
-  // The address space Init maps for `slots`, at most (the huge page's
-  // alignment slack included, which it gives back at once).
+  // The address space Init maps for `slots`, at most (a table of one huge
+  // page maps one more for its alignment, and gives it back at once).
   static uint64_t AddressSpace(uint64_t slots) {
-    return 2 * slots * sizeof(Slot) + FilterBytes(slots >> kGroupShift) + FilterBytes(slots);
+    const uint64_t table = slots * sizeof(Slot);
+    return (table == kHugeTableBytes ? 2 * table : table) + FilterBytes(slots >> kGroupShift) +
+           FilterBytes(slots);
   }
   bool initialized() const { return slots_ != nullptr; }
   // Before Init, with no address to pin: free() reads a filter of no entries
