@@ -20,6 +20,31 @@ int FdStat(int fd, struct stat* st) {
 
 }  // namespace
 
+namespace {
+// fd 2 at start: 0 not noted yet, 1 closed, 2 open (g_stderr_dev/ino).
+int g_stderr_state = 0;
+dev_t g_stderr_dev = 0;
+ino_t g_stderr_ino = 0;
+}  // namespace
+
+void NoteStandardError() {
+  struct stat st;
+  if (FdStat(STDERR_FILENO, &st) != 0) {
+    g_stderr_state = 1;
+    return;
+  }
+  g_stderr_dev = st.st_dev;
+  g_stderr_ino = st.st_ino;
+  g_stderr_state = 2;
+}
+
+bool StandardErrorAsNoted() {
+  if (g_stderr_state == 0) return true;
+  struct stat st;
+  if (FdStat(STDERR_FILENO, &st) != 0) return false;
+  return g_stderr_state == 2 && st.st_dev == g_stderr_dev && st.st_ino == g_stderr_ino;
+}
+
 int MoveToHighDescriptor(int fd) {
   rlimit limit{};
   if (fd < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return fd;

@@ -51,6 +51,16 @@ class OwnSocket {
   ino_t ino_ = 0;
 };
 
+// Standard error, for the shim's lines (recorder.h, Say). A daemon that
+// closed its standard descriptors may have opened a file of its own at 2
+// since, and a line said then (at a first sample, a fork, a sandbox) was
+// written into it. NoteStandardError notes what 2 names at the process's
+// start (or that it is closed); StandardErrorAsNoted says whether it still
+// names that (true before any note: a line said while the shim starts, before
+// main). One fstat each.
+void NoteStandardError();
+bool StandardErrorAsNoted();
+
 }  // namespace heapwatch::preload
 
 #endif  // HEAPWATCH_PRELOAD_DESCRIPTORS_H_

@@ -16,6 +16,7 @@
 
 #include <heapwatch/wire.h>
 
+#include "descriptors.h"
 #include "dl_functions.h"
 #include "modules.h"
 #include "raw_memory.h"
@@ -449,6 +450,7 @@ uint32_t CurrentTid() {
 
 void Say(const char* what, const char* detail) {
   static const char kPrefix[] = "heapwatch: ";
+  if (!StandardErrorAsNoted()) return;  // not the stderr the process started with
   NoCancellation no_cancellation;
   ssize_t ignored = write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
   ignored = write(STDERR_FILENO, what, strlen(what));
@@ -546,6 +548,7 @@ void LoadUnwinderBeforeLeavingFiles() {
 }
 
 void StartRecorder(bool other_allocator_first) {
+  NoteStandardError();
   Config& c = g_shim.config;
   ParseConfig([](const char* name) -> const char* { return getenv(name); }, &c);
   auto off = [] { g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release); };

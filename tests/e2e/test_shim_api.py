@@ -524,6 +524,18 @@ class AddressSpaceLimitTest(ShimSocketTest):
         self.assertEqual(len(lines), 1, stderr)
         self.assertIn(f"profiling disabled: RLIMIT_AS is {self.LIMIT_MIB} MiB", lines[0])
 
+    def test_a_line_said_after_start_goes_only_to_the_stderr_it_started_with(self):
+        # The program closes its stderr and opens a data file, which gets
+        # descriptor 2, then lowers its limit: the shim's line about it,
+        # said at the first sample, went into the file.
+        data = os.path.join(self.dir, "data")
+        r = run([program("shim_address_space"), str(self.LIMIT_MIB), data], shim_env(self.sock),
+                preload=SHIM)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(data) as f:
+            self.assertEqual(f.read(), "data\n")
+        # With its stderr left alone, the same program says it (below).
+
     def test_a_limit_the_program_sets_after_start_is_seen_at_its_first_sample(self):
         # Set after start, before the first sample, which maps the tables and
         # starts the sender: neither happens.
