@@ -43,6 +43,13 @@ struct ThreadState {
 };
 extern __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
 
+// Marks the thread as inside the shim's own work while in scope: its
+// allocations pass through unsampled (dlopen's, SayOnce's setenv's).
+struct GuardScope {
+  GuardScope() { ++t_thread.guard; }
+  ~GuardScope() { --t_thread.guard; }
+};
+
 struct Counters {
   std::atomic<uint64_t> sampled_allocs{0};
   std::atomic<uint64_t> sampled_frees{0};
