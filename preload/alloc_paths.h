@@ -19,10 +19,17 @@ namespace heapwatch::preload {
 // goes to a function of its own, which keeps a frame pointer for
 // HEAPWATCH_UNWIND=fp's walk. `alloc` is the real allocator's call (first:
 // its captures then sit in the registers the call's own arguments came in,
-// and the fast paths move nothing).
+// and the fast paths move nothing). `sender_heap`: malloc and calloc, which
+// serve the sender thread from the shim's arena (SenderHeapAlloc; the
+// sender's sampler sends all its allocations here).
 template <typename Alloc>
-__attribute__((noinline)) void* AllocSlow(Alloc alloc, size_t size) {
-  if (!SampleSlowPath(size)) return alloc();
+__attribute__((noinline)) void* AllocSlow(Alloc alloc, size_t size, bool sender_heap = false) {
+  if (!SampleSlowPath(size)) {
+    if (sender_heap) {
+      if (void* p = SenderHeapAlloc(size)) return p;
+    }
+    return alloc();
+  }
   void* p = alloc();
   RecordAlloc(p, size);
   return p;

@@ -45,7 +45,7 @@ HW_NOINLINE void* ReallocSlow(void* p, size_t size) {
 
 HW_EXPORT void* malloc(size_t size) {
   if (__builtin_expect(Unsampled(size), 1)) return g_real.malloc(size);
-  return AllocSlow([size] { return g_real.malloc(size); }, size);
+  return AllocSlow([size] { return g_real.malloc(size); }, size, /*sender_heap=*/true);
 }
 
 HW_EXPORT void free(void* p) {
@@ -57,7 +57,7 @@ HW_EXPORT void* calloc(size_t n, size_t m) {
   size_t total;
   if (__builtin_mul_overflow(n, m, &total)) return g_real.calloc(n, m);  // ENOMEM there
   if (__builtin_expect(Unsampled(total), 1)) return g_real.calloc(n, m);
-  return AllocSlow([n, m] { return g_real.calloc(n, m); }, total);
+  return AllocSlow([n, m] { return g_real.calloc(n, m); }, total, /*sender_heap=*/true);
 }
 
 HW_EXPORT void* realloc(void* p, size_t size) {

@@ -73,22 +73,43 @@ bool LiveTable::Init(uint64_t slots, const uint64_t* pinned, size_t pinned_count
     CellAdd(coarse_[Home(pinned[i]) >> kGroupShift], Fingerprint(pinned[i]));
     pinned_addresses_[i] = pinned[i];
   }
-  pinned_ = static_cast<uint32_t>(pinned_count);
+  pinned_.store(static_cast<uint32_t>(pinned_count), std::memory_order_relaxed);
   ReadFilter(/*fine=*/false);
   return true;
 }
 
+bool LiveTable::Pin(uint64_t address) {
+  if (!slots_) return false;
+  uint8_t state = fine_pinned_.load(std::memory_order_acquire);
+  while (state == kPinsBusy ||
+         !fine_pinned_.compare_exchange_weak(state, kPinsBusy, std::memory_order_acq_rel)) {
+    state = fine_pinned_.load(std::memory_order_acquire);
+  }
+  const uint32_t n = pinned_.load(std::memory_order_relaxed);
+  const bool room = n < kMaxPinned;
+  if (room) {
+    pinned_addresses_[n] = address;
+    CellAdd(coarse_[Home(address) >> kGroupShift], Fingerprint(address));
+    if (state == kPinsInFine) CellAdd(fine_[Home(address)], Fingerprint(address));
+    pinned_.store(n + 1, std::memory_order_release);
+  }
+  fine_pinned_.store(state, std::memory_order_release);
+  return room;
+}
+
 void LiveTable::ReadFilter(bool fine) {
   if (!slots_) return;
-  uint8_t pinned = 0;
-  if (fine && fine_pinned_.compare_exchange_strong(pinned, 1, std::memory_order_acq_rel)) {
-    for (uint32_t i = 0; i < pinned_; ++i) {
-      CellAdd(fine_[Home(pinned_addresses_[i])], Fingerprint(pinned_addresses_[i]));
+  // Another thread's pins first (the sender is the only caller but tests).
+  for (uint8_t state = fine_pinned_.load(std::memory_order_acquire); fine && state != kPinsInFine;
+       state = fine_pinned_.load(std::memory_order_acquire)) {
+    if (state == kPinsNotInFine &&
+        fine_pinned_.compare_exchange_strong(state, kPinsBusy, std::memory_order_acq_rel)) {
+      const uint32_t n = pinned_.load(std::memory_order_relaxed);
+      for (uint32_t i = 0; i < n; ++i) {
+        CellAdd(fine_[Home(pinned_addresses_[i])], Fingerprint(pinned_addresses_[i]));
+      }
+      fine_pinned_.store(kPinsInFine, std::memory_order_release);
     }
-    fine_pinned_.store(2, std::memory_order_release);
-  }
-  // Another caller's pins first (the sender is the only caller but tests).
-  while (fine && fine_pinned_.load(std::memory_order_acquire) != 2) {
   }
   read_.store(fine ? fine_ : coarse_, std::memory_order_release);
 }
@@ -148,7 +169,8 @@ uint64_t LiveTable::Size() const {
     uint64_t lanes = (counts & kLowBytes) + ((counts >> 8) & kLowBytes);
     sum += (lanes * 0x0001000100010001ull) >> 48;
   }
-  return sum > pinned_ ? sum - pinned_ : 0;
+  const uint32_t pinned = pinned_.load(std::memory_order_acquire);
+  return sum > pinned ? sum - pinned : 0;
 }
 
 bool LiveTable::Insert(const Entry& e) {

@@ -38,11 +38,12 @@
 // home, so a coarse cell counts at most 8 + kMaxProbes - 1 entries, a fine
 // one kMaxProbes (plus pins).
 //
-// Pinned addresses: Init can count addresses that are never entries, so that
-// MaybeContains stays true for them for the table's life. The shim pins the
-// blocks of its bootstrap arena (real_allocator.h), which free() must never
-// pass to the allocator: free()'s one filter read then covers them too, and
-// its fast path needs no second check.
+// Pinned addresses: Init and Pin count addresses that are never entries, so
+// that MaybeContains stays true for them for the table's life. The shim pins
+// the blocks of its bootstrap arena (real_allocator.h), which free() must
+// never pass to the allocator: those made before the table (Init) and those
+// that serve its sender thread later (Pin). free()'s one filter read then
+// covers them too, and its fast path needs no second check.
 //
 // The index is a 32-bit multiplicative hash of the address's low 32 bits
 // (a 64-bit one took one instruction more on every free: the constant does
@@ -74,7 +75,7 @@ class LiveTable {
   // A table of this size is one transparent huge page (raw_memory.h).
   static constexpr uint64_t kHugeTableBytes = uint64_t{2} << 20;
   static constexpr uint32_t kGroupShift = 3;  // 8 home slots per coarse cell
-  static constexpr size_t kMaxPinned = 32;
+  static constexpr size_t kMaxPinned = 48;
 
   struct Entry {
     uint64_t address;
@@ -88,6 +89,9 @@ class LiveTable {
   // of the file). Once only, before any Insert. False on bad arguments or
   // without memory; the table then stays as it was.
   bool Init(uint64_t slots, const uint64_t* pinned = nullptr, size_t pinned_count = 0);
+  // Pins one more address, at any time after Init, from any thread (the
+  // shim's sender). False before Init or once kMaxPinned are pinned.
+  bool Pin(uint64_t address);
   // The address space Init maps for `slots`, at most (a table of one huge
   // page maps one more for its alignment, and gives it back at once).
   static uint64_t AddressSpace(uint64_t slots) {
@@ -246,14 +250,17 @@ class LiveTable {
   std::atomic<const Cell*> read_{&kAllMaybe.cells[0]};
   uint64_t mask_ = 0;
   uint32_t shift_ = 31;  // 32 - log2(slots); 31 keeps Home() in [0,1] before Init
-  uint32_t pinned_ = 0;  // counts in the filters that are not entries
+  std::atomic<uint32_t> pinned_{0};  // counts in the filters that are not entries
   // The pinned addresses, which go into the fine filter only when free()
   // is first pointed at it (ReadFilter): a process that never samples
   // enough to switch, most of them, does not touch its pages (a fault a
   // pin, ~4 of an exec's page faults under the shim).
   uint64_t pinned_addresses_[kMaxPinned] = {};
-  // 0: not yet, 1: being added, 2: added.
-  std::atomic<uint8_t> fine_pinned_{0};
+  // Whether the pins are in the fine filter; kPinsBusy while a thread adds
+  // to the pins (Pin) or moves them there (ReadFilter), which is the lock
+  // of both.
+  static constexpr uint8_t kPinsNotInFine = 0, kPinsBusy = 1, kPinsInFine = 2;
+  std::atomic<uint8_t> fine_pinned_{kPinsNotInFine};
   // No count of entries is kept beside the filters: a counter every Insert
   // and Remove changes would share one cache line among all sampling
   // threads, and two threads sampling at full speed spent ~40% of their

@@ -75,11 +75,12 @@ TEST(LiveTableTest, PinnedAddressesStayMaybeAndOthersMostlyDoNot) {
   // Addresses like the bootstrap arena's: a few blocks close together.
   std::vector<uint64_t> pinned;
   for (uint64_t i = 0; i < LiveTable::kMaxPinned; ++i) pinned.push_back(0x7f0000001000 + 48 * i);
+  constexpr double kPins = LiveTable::kMaxPinned;
   LiveTable t;
   ASSERT_TRUE(t.Init(1 << 16, pinned.data(), pinned.size()));
   for (uint64_t a : pinned) EXPECT_TRUE(t.MaybeHolds(a));
-  // Other pointers: at most the pins' cells say maybe, i.e. 32 of 8192
-  // coarse cells; allow twice that. Of those, the fingerprint turns away all
+  // Other pointers: at most the pins' cells say maybe, i.e. kMaxPinned of
+  // 8192 coarse cells; allow twice that. Of those, the fingerprint turns away all
   // but ~1/63.
   auto maybe_rate = [&](uint64_t* holds) {
     uint64_t maybe = 0, total = 0;
@@ -92,8 +93,8 @@ TEST(LiveTableTest, PinnedAddressesStayMaybeAndOthersMostlyDoNot) {
   };
   uint64_t holds;
   double rate = maybe_rate(&holds);
-  EXPECT_GT(rate, 0.5 * 32 / 8192);
-  EXPECT_LT(rate, 2.0 * 32 / 8192);
+  EXPECT_GT(rate, 0.5 * kPins / 8192);
+  EXPECT_LT(rate, 2.0 * kPins / 8192);
   EXPECT_LT(static_cast<double>(holds), rate * (16u << 20) / 16 / 32);
   // Entries come and go on the pins' cells; the pins stay, with their
   // fingerprints.
@@ -106,7 +107,7 @@ TEST(LiveTableTest, PinnedAddressesStayMaybeAndOthersMostlyDoNot) {
   int n = 0;
   t.ForEach([&](const LiveTable::Entry&) { ++n; });
   EXPECT_EQ(n, 0) << "pins are not entries";
-  EXPECT_LT(maybe_rate(&holds), 2.0 * 32 / 8192);
+  EXPECT_LT(maybe_rate(&holds), 2.0 * kPins / 8192);
   EXPECT_LT(static_cast<double>(holds), rate * (16u << 20) / 16 / 32);
   EXPECT_EQ(t.MaybeContains(0), false) << "free(NULL) must not take the slow path";
 }
@@ -307,8 +308,65 @@ TEST(LiveTableTest, PinsReachTheFineFilterWhenFreeFirstReadsIt) {
   for (uint64_t a = 0x555500000000; a < 0x555500000000 + (16u << 20); a += 16, ++total) {
     maybe += t.MaybeContains(a);
   }
-  EXPECT_LT(static_cast<double>(maybe) / static_cast<double>(total), 2.0 * 32 / 65536);
+  EXPECT_LT(static_cast<double>(maybe) / static_cast<double>(total), 2.0 * LiveTable::kMaxPinned / 65536);
   EXPECT_EQ(t.Size(), 0u);
+}
+
+// The sender's blocks are pinned one at a time as it allocates them, before
+// or after free() first reads the fine filter: either way they read maybe
+// in both filters from then on, and count as no entry.
+TEST(LiveTableTest, PinsAfterInitReadAsMaybeInBothFiltersAndCountAsNoEntry) {
+  LiveTable before_init;
+  EXPECT_FALSE(before_init.Pin(0x7f0000001000)) << "no filter to pin in";
+  std::vector<uint64_t> at_init, later;
+  for (uint64_t i = 0; i < 8; ++i) at_init.push_back(0x7f0000001000 + 48 * i);
+  for (uint64_t i = 8; i < LiveTable::kMaxPinned; ++i) later.push_back(0x7f0000001000 + 48 * i);
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1 << 16, at_init.data(), at_init.size()));
+  ASSERT_TRUE(t.Insert({0x555500001000, 8, 1, 1}));
+  const size_t half = later.size() / 2;
+  for (size_t i = 0; i < half; ++i) ASSERT_TRUE(t.Pin(later[i]));
+  EXPECT_EQ(t.Size(), 1u);
+  t.ReadFilter(true);
+  for (size_t i = half; i < later.size(); ++i) ASSERT_TRUE(t.Pin(later[i]));
+  EXPECT_FALSE(t.Pin(0x7f0000100000)) << "kMaxPinned pinned already";
+  EXPECT_EQ(t.Size(), 1u);
+  for (bool fine : {true, false, true}) {
+    t.ReadFilter(fine);
+    ASSERT_EQ(t.reads_fine_filter(), fine);
+    for (uint64_t a : at_init) EXPECT_TRUE(t.MaybeHolds(a)) << std::hex << a << " fine " << fine;
+    for (uint64_t a : later) EXPECT_TRUE(t.MaybeHolds(a)) << std::hex << a << " fine " << fine;
+    EXPECT_FALSE(t.MaybeHolds(0x7f0000100000));
+  }
+  LiveTable::Entry e{};
+  ASSERT_TRUE(t.Remove(0x555500001000, &e));
+  EXPECT_EQ(t.Size(), 0u);
+  for (uint64_t a : later) EXPECT_FALSE(t.Remove(a, nullptr)) << "a pin is not an entry";
+}
+
+// Pins race free()'s first switch to the fine filter (the sender pins while
+// another caller switches: tests only, the sender does both): none is lost.
+TEST(LiveTableTest, PinsRacingTheSwitchToTheFineFilterAllLand) {
+  for (int round = 0; round < 50; ++round) {
+    LiveTable t;
+    ASSERT_TRUE(t.Init(1 << 16));
+    std::vector<uint64_t> pins;
+    for (uint64_t i = 0; i < LiveTable::kMaxPinned; ++i) pins.push_back(0x7f0000001000 + 4096 * i);
+    std::atomic<bool> go{false};
+    std::thread pinner([&] {
+      while (!go.load()) {
+      }
+      for (uint64_t a : pins) EXPECT_TRUE(t.Pin(a));
+    });
+    go.store(true);
+    t.ReadFilter(true);
+    pinner.join();
+    for (bool fine : {true, false}) {
+      t.ReadFilter(fine);
+      for (uint64_t a : pins) ASSERT_TRUE(t.MaybeHolds(a)) << "round " << round << " fine " << fine;
+    }
+    EXPECT_EQ(t.Size(), 0u);
+  }
 }
 
 TEST(LiveTableTest, InitRejectsTooManyPinsAndASecondInit) {

@@ -59,12 +59,13 @@ inline bool AllocatorOwnsOperatorNew() { return g_allocator_owns_new; }
 extern bool g_libstdcxx_new_delete __attribute__((visibility("hidden")));
 
 // Bootstrap arena: a static bump allocator; its blocks are never reused.
-// It serves at most kMaxArenaBlocks blocks (then ENOMEM), all of them while
-// the real functions are being resolved: once ResolveRealAllocator has
-// returned true, the arena never changes, and ArenaBlocks lists all of it
-// (the live table pins them, so free() recognises them by its filter alone).
+// It serves at most kMaxArenaBlocks blocks (then ENOMEM): those allocated
+// while the real functions are being resolved, which ArenaBlocks lists once
+// ResolveRealAllocator has returned true (the live table pins them at its
+// Init, so free() recognises them by its filter alone), and later the
+// sender thread's (recorder.h, SenderHeapAlloc), each pinned as it is made.
 inline constexpr size_t kArenaBytes = 256 << 10;
-inline constexpr size_t kMaxArenaBlocks = 32;
+inline constexpr size_t kMaxArenaBlocks = 48;
 extern char g_arena[kArenaBytes] __attribute__((visibility("hidden")));
 inline bool InArena(const void* p) {
   return reinterpret_cast<uintptr_t>(p) - reinterpret_cast<uintptr_t>(g_arena) < kArenaBytes;
@@ -72,7 +73,8 @@ inline bool InArena(const void* p) {
 void* ArenaAlloc(size_t size, size_t alignment);
 size_t ArenaBlockSize(const void* p);
 // Writes the addresses of the arena's blocks (at most kMaxArenaBlocks) and
-// returns their number. Complete only once the allocator is resolved.
+// returns their number. Complete only once the allocator is resolved; at
+// the shim's start, before its sender exists.
 size_t ArenaBlocks(uint64_t* out);
 
 }  // namespace heapwatch::preload

@@ -425,6 +425,14 @@ bool RecordFree(void* p, LiveTable::Entry* removed) {
   return true;
 }
 
+void* SenderHeapAlloc(size_t size) {
+  if (!t_thread.sender_heap) return nullptr;
+  void* p = ArenaAlloc(size, 16);  // zeroed: never used before
+  if (!p) return nullptr;
+  // A block that cannot be pinned stays in the arena unused.
+  return g_shim.table.Pin(reinterpret_cast<uintptr_t>(p)) ? p : nullptr;
+}
+
 void RestoreLive(const LiveTable::Entry& e) {
   KeepErrno keep_errno;
   if (!g_shim.table.Insert(e)) {

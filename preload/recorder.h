@@ -40,6 +40,7 @@ struct ThreadState {
   // cancellation state it restores (recorder.cc, SampleScope, AbandonSample).
   uintptr_t sample_frame;
   int sample_cancel_state;
+  bool sender_heap;  // the sender thread: its mallocs come from SenderHeapAlloc
 };
 extern __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
 
@@ -145,6 +146,16 @@ inline bool ShouldRecord(size_t size) { return !Unsampled(size) && SampleSlowPat
 // its system calls or end the process for them), after its sender has
 // delivered what was recorded. Says so once. syscall_interposer.cc.
 void StopForSeccomp(const char* call);
+
+// The sender thread's malloc and calloc (t_thread.sender_heap), nullptr
+// elsewhere: a block of the bootstrap arena (real_allocator.h), pinned in
+// the live table so that free() from any thread knows it. glibc gives a
+// thread's first call into its allocator (a free() too) an arena of its own:
+// 64 MiB of address space in two mappings, for the ~8 KiB in 18 blocks that
+// the sender's dlopen of libunwind allocates, and every fork then copied
+// them and the parent and the child each wrote a page of it (its lock).
+// nullptr too when the arena or the pins are used up: glibc's then.
+void* SenderHeapAlloc(size_t size);
 
 // Records a sampled allocation: stack, depot, live table, ring (in that order).
 void RecordAlloc(void* p, size_t size);

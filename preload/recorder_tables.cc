@@ -23,16 +23,16 @@ uint64_t DepotBuckets(const Config& c) { return c.table_slots < (1u << 20) ? c.t
 // images of libunwind and liblzma (~1 MiB; 2 counted), libunwind's trace
 // caches (256 KiB a thread that holds one; counted up to the default cap of
 // 32 also where there is none, below R = 64 KiB: each belongs to a live
-// thread, whose own stack is some 32 times that), and the arena glibc's
-// malloc reserves for the sender's thread (64 MiB; its first malloc is in
-// its dlopen of libunwind).
+// thread, whose own stack is some 32 times that). Not an arena of glibc's
+// malloc for the sender's thread (64 MiB): its allocations come from the
+// shim's own (recorder.h, SenderHeapAlloc).
 uint64_t AddressSpaceNeeded(const Config& c) {
   constexpr uint64_t kMiB = 1 << 20;
   const uint64_t caches = c.unwind_caches < kDefaultUnwindCaches ? c.unwind_caches : kDefaultUnwindCaches;
   return LiveTable::AddressSpace(c.table_slots) +
          StackDepot::AddressSpace(DepotBuckets(c), DepotBuckets(c) * 32) +
          EventRing::AddressSpace(c.ring_slots) + SenderAddressSpace() + kSideStackBytes + 4096 +
-         2 * kMiB + caches * (256 << 10) + 64 * kMiB;
+         2 * kMiB + caches * (256 << 10);
 }
 
 }  // namespace

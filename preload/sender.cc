@@ -174,7 +174,11 @@ void RunOnce(SenderState* s) {
 
 void* SenderMain(void*) {
   t_thread.guard = 1;  // for life: nothing this thread does is sampled
-  DisableSampler(&t_thread.sampler);
+  // Its malloc and calloc come from the shim's arena (recorder.h,
+  // SenderHeapAlloc): a sampler that counts no bytes sends every allocation
+  // to the slow path, which the guard keeps unsampled.
+  t_thread.sender_heap = true;
+  t_thread.sampler.bytes_left = 0;
   prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
   // First thing: the sampling thread waits for it (unwinder.h). Again
   // every 10 ms while another thread's load (or a fork) held it up.
