@@ -229,13 +229,20 @@ bool StartSender() {
     void* mem = MapZeroed(sizeof(SenderState));
     if (!mem) return false;
     SenderState* s = new (mem) SenderState();
-    // A forked child reuses the state, not these buffers' contents
-    // (ResetInheritedState, and its first connection): fork copies none of
-    // their pages.
-    s->out_mem = static_cast<uint8_t*>(MapZeroedWipedOnFork(kOutBytes));
-    s->module_mem = static_cast<uint8_t*>(MapZeroedWipedOnFork(kModuleBytes));
-    s->batch = static_cast<wire::EventRecord*>(MapZeroedWipedOnFork(kBatchEvents * sizeof(wire::EventRecord)));
-    if (!s->out_mem || !s->module_mem || !s->batch || !s->sent.Init(kSentSlots)) return false;
+    // A forked child reuses the state, not these buffers' contents nor the
+    // set of stacks sent (ResetInheritedState, and its first connection):
+    // fork copies none of their pages. One mapping for the four: a mapping
+    // is ~1-2 us of every fork on the development VM (BENCHMARKS.md,
+    // "Fifteenth session"), and four made one after another were two or
+    // three, wherever the kernel found room for each.
+    constexpr size_t kSentBytes = kSentSlots * sizeof(uint64_t);
+    constexpr size_t kBatchBytes = kBatchEvents * sizeof(wire::EventRecord);
+    static_assert(kSentBytes % 4096 == 0 && kOutBytes % 64 == 0 && kModuleBytes % 64 == 0);
+    auto* wiped = static_cast<uint8_t*>(MapZeroedWipedOnFork(kSentBytes + kOutBytes + kModuleBytes + kBatchBytes));
+    if (!wiped || !s->sent.Init(kSentSlots, reinterpret_cast<uint64_t*>(wiped))) return false;
+    s->out_mem = wiped + kSentBytes;
+    s->module_mem = s->out_mem + kOutBytes;
+    s->batch = reinterpret_cast<wire::EventRecord*>(s->module_mem + kModuleBytes);
     s->out = FrameWriter(s->out_mem, kOutBytes);
     g_state = s;
   }

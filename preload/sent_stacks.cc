@@ -6,12 +6,12 @@
 
 namespace heapwatch::preload {
 
-bool SentStacks::Init(uint64_t slots) {
+bool SentStacks::Init(uint64_t slots, uint64_t* memory) {
   if (slots < 64 || (slots & (slots - 1)) != 0 || slots_) return false;
   // A forked child's copy starts empty (a set that forgot its ids, which
   // the child's first connection clears anyway), and fork copies none of
   // the pages the ids landed on.
-  slots_ = static_cast<uint64_t*>(MapZeroedWipedOnFork(slots * sizeof(uint64_t)));
+  slots_ = memory ? memory : static_cast<uint64_t*>(MapZeroedWipedOnFork(slots * sizeof(uint64_t)));
   if (!slots_) return false;
   mask_ = slots - 1;
   size_ = 0;

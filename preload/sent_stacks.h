@@ -18,8 +18,11 @@ namespace heapwatch::preload {
 
 class SentStacks {
  public:
-  // `slots` a power of two >= 64. False without memory.
-  bool Init(uint64_t slots);
+  // `slots` a power of two >= 64. `memory`: slots * 8 zeroed bytes from
+  // raw_memory.h, page-aligned (Clear gives its pages back), or nullptr for
+  // a mapping of the set's own (advised MADV_WIPEONFORK). False without
+  // memory.
+  bool Init(uint64_t slots, uint64_t* memory = nullptr);
   bool Contains(uint64_t id) const;
   // Adds `id` (not yet present, not 0). A set 3/4 full forgets everything
   // first: the sender then re-sends stacks it had sent, which the collector
