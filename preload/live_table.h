@@ -92,6 +92,16 @@ class LiveTable {
   // Pins one more address, at any time after Init, from any thread (the
   // shim's sender). False before Init or once kMaxPinned are pinned.
   bool Pin(uint64_t address);
+  // In a child copied while a thread not in it held the pins' lock (Pin,
+  // or ReadFilter moving the pins): frees the lock, which nobody would
+  // free, and the child's first switch to the fine filter would wait on
+  // for good. What that thread left half done reads as maybe-present at
+  // worst, but for an address it was pinning just then.
+  void ForkChild() {
+    if (fine_pinned_.load(std::memory_order_relaxed) == kPinsBusy) {
+      fine_pinned_.store(kPinsNotInFine, std::memory_order_relaxed);
+    }
+  }
   // The address space Init maps for `slots`, at most (a table of one huge
   // page maps one more for its alignment, and gives it back at once).
   static uint64_t AddressSpace(uint64_t slots) {

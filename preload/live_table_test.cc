@@ -5,6 +5,10 @@
 #include <thread>
 #include <vector>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 namespace heapwatch::preload {
@@ -367,6 +371,38 @@ TEST(LiveTableTest, PinsRacingTheSwitchToTheFineFilterAllLand) {
     }
     EXPECT_EQ(t.Size(), 0u);
   }
+}
+
+// A child forked while another thread holds the pins' lock (here a thread
+// that pins over and over, each call taking it) must still switch filters:
+// without ForkChild some children wait on the lock for good.
+TEST(LiveTableTest, AChildCopiedMidPinCanStillSwitchFilters) {
+  LiveTable t;
+  ASSERT_TRUE(t.Init(1 << 16));
+  std::atomic<bool> stop{false};
+  std::thread pinner([&] {
+    while (!stop.load(std::memory_order_relaxed)) t.Pin(0x7f0000001000);  // full: false, lock taken
+  });
+  int stuck = 0;
+  for (int i = 0; i < 200; ++i) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      alarm(2);  // a child that waits on the lock dies of SIGALRM
+      t.ForkChild();
+      t.ReadFilter(true);
+      _exit(t.reads_fine_filter() ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++stuck;  // one is enough: each takes the alarm's 2 s
+      break;
+    }
+  }
+  stop.store(true);
+  pinner.join();
+  EXPECT_EQ(stuck, 0);
 }
 
 TEST(LiveTableTest, InitRejectsTooManyPinsAndASecondInit) {

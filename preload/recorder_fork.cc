@@ -151,6 +151,7 @@ void ForkChild() {
             " after 1 s (a signal handler jumped out of it?); this child does not use libunwind");
   }
   UnloadedCodeForkChild();
+  g_shim.table.ForkChild();
   Counters& c = g_shim.counters;
   for (auto* a : {&c.sampled_allocs, &c.sampled_frees, &c.dropped_events, &c.table_full,
                   &c.unwind_failures, &c.reconnects, &c.bytes_sent}) {
