@@ -50,7 +50,7 @@ void NudgeSender();
 // the sender is connected or has not yet tried to connect, and is this
 // process's: not in a copy made without fork()'s handlers (_Fork, clone
 // without CLONE_VM, vfork), which has no sender of its own until the
-// recorder adopts it (recorder.cc, AdoptCopy). Such a child's exit() waited
+// recorder adopts it (recorder_fork.cc, AdoptCopy). Such a child's exit() waited
 // the whole second for a sender that was not there.
 void FlushSenderAtExit(int timeout_ms);
 

@@ -105,7 +105,7 @@ bool UnwinderForkParent();
 // marked under way: it does not use libunwind (its samples keep only their
 // call site, or with HEAPWATCH_UNWIND=fp the frame pointer walk's stack).
 bool UnwinderForkChild();
-// In a copy of the process made without fork()'s handlers (recorder.cc,
+// In a copy of the process made without fork()'s handlers (recorder_fork.cc,
 // AdoptCopy), before UnwinderForkChild: no prepare handler waited, so the
 // marks are as the parent's other threads left them at the copy, and any
 // one up (theirs, or one a fork gave up on) makes the child go without
