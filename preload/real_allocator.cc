@@ -231,28 +231,29 @@ const ElfW(Sym)* FirstDefinition(const char* name, bool after_shim, uintptr_t* b
   return walk.found;
 }
 
-// The definition of `name` that the program's calls reach when it comes
-// before the shim's (in the executable, or an allocator preloaded first), or
-// nullptr.
-void* DefinitionBeforeShim(const char* name) {
+// The first definition of `name` among the objects before the shim or
+// after it (FirstDefinition), or nullptr.
+void* Definition(const char* name, bool after_shim) {
   uintptr_t base;
-  const ElfW(Sym)* sym = FirstDefinition(name, /*after_shim=*/false, &base);
+  const ElfW(Sym)* sym = FirstDefinition(name, after_shim, &base);
   if (!sym) return nullptr;
   // An indirect function (no allocator's entry point is one that we know):
-  // the loader runs its resolver. Its first definition is this one.
-  if (ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC) return DlSym(RTLD_DEFAULT, name);
+  // the loader runs its resolver. This definition is the one dlsym finds.
+  if (ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC) return DlSym(after_shim ? RTLD_NEXT : RTLD_DEFAULT, name);
   return reinterpret_cast<void*>(base + sym->st_value);
 }
 
-// True if an object after the shim defines `name`: what dlsym(RTLD_NEXT,
-// name) may find, checked in the objects' hash tables. A dlsym that finds
-// nothing makes its error message with malloc: in a C program (no operator
-// new anywhere) the lookup of operator new put two blocks in the bootstrap
-// arena, whose pins and write were 3 page faults of every exec.
-bool DefinedAfterShim(const char* name) {
-  uintptr_t base;
-  return FirstDefinition(name, /*after_shim=*/true, &base) != nullptr;
-}
+// The definition of `name` that the program's calls reach when it comes
+// before the shim's (in the executable, or an allocator preloaded first), or
+// nullptr.
+void* DefinitionBeforeShim(const char* name) { return Definition(name, /*after_shim=*/false); }
+
+// What dlsym(RTLD_NEXT, name) finds, or nullptr, from the objects' hash
+// tables. A dlsym that finds nothing makes its error message with malloc: in
+// a C program (no operator new anywhere) the lookup of operator new put two
+// blocks in the bootstrap arena, whose pins and write were 3 page faults of
+// every exec.
+void* DefinitionAfterShim(const char* name) { return Definition(name, /*after_shim=*/true); }
 
 // True if `f` lies in libstdc++ (its file name starts "libstdc++.so").
 bool InLibstdcxx(void* f) {
@@ -376,7 +377,7 @@ bool ResolveRealAllocator() {
     if (!same_object(reinterpret_cast<void*>(r.valloc))) r.valloc = EmulatedValloc;
     if (!same_object(reinterpret_cast<void*>(r.pvalloc))) r.pvalloc = EmulatedPvalloc;
   }
-  void* next_new = DefinedAfterShim("_Znwm") ? DlSym(RTLD_NEXT, "_Znwm") : nullptr;
+  void* next_new = DefinitionAfterShim("_Znwm");
   g_allocator_owns_new = same_object(next_new);
   g_libstdcxx_new_delete = !g_allocator_owns_new && InLibstdcxx(next_new) &&
                            InLibstdcxx(DlSym(RTLD_NEXT, "_ZdlPv"));
