@@ -18,9 +18,6 @@ int FdStat(int fd, struct stat* st) {
   return InlineSyscall(SYS_fstat, fd, reinterpret_cast<long>(st)) == 0 ? 0 : -1;
 }
 
-}  // namespace
-
-namespace {
 // fd 2 at start: 0 not noted yet, 1 closed, 2 open (g_stderr_dev/ino).
 int g_stderr_state = 0;
 dev_t g_stderr_dev = 0;

@@ -504,8 +504,8 @@ class SenderHeapTest(ShimSocketTest):
         cmd = [program("shim_arenas")]
         base = run(cmd)
         self.assertEqual((base.returncode, base.stdout), (0, "1\n"), base.stderr)
-        # Recorded at R = 1 (record_run: same output as alone): 2 arenas
-        # with the sender's allocations in glibc's. Its frees of its own
+        # Recorded at R = 1 (record_run: the same output as alone, where the
+        # sender's allocations in glibc's made it 2). Its frees of its own
         # blocks (the dlopen's temporaries) take free()'s filter to the
         # arena. The blocks' pins count as no live sample.
         conn = self.record_run(cmd, SHIM, base)

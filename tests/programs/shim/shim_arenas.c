@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 static int LibunwindLoaded(void) {
   FILE* maps = fopen("/proc/self/maps", "r");
