@@ -118,6 +118,99 @@ void* EmulatedPvalloc(size_t n) {
   return EmulatedMemalign(page, rounded);
 }
 
+// The names the shim resolves at start, all found in one walk over the
+// loaded objects (FindDefinitions): per object, each name's lookup in its
+// hash table is a few dozen instructions, while a dlsym is ~1,000 and a
+// walk ~600 (callgrind, /bin/true: the start's twelve dlsym calls and walks
+// were ~16,000 of its ~211,000 instructions).
+enum Name : int {
+  kMalloc, kFree, kCalloc, kRealloc, kPosixMemalign, kAlignedAlloc, kMemalign, kValloc, kPvalloc,
+  kUsableSize, kNew, kDelete, kNameCount
+};
+constexpr const char* kNames[kNameCount] = {
+    "malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",
+    "pvalloc", "malloc_usable_size", "_Znwm", "_ZdlPv"};
+
+// The names' hashes in GNU hash tables, computed at compile time.
+constexpr uint32_t GnuHash(const char* name) {
+  uint32_t hash = 5381;
+  for (const char* c = name; *c; ++c) hash = hash * 33 + static_cast<unsigned char>(*c);
+  return hash;
+}
+struct NameHashes {
+  uint32_t of[kNameCount];
+};
+constexpr NameHashes kHashes = [] {
+  NameHashes h{};
+  for (int i = 0; i < kNameCount; ++i) h.of[i] = GnuHash(kNames[i]);
+  return h;
+}();
+static_assert(kHashes.of[kMalloc] == 0x0d39ad3d, "the GNU hash of \"malloc\"");
+
+// An object's dynamic symbols, as its GNU hash table finds them.
+struct SymbolTable {
+  const uint32_t* buckets;
+  const uint32_t* chain;
+  uint32_t nbuckets, symoffset;
+  const ElfW(Sym)* symbols;
+  const char* strings;
+  const ElfW(Half)* versions;  // nullptr: no versions
+};
+
+// False for an object without a GNU hash table (no linker has omitted it
+// for years; the vDSO, which defines no malloc): it counts as defining none.
+bool ReadSymbolTable(const dl_phdr_info* info, SymbolTable* t) {
+  const ElfW(Dyn)* dynamic = nullptr;
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) {
+      dynamic = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    }
+  }
+  if (!dynamic) return false;
+  uintptr_t gnu_hash = 0, symtab = 0, strtab = 0, versym = 0;
+  for (const ElfW(Dyn)* d = dynamic; d->d_tag != DT_NULL; ++d) {
+    // ld.so relocates these in place on x86-64, but not in the vDSO.
+    uintptr_t at = d->d_un.d_ptr < info->dlpi_addr ? d->d_un.d_ptr + info->dlpi_addr : d->d_un.d_ptr;
+    if (d->d_tag == DT_GNU_HASH) gnu_hash = at;
+    if (d->d_tag == DT_SYMTAB) symtab = at;
+    if (d->d_tag == DT_STRTAB) strtab = at;
+    if (d->d_tag == DT_VERSYM) versym = at;
+  }
+  if (!gnu_hash || !symtab || !strtab) return false;
+  const auto* header = reinterpret_cast<const uint32_t*>(gnu_hash);
+  t->nbuckets = header[0];
+  t->symoffset = header[1];
+  if (t->nbuckets == 0) return false;
+  t->buckets = reinterpret_cast<const uint32_t*>(gnu_hash + 16 + size_t{header[2]} * sizeof(ElfW(Addr)));
+  t->chain = t->buckets + t->nbuckets;
+  t->symbols = reinterpret_cast<const ElfW(Sym)*>(symtab);
+  t->strings = reinterpret_cast<const char*>(strtab);
+  t->versions = reinterpret_cast<const ElfW(Half)*>(versym);
+  return true;
+}
+
+// The object's own definition of `name` (not an import; its default
+// version, not a hidden one), or nullptr.
+const ElfW(Sym)* DefinedSymbol(const SymbolTable& t, const char* name, uint32_t hash) {
+  for (uint32_t i = t.buckets[hash % t.nbuckets]; i >= t.symoffset; ++i) {
+    uint32_t h = t.chain[i - t.symoffset];
+    if ((h | 1) == (hash | 1) && strcmp(t.strings + t.symbols[i].st_name, name) == 0 &&
+        !(t.versions && (t.versions[i] & 0x8000))) {  // 0x8000: a hidden (non-default) version
+      return t.symbols[i].st_shndx != SHN_UNDEF ? &t.symbols[i] : nullptr;
+    }
+    if (h & 1) break;  // the end of the bucket's chain
+  }
+  return nullptr;
+}
+
+bool Holds(const dl_phdr_info* info, uintptr_t addr) {
+  for (int i = 0; i < info->dlpi_phnum; ++i) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    if (ph.p_type == PT_LOAD && addr - (info->dlpi_addr + ph.p_vaddr) < ph.p_memsz) return true;
+  }
+  return false;
+}
+
 // Which loaded object holds `addr`: its program headers' address, unique per
 // object, or nullptr. Compares addresses with the PT_LOAD segments only;
 // dladdr would also search the object's symbol table for the nearest symbol,
@@ -134,151 +227,87 @@ const void* ObjectOf(const void* addr, const char** name = nullptr) {
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* arg) {
         auto* q = static_cast<Query*>(arg);
-        for (int i = 0; i < info->dlpi_phnum; ++i) {
-          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-          if (ph.p_type == PT_LOAD && q->addr - (info->dlpi_addr + ph.p_vaddr) < ph.p_memsz) {
-            q->object = info->dlpi_phdr;
-            q->name = info->dlpi_name;
-            return 1;
-          }
-        }
-        return 0;
+        if (!Holds(info, q->addr)) return 0;
+        q->object = info->dlpi_phdr;
+        q->name = info->dlpi_name;
+        return 1;
       },
       &q);
   if (name) *name = q.name;
   return q.object;
 }
 
-// The symbol `name` that the object `info` describes defines (its own, not
-// an import; its default version, not a hidden one), looked up in its GNU
-// hash table, or nullptr. An object without one (no linker has omitted it
-// for years; the vDSO, which defines no malloc) counts as not defining it.
-const ElfW(Sym)* DefinedSymbol(const dl_phdr_info* info, const char* name) {
-  const ElfW(Dyn)* dynamic = nullptr;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    if (info->dlpi_phdr[i].p_type == PT_DYNAMIC) {
-      dynamic = reinterpret_cast<const ElfW(Dyn)*>(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
-    }
-  }
-  if (!dynamic) return nullptr;
-  uintptr_t gnu_hash = 0, symtab = 0, strtab = 0, versym = 0;
-  for (const ElfW(Dyn)* d = dynamic; d->d_tag != DT_NULL; ++d) {
-    // ld.so relocates these in place on x86-64, but not in the vDSO.
-    uintptr_t at = d->d_un.d_ptr < info->dlpi_addr ? d->d_un.d_ptr + info->dlpi_addr : d->d_un.d_ptr;
-    if (d->d_tag == DT_GNU_HASH) gnu_hash = at;
-    if (d->d_tag == DT_SYMTAB) symtab = at;
-    if (d->d_tag == DT_STRTAB) strtab = at;
-    if (d->d_tag == DT_VERSYM) versym = at;
-  }
-  if (!gnu_hash || !symtab || !strtab) return nullptr;
-  const auto* header = reinterpret_cast<const uint32_t*>(gnu_hash);
-  uint32_t nbuckets = header[0], symoffset = header[1], bloom_words = header[2];
-  if (nbuckets == 0) return nullptr;
-  const auto* buckets = reinterpret_cast<const uint32_t*>(
-      gnu_hash + 16 + size_t{bloom_words} * sizeof(ElfW(Addr)));
-  const uint32_t* chain = buckets + nbuckets;
-  uint32_t hash = 5381;
-  for (const char* c = name; *c; ++c) hash = hash * 33 + static_cast<unsigned char>(*c);
-  const auto* symbols = reinterpret_cast<const ElfW(Sym)*>(symtab);
-  const auto* versions = reinterpret_cast<const ElfW(Half)*>(versym);
-  for (uint32_t i = buckets[hash % nbuckets]; i >= symoffset; ++i) {
-    uint32_t h = chain[i - symoffset];
-    if ((h | 1) == (hash | 1) && strcmp(reinterpret_cast<const char*>(strtab) + symbols[i].st_name, name) == 0 &&
-        !(versions && (versions[i] & 0x8000))) {  // 0x8000: a hidden (non-default) version
-      return symbols[i].st_shndx != SHN_UNDEF ? &symbols[i] : nullptr;
-    }
-    if (h & 1) break;  // the end of the bucket's chain
-  }
-  return nullptr;
-}
+// A name's first definition, in load order (the order of symbol lookup for
+// the objects loaded at start), among the objects on one side of the shim:
+// its address, and the object that defines it (program headers' address, as
+// ObjectOf gives, and file name).
+struct Definition {
+  void* address = nullptr;
+  const void* object = nullptr;
+  const char* object_name = nullptr;
+  bool indirect = false;  // an indirect function: address is its resolver's
+};
 
-// The shim's own object (its program headers' address, as ObjectOf gives).
-// Not a function-local static: its guard would come from libstdc++, which
-// the shim must not need. Threads that race here store the same value.
-const void* g_shim_object = nullptr;
-const void* ShimObject() {
-  if (!g_shim_object) g_shim_object = ObjectOf(reinterpret_cast<const void*>(&ResolveRealAllocator));
-  return g_shim_object;
-}
+struct Definitions {
+  Definition before[kNameCount];  // in the objects before the shim's
+  Definition after[kNameCount];   // after it: what dlsym(RTLD_NEXT) finds
+};
 
-// Where `name` is first defined, in load order (the order of symbol lookup
-// for the objects loaded at start), among the objects before the shim, or
-// those after it: its symbol, and its object's load address in *base.
-// nullptr if none there defines it.
-const ElfW(Sym)* FirstDefinition(const char* name, bool after_shim, uintptr_t* base) {
+// One walk over the loaded objects for all the names. An object before the
+// shim that defines malloc is the executable or an allocator preloaded
+// first; after it, the first definitions are those dlsym(RTLD_NEXT) finds,
+// taken from the hash tables: a dlsym that finds nothing makes its error
+// message with malloc (in a C program, operator new: two blocks in the
+// bootstrap arena, whose pins and write were 3 page faults of every exec).
+Definitions FindDefinitions() {
   struct Walk {
-    const void* shim;
-    const char* name;
-    bool after_shim;
-    bool past_shim = false;
-    const ElfW(Sym)* found = nullptr;
-    uintptr_t base = 0;
-  } walk{ShimObject(), name, after_shim};
+    uintptr_t shim;  // an address in the shim's code
+    bool past_shim;
+    int missing_after;
+    Definitions found;
+  } walk{reinterpret_cast<uintptr_t>(&ResolveRealAllocator), false, kNameCount, {}};
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* arg) {
         auto* w = static_cast<Walk*>(arg);
-        if (!w->past_shim) {
-          w->past_shim = info->dlpi_phdr == w->shim;
-          if (w->past_shim && !w->after_shim) return 1;  // none before the shim
-          if (w->past_shim || w->after_shim) return 0;
+        if (!w->past_shim && Holds(info, w->shim)) {
+          w->past_shim = true;
+          return 0;
         }
-        w->found = DefinedSymbol(info, w->name);
-        w->base = info->dlpi_addr;
-        return w->found ? 1 : 0;
+        SymbolTable table;
+        if (!ReadSymbolTable(info, &table)) return 0;
+        Definition* side = w->past_shim ? w->found.after : w->found.before;
+        for (int i = 0; i < kNameCount; ++i) {
+          if (side[i].object) continue;
+          const ElfW(Sym)* sym = DefinedSymbol(table, kNames[i], kHashes.of[i]);
+          if (!sym) continue;
+          side[i] = {reinterpret_cast<void*>(info->dlpi_addr + sym->st_value), info->dlpi_phdr,
+                     info->dlpi_name, ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC};
+          if (w->past_shim) --w->missing_after;
+        }
+        return w->past_shim && w->missing_after == 0 ? 1 : 0;
       },
       &walk);
-  *base = walk.base;
+  // No allocator's entry point is an indirect function that we know; should
+  // one be, the loader runs its resolver (not from inside the walk, which
+  // holds the loader's lock). This definition is the one dlsym finds.
+  for (int i = 0; i < kNameCount; ++i) {
+    for (Definition* d : {&walk.found.before[i], &walk.found.after[i]}) {
+      if (d->indirect) d->address = DlSym(d == &walk.found.after[i] ? RTLD_NEXT : RTLD_DEFAULT, kNames[i]);
+    }
+  }
   return walk.found;
 }
 
-// The first definition of `name` among the objects before the shim or
-// after it (FirstDefinition), or nullptr.
-void* Definition(const char* name, bool after_shim) {
-  uintptr_t base;
-  const ElfW(Sym)* sym = FirstDefinition(name, after_shim, &base);
-  if (!sym) return nullptr;
-  // An indirect function (no allocator's entry point is one that we know):
-  // the loader runs its resolver. This definition is the one dlsym finds.
-  if (ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC) return DlSym(after_shim ? RTLD_NEXT : RTLD_DEFAULT, name);
-  return reinterpret_cast<void*>(base + sym->st_value);
-}
-
-// The definition of `name` that the program's calls reach when it comes
-// before the shim's (in the executable, or an allocator preloaded first), or
-// nullptr.
-void* DefinitionBeforeShim(const char* name) { return Definition(name, /*after_shim=*/false); }
-
-// What dlsym(RTLD_NEXT, name) finds, or nullptr, from the objects' hash
-// tables. A dlsym that finds nothing makes its error message with malloc: in
-// a C program (no operator new anywhere) the lookup of operator new put two
-// blocks in the bootstrap arena, whose pins and write were 3 page faults of
-// every exec.
-void* DefinitionAfterShim(const char* name) { return Definition(name, /*after_shim=*/true); }
-
-// True if `f` lies in libstdc++ (its file name starts "libstdc++.so").
-bool InLibstdcxx(void* f) {
-  const char* name = nullptr;
-  if (!ObjectOf(f, &name) || !name) return false;
+// True if `name` is libstdc++'s file name ("libstdc++.so...").
+bool IsLibstdcxx(const char* name) {
+  if (!name) return false;
   const char* base = strrchr(name, '/');
   return strncmp(base ? base + 1 : name, "libstdc++.so", 12) == 0;
 }
 
-// Set at resolution: an object before the shim defines malloc.
+// Set at resolution: an object before the shim defines malloc, and its name.
 bool g_other_allocator_first = false;
-
-// What the program's call of `name` reaches without the shim: the definition
-// after the shim's (RTLD_NEXT), unless an object before it has one. Where
-// another allocator comes first (AllocatorPrecedes) the program's calls go
-// to it, not to the shim, except for the names it lacks (reallocarray and
-// the sized frees, which jemalloc 5.3 and gperftools 2.10 do not define):
-// those come to the shim, whose realloc and free must then be that
-// allocator's. glibc's would be handed blocks it does not own.
-template <typename Fn>
-Fn Lookup(const char* name, Fn fallback) {
-  void* f = g_other_allocator_first ? DefinitionBeforeShim(name) : nullptr;
-  if (!f) f = DlSym(RTLD_NEXT, name);
-  return f ? reinterpret_cast<Fn>(f) : fallback;
-}
+const char* g_preceding_object = nullptr;
 
 }  // namespace
 
@@ -286,9 +315,7 @@ bool AllocatorPrecedes() { return g_other_allocator_first; }
 
 const char* PrecedingAllocatorObject() {
   if (!g_other_allocator_first) return nullptr;
-  const char* name = nullptr;
-  ObjectOf(DefinitionBeforeShim("malloc"), &name);
-  return name ? name : "";
+  return g_preceding_object ? g_preceding_object : "";
 }
 
 RealAllocator g_real = {BootMalloc,       BootFree,         BootCalloc,   BootRealloc,
@@ -355,32 +382,53 @@ bool ResolveRealAllocator() {
   // takes malloc's address (Debian's python3 does) makes its own PLT entry
   // the address every object sees, while its calls still reach the first
   // definition, the shim's.
-  g_other_allocator_first = DefinitionBeforeShim("malloc") != nullptr;
+  const Definitions found = FindDefinitions();
+  g_other_allocator_first = found.before[kMalloc].address != nullptr;
+  g_preceding_object = found.before[kMalloc].object_name;
+  // What the program's call of a name reaches without the shim: the
+  // definition after the shim's (RTLD_NEXT), unless an object before it has
+  // one. Where another allocator comes first (AllocatorPrecedes) the
+  // program's calls go to it, not to the shim, except for the names it lacks
+  // (reallocarray and the sized frees, which jemalloc 5.3 and gperftools
+  // 2.10 do not define): those come to the shim, whose realloc and free must
+  // then be that allocator's. glibc's would be handed blocks it does not own.
+  auto chosen = [&](Name n) -> const Definition& {
+    return g_other_allocator_first && found.before[n].address ? found.before[n] : found.after[n];
+  };
+  auto lookup = [&]<typename Fn>(Name n, Fn fallback) {
+    void* f = chosen(n).address;
+    return f ? reinterpret_cast<Fn>(f) : fallback;
+  };
   RealAllocator r;
-  r.malloc = Lookup("malloc", __libc_malloc);
-  r.free = Lookup("free", __libc_free);
-  r.calloc = Lookup("calloc", __libc_calloc);
-  r.realloc = Lookup("realloc", __libc_realloc);
-  r.posix_memalign = Lookup<int (*)(void**, size_t, size_t)>("posix_memalign", nullptr);
-  r.aligned_alloc = Lookup<void* (*)(size_t, size_t)>("aligned_alloc", nullptr);
-  r.memalign = Lookup("memalign", __libc_memalign);
-  r.valloc = Lookup<void* (*)(size_t)>("valloc", nullptr);
-  r.pvalloc = Lookup<void* (*)(size_t)>("pvalloc", nullptr);
-  r.malloc_usable_size = Lookup<size_t (*)(void*)>("malloc_usable_size", nullptr);
+  r.malloc = lookup(kMalloc, __libc_malloc);
+  r.free = lookup(kFree, __libc_free);
+  r.calloc = lookup(kCalloc, __libc_calloc);
+  r.realloc = lookup(kRealloc, __libc_realloc);
+  r.posix_memalign = lookup(kPosixMemalign, static_cast<int (*)(void**, size_t, size_t)>(nullptr));
+  r.aligned_alloc = lookup(kAlignedAlloc, static_cast<void* (*)(size_t, size_t)>(nullptr));
+  r.memalign = lookup(kMemalign, __libc_memalign);
+  r.valloc = lookup(kValloc, static_cast<void* (*)(size_t)>(nullptr));
+  r.pvalloc = lookup(kPvalloc, static_cast<void* (*)(size_t)>(nullptr));
+  r.malloc_usable_size = lookup(kUsableSize, static_cast<size_t (*)(void*)>(nullptr));
 
-  const void* home = ObjectOf(reinterpret_cast<void*>(r.malloc));
-  auto same_object = [&](void* f) { return home && ObjectOf(f) == home; };
-  if (r.posix_memalign && same_object(reinterpret_cast<void*>(r.posix_memalign))) {
+  // The object of what a name resolved to: the walk's, or, for a fallback
+  // (no definition found), the loaded object that holds it.
+  auto object_of = [&](Name n, void* f) {
+    return f && f == chosen(n).address ? chosen(n).object : ObjectOf(f);
+  };
+  const void* home = object_of(kMalloc, reinterpret_cast<void*>(r.malloc));
+  auto same_object = [&](Name n, void* f) { return home && object_of(n, f) == home; };
+  if (r.posix_memalign && same_object(kPosixMemalign, reinterpret_cast<void*>(r.posix_memalign))) {
     g_real.posix_memalign = r.posix_memalign;  // the emulations below use it
-    if (!same_object(reinterpret_cast<void*>(r.memalign))) r.memalign = EmulatedMemalign;
-    if (!same_object(reinterpret_cast<void*>(r.aligned_alloc))) r.aligned_alloc = EmulatedMemalign;
-    if (!same_object(reinterpret_cast<void*>(r.valloc))) r.valloc = EmulatedValloc;
-    if (!same_object(reinterpret_cast<void*>(r.pvalloc))) r.pvalloc = EmulatedPvalloc;
+    if (!same_object(kMemalign, reinterpret_cast<void*>(r.memalign))) r.memalign = EmulatedMemalign;
+    if (!same_object(kAlignedAlloc, reinterpret_cast<void*>(r.aligned_alloc))) r.aligned_alloc = EmulatedMemalign;
+    if (!same_object(kValloc, reinterpret_cast<void*>(r.valloc))) r.valloc = EmulatedValloc;
+    if (!same_object(kPvalloc, reinterpret_cast<void*>(r.pvalloc))) r.pvalloc = EmulatedPvalloc;
   }
-  void* next_new = DefinitionAfterShim("_Znwm");
-  g_allocator_owns_new = same_object(next_new);
-  g_libstdcxx_new_delete = !g_allocator_owns_new && InLibstdcxx(next_new) &&
-                           InLibstdcxx(DlSym(RTLD_NEXT, "_ZdlPv"));
+  const Definition& next_new = found.after[kNew];
+  g_allocator_owns_new = home && next_new.address && next_new.object == home;
+  g_libstdcxx_new_delete = !g_allocator_owns_new && next_new.address && IsLibstdcxx(next_new.object_name) &&
+                           found.after[kDelete].address && IsLibstdcxx(found.after[kDelete].object_name);
   // libc provides all of these; should one be missing anyway, build it on
   // posix_memalign rather than leave a null pointer behind.
   if (!r.posix_memalign) r.posix_memalign = BootPosixMemalign;
