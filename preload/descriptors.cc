@@ -44,13 +44,13 @@ bool StandardErrorAsNoted() {
 
 int MoveToHighDescriptor(int fd) {
   rlimit limit{};
-  if (fd < 0 || getrlimit(RLIMIT_NOFILE, &limit) != 0) return fd;
+  if (fd < 0 || sys::Getrlimit(RLIMIT_NOFILE, &limit) != 0) return fd;
   rlim_t top = limit.rlim_cur < 1024 ? limit.rlim_cur : 1024;
   int from = static_cast<int>(top / 4 * 3);
   if (from <= fd) return fd;
-  int high = fcntl(fd, F_DUPFD_CLOEXEC, from);
+  int high = static_cast<int>(sys::Fcntl(fd, F_DUPFD_CLOEXEC, from));
   if (high < 0) return fd;
-  close(fd);
+  sys::Close(fd);
   return high;
 }
 
@@ -59,7 +59,7 @@ bool OwnSocket::Adopt(int fd) {
   fd = MoveToHighDescriptor(fd);
   struct stat st;
   if (FdStat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    close(fd);
+    sys::Close(fd);
     return false;
   }
   fd_ = fd;

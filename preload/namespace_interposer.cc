@@ -98,9 +98,8 @@ HW_EXPORT int setns(int fd, int nstype) {
   // the sender each time); a pidfd's nstype is a set of types.
   int type = nstype;
   if (type == 0) {
-    int saved_errno = errno;
-    type = ioctl(fd, NS_GET_NSTYPE);
-    errno = saved_errno;
+    long asked = heapwatch::preload::sys::Ioctl(fd, NS_GET_NSTYPE);
+    type = asked < 0 ? -1 : static_cast<int>(asked);
   }
   if (type > 0 && (type & (CLONE_NEWUSER | CLONE_NEWNS)) == 0) return RealSetns(fd, nstype);
   heapwatch::preload::LoadUnwinderBeforeLeavingFiles();

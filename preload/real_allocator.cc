@@ -13,6 +13,7 @@
 
 #include "dl_functions.h"
 #include "raw_memory.h"
+#include "raw_syscall.h"
 
 extern "C" {
 // glibc's own entry points: a fallback should RTLD_NEXT find nothing.
@@ -355,7 +356,7 @@ size_t ArenaBlocks(uint64_t* out) {
     // A thread that claimed an index is a few instructions from writing it.
     uintptr_t block = g_arena_blocks[i].load(std::memory_order_acquire);
     for (int spins = 0; block == 0 && spins < 100000; ++spins) {
-      sched_yield();
+      sys::SchedYield();
       block = g_arena_blocks[i].load(std::memory_order_acquire);
     }
     if (block > kNoBlock) out[n++] = block;

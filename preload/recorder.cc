@@ -15,6 +15,7 @@
 #include "descriptors.h"
 #include "dl_functions.h"
 #include "modules.h"
+#include "raw_syscall.h"
 #include "real_allocator.h"
 #include "recorder_fork.h"
 #include "recorder_tables.h"
@@ -114,7 +115,7 @@ __attribute__((noinline, cold)) bool RecoverAbandonedSample(void* frame) {
   if (t.sample_frame == 0 || here < t.sample_frame) return false;
   if (!OnOwnStack(here) || !OnOwnStack(t.sample_frame)) return false;
   stack_t altstack;
-  if (sigaltstack(nullptr, &altstack) != 0 || (altstack.ss_flags & SS_ONSTACK)) return false;
+  if (sys::Sigaltstack(nullptr, &altstack) != 0 || (altstack.ss_flags & SS_ONSTACK)) return false;
   AbandonSample(nullptr);
   return true;
 }
@@ -200,12 +201,10 @@ uint32_t CurrentTid() {
 void Say(const char* what, const char* detail) {
   static const char kPrefix[] = "heapwatch: ";
   if (!StandardErrorAsNoted()) return;  // not the stderr the process started with
-  NoCancellation no_cancellation;
-  ssize_t ignored = write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
-  ignored = write(STDERR_FILENO, what, strlen(what));
-  ignored = write(STDERR_FILENO, detail, strlen(detail));
-  ignored = write(STDERR_FILENO, "\n", 1);
-  (void)ignored;
+  sys::Write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
+  sys::Write(STDERR_FILENO, what, strlen(what));
+  sys::Write(STDERR_FILENO, detail, strlen(detail));
+  sys::Write(STDERR_FILENO, "\n", 1);
 }
 
 namespace {

@@ -25,6 +25,7 @@
 #include "config.h"
 #include "event_ring.h"
 #include "live_table.h"
+#include "raw_syscall.h"
 #include "sampler.h"
 #include "stack_depot.h"
 
@@ -91,7 +92,7 @@ extern Shim g_shim __attribute__((visibility("hidden")));  // hidden: direct acc
 // Whether this is the process g_shim describes: not a vfork child (which
 // shares its memory) nor a copy made without fork()'s handlers that nothing
 // has adopted yet. One system call.
-inline bool InShimsProcess() { return static_cast<uint32_t>(getpid()) == g_shim.pid; }
+inline bool InShimsProcess() { return static_cast<uint32_t>(sys::Getpid()) == g_shim.pid; }
 
 // Sets up tables and the sender from the environment. Called once from the
 // shim's constructor; `other_allocator_first` makes it a pass-through.

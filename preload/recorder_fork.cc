@@ -25,7 +25,7 @@ std::atomic<uint64_t>* g_copy_token = &g_static_token;
 void ArmCopyToken() {
   void* page = MapZeroed(4096);
   if (!page) return;
-  if (madvise(page, 4096, MADV_WIPEONFORK) != 0) return Unmap(page, 4096);
+  if (!WipeOnFork(page, 4096)) return Unmap(page, 4096);
   auto* token = static_cast<std::atomic<uint64_t>*>(page);
   token->store(kCopyToken, std::memory_order_relaxed);
   g_copy_token = token;
@@ -35,7 +35,7 @@ void ArmCopyToken() {
 // getdents64 into a buffer on the stack (inside malloc: no opendir). -1 if
 // they cannot be read.
 int CountThreads() {
-  int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = static_cast<int>(sys::Open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (fd < 0) return -1;
   alignas(8) char buf[2048];
   int threads = 0;
@@ -51,7 +51,7 @@ int CountThreads() {
       off += reclen;
     }
   }
-  close(fd);
+  sys::Close(fd);
   return threads;
 }
 

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "raw_syscall.h"
 #include "recorder.h"
 #include "sender.h"
 #include "side_stack.h"
@@ -39,7 +40,7 @@ uint64_t AddressSpaceNeeded(const Config& c) {
 
 bool AddressSpaceAllows(const Config& c) {
   rlimit limit;
-  if (getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return true;
+  if (sys::Getrlimit(RLIMIT_AS, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return true;
   const uint64_t need = AddressSpaceNeeded(c);
   if (limit.rlim_cur / 10 >= need) return true;
   char detail[200];

@@ -20,6 +20,7 @@
 
 #include "modules.h"
 #include "raw_memory.h"
+#include "raw_syscall.h"
 #include "sender_connection.h"
 #include "unwinder.h"
 
@@ -72,7 +73,7 @@ void LockLoader() {
   bool expected = false;
   while (!g_loader_busy.compare_exchange_weak(expected, true, std::memory_order_acquire)) {
     expected = false;
-    sched_yield();
+    sys::SchedYield();
   }
 }
 void UnlockLoader() { g_loader_busy.store(false, std::memory_order_release); }
@@ -103,8 +104,8 @@ void Idle(SenderState* s, uint64_t wait_ms) {
   if (s->sock.fd() < 0) return;
   if (!s->sock.StillOurs()) return Disconnect(s);
   char sink[512];
-  ssize_t n = recv(s->sock.fd(), sink, sizeof(sink), MSG_DONTWAIT);
-  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) Disconnect(s);
+  long n = sys::Recv(s->sock.fd(), sink, sizeof(sink), MSG_DONTWAIT);
+  if (n == 0 || (n < 0 && n != -EAGAIN && n != -EWOULDBLOCK && n != -EINTR)) Disconnect(s);
 }
 
 void RunOnce(SenderState* s) {
@@ -185,7 +186,7 @@ void* SenderMain(void*) {
   bool go_on = LoadUnwinderNow(false);
   while (go_on && !UnwinderLoadSettled() && !g_pause_requested.load(std::memory_order_acquire)) {
     timespec ts{0, 10000000};
-    nanosleep(&ts, nullptr);
+    sys::Nanosleep(&ts);
     go_on = LoadUnwinderNow(false);
   }
   if (!go_on) {
@@ -193,7 +194,7 @@ void* SenderMain(void*) {
     return nullptr;
   }
   SenderState* s = g_state;
-  ssize_t n = readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
+  long n = sys::Readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
   s->exe[n > 0 ? n : 0] = '\0';
   while (!g_pause_requested.load(std::memory_order_acquire)) RunOnce(s);
   return nullptr;
@@ -307,7 +308,6 @@ void FlushSenderAtExit(int timeout_ms) {
   // succeeded: what the process pushed before now is in the socket.
   uint64_t ticket = g_flush_requested.fetch_add(1, std::memory_order_acq_rel) + 1;
   WakeSender();
-  NoCancellation no_cancellation;  // poll() below
   while (g_flush_done.load(std::memory_order_acquire) < ticket) {
     // Nobody to deliver to: the collector is absent (no socket, refused).
     // A full listen backlog is worth retrying; so is a short-lived process
@@ -318,7 +318,7 @@ void FlushSenderAtExit(int timeout_ms) {
       return;
     }
     if (MonoMs() >= deadline) return;
-    poll(nullptr, 0, 1);
+    sys::Poll(nullptr, 0, 1);
   }
 }
 

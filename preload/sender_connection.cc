@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "modules.h"
+#include "raw_syscall.h"
 
 // Resync, and why replaying the ring after the table scan is correct.
 //
@@ -75,18 +76,18 @@ bool Flush(SenderState* s) {
     return false;
   }
   while (s->out.size() > 0) {
-    ssize_t n = send(s->sock.fd(), s->out.data(), s->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    long n = sys::Send(s->sock.fd(), s->out.data(), s->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
       g_shim.counters.bytes_sent.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
       s->out.Consume(static_cast<size_t>(n));
       continue;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (n == -EINTR) continue;
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
       uint64_t now = MonoMs();
       if (now >= deadline) break;
       pollfd p{s->sock.fd(), POLLOUT, 0};
-      poll(&p, 1, static_cast<int>(deadline - now < 100 ? deadline - now : 100));
+      sys::Poll(&p, 1, static_cast<int>(deadline - now < 100 ? deadline - now : 100));
       continue;
     }
     break;
@@ -131,7 +132,7 @@ bool EnsureStack(SenderState* s, uint64_t id, bool* io_ok) {
   // Another thread may still be copying the pcs in; it is running (or was
   // interrupted by a signal handler that will return), so wait a little.
   for (int spins = 0; r == StackDepot::FindResult::kNotReady && spins < 2000; ++spins) {
-    sched_yield();
+    sys::SchedYield();
     r = g_shim.depot.Find(id, &pcs, &depth);
   }
   if (r != StackDepot::FindResult::kFound) {
@@ -266,14 +267,14 @@ void DiscardRing(SenderState* s) {
 }
 
 bool Connect(SenderState* s) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  int fd = static_cast<int>(sys::Socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (fd < 0) return false;
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   memcpy(addr.sun_path, g_shim.config.socket_path, sizeof(addr.sun_path) - 1);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    g_connect_retryable.store(errno == EAGAIN || errno == EINTR, std::memory_order_relaxed);
-    close(fd);
+  if (long failed = sys::Connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)); failed != 0) {
+    g_connect_retryable.store(failed == -EAGAIN || failed == -EINTR, std::memory_order_relaxed);
+    sys::Close(fd);
     return false;
   }
   g_connect_retryable.store(false, std::memory_order_relaxed);
@@ -289,8 +290,8 @@ bool Connect(SenderState* s) {
   hello.magic = wire::kMagic;
   hello.version = wire::kVersion;
   hello.exe_len = static_cast<uint16_t>(exe_len);
-  hello.pid = static_cast<uint32_t>(getpid());
-  hello.ppid = static_cast<uint32_t>(getppid());
+  hello.pid = static_cast<uint32_t>(sys::Getpid());
+  hello.ppid = static_cast<uint32_t>(sys::Getppid());
   hello.sample_bytes = g_shim.config.sample_bytes;
   hello.start_time_ns = g_shim.start_time_ns;
   hello.max_frames = g_shim.config.max_frames;

@@ -5,6 +5,7 @@
 #include <atomic>
 
 #include "raw_memory.h"
+#include "raw_syscall.h"
 
 namespace heapwatch::preload {
 namespace {
@@ -29,7 +30,7 @@ char* MapStack() {
   if (!p) return nullptr;
   // Address space for the guard too, then the guard taken away: an overflow
   // faults instead of writing over whatever lies below.
-  if (mprotect(p, kGuardBytes, PROT_NONE) != 0) {
+  if (sys::Mprotect(p, kGuardBytes, PROT_NONE) != 0) {
     Unmap(p, kGuardBytes + kSideStackBytes);
     return nullptr;
   }

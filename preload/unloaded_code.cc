@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "raw_memory.h"
+#include "raw_syscall.h"
 #include "unwinder.h"
 
 #ifndef MAP_FIXED_NOREPLACE
@@ -25,7 +26,7 @@ std::atomic<bool> g_lock{false};
 constinit CodeReservations g_reservations;
 
 void Lock() {
-  while (g_lock.exchange(true, std::memory_order_acquire)) sched_yield();
+  while (g_lock.exchange(true, std::memory_order_acquire)) sys::SchedYield();
 }
 void Unlock() { g_lock.store(false, std::memory_order_release); }
 
@@ -97,11 +98,11 @@ bool CodeReservations::Reserve(const CodeRange& r) {
   }
   if (count_ == kMaxReservations || r.hi <= r.lo) return false;
   void* want = reinterpret_cast<void*>(r.lo);
-  void* got = mmap(want, r.hi - r.lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+  void* got = sys::Mmap(want, r.hi - r.lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
                    -1, 0);
   if (got == MAP_FAILED) return false;
   if (got != want) {  // a kernel older than 4.17 took the address as a hint
-    munmap(got, r.hi - r.lo);
+    sys::Munmap(got, r.hi - r.lo);
     return false;
   }
   ranges_[count_++] = r;
@@ -109,7 +110,7 @@ bool CodeReservations::Reserve(const CodeRange& r) {
 }
 
 void CodeReservations::ReleaseAll() {
-  for (size_t i = 0; i < count_; ++i) munmap(reinterpret_cast<void*>(ranges_[i].lo), ranges_[i].hi - ranges_[i].lo);
+  for (size_t i = 0; i < count_; ++i) sys::Munmap(reinterpret_cast<void*>(ranges_[i].lo), ranges_[i].hi - ranges_[i].lo);
   count_ = 0;
 }
 

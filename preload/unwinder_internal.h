@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "libunwind_loader.h"
+#include "raw_syscall.h"
 
 namespace heapwatch::preload {
 
@@ -41,7 +42,7 @@ bool YieldUntil(Done done, uint64_t* deadline) {
     const uint64_t now = ClockNs(CLOCK_MONOTONIC);
     if (*deadline == 0) *deadline = now + kForkWaitNs;
     if (now >= *deadline) return false;
-    sched_yield();
+    sys::SchedYield();
   }
   return true;
 }

@@ -7,6 +7,7 @@
 
 #include <atomic>
 
+#include "raw_syscall.h"
 #include "unwinder.h"
 #include "unwinder_internal.h"
 
@@ -46,11 +47,11 @@ bool ThreadSleeps(uint32_t tid) {
   char* p = path + strlen(path);
   while (d > 0) *p++ = digits[--d];
   memcpy(p, "/stat", sizeof "/stat");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = static_cast<int>(sys::Open(path, O_RDONLY | O_CLOEXEC));
   if (fd < 0) return false;
   char buf[64];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
+  long n = sys::Read(fd, buf, sizeof buf - 1);
+  sys::Close(fd);
   if (n <= 0) return false;
   buf[n] = 0;
   const char* paren = strrchr(buf, ')');  // the name may hold anything, also ')'
