@@ -30,7 +30,6 @@
 // __register_atfork: symbol not found"), and Alpine images are common.
 extern "C" int __register_atfork(void (*prepare)(), void (*parent)(), void (*child)(),
                                  void* dso_handle) __attribute__((weak));
-extern "C" void* __dso_handle;
 // glibc's first cleanup buffers (GLIBC_2.2.5; today's headers declare only
 // the struct): longjmp and siglongjmp call the routine of each buffer in a
 // frame they jump over, and pthread_exit and cancellation do the same as
@@ -350,7 +349,11 @@ void StartRecorder(bool other_allocator_first) {
   if (!GlibcAtLeast(2, 34) && !LoadUnwinderNow(true)) return off();
   NoteProcessStart();
   ArmCopyToken();
-  __register_atfork(ForkPrepare, ForkParent, ForkChild, &__dso_handle);
+  // The handlers' owner, which glibc names only to unregister them when the
+  // object is unloaded: the shim never is (-z nodelete), and is linked
+  // without the start files that define __dso_handle (CMakeLists.txt).
+  static char atfork_owner;
+  __register_atfork(ForkPrepare, ForkParent, ForkChild, &atfork_owner);
   g_shim.state.store(static_cast<int>(ShimState::kOn), std::memory_order_release);
 }
 
