@@ -15,15 +15,6 @@
 #include "raw_memory.h"
 #include "raw_syscall.h"
 
-extern "C" {
-// glibc's own entry points: a fallback should RTLD_NEXT find nothing.
-void* __libc_malloc(size_t) __attribute__((weak));
-void __libc_free(void*) __attribute__((weak));
-void* __libc_calloc(size_t, size_t) __attribute__((weak));
-void* __libc_realloc(void*, size_t) __attribute__((weak));
-void* __libc_memalign(size_t, size_t) __attribute__((weak));
-}
-
 namespace heapwatch::preload {
 
 // Not among the small globals (raw_memory.h): there it kept those the start
@@ -126,11 +117,15 @@ void* EmulatedPvalloc(size_t n) {
 // were ~16,000 of its ~211,000 instructions).
 enum Name : int {
   kMalloc, kFree, kCalloc, kRealloc, kPosixMemalign, kAlignedAlloc, kMemalign, kValloc, kPvalloc,
-  kUsableSize, kNew, kDelete, kNameCount
+  kUsableSize, kNew, kDelete,
+  // glibc's own entry points: a fallback should the walk find no malloc
+  // (not imported: each import is a lookup at every exec).
+  kLibcMalloc, kLibcFree, kLibcCalloc, kLibcRealloc, kLibcMemalign, kNameCount
 };
 constexpr const char* kNames[kNameCount] = {
     "malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",
-    "pvalloc", "malloc_usable_size", "_Znwm", "_ZdlPv"};
+    "pvalloc", "malloc_usable_size", "_Znwm", "_ZdlPv", "__libc_malloc", "__libc_free", "__libc_calloc",
+    "__libc_realloc", "__libc_memalign"};
 
 // The names' hashes in GNU hash tables, computed at compile time.
 constexpr uint32_t GnuHash(const char* name) {
@@ -396,21 +391,22 @@ bool ResolveRealAllocator() {
   auto chosen = [&](Name n) -> const Definition& {
     return g_other_allocator_first && found.before[n].address ? found.before[n] : found.after[n];
   };
-  auto lookup = [&]<typename Fn>(Name n, Fn fallback) {
+  auto set = [&]<typename Fn>(Fn& slot, Name n, Name fallback = kNameCount) {
     void* f = chosen(n).address;
-    return f ? reinterpret_cast<Fn>(f) : fallback;
+    if (!f && fallback != kNameCount) f = found.after[fallback].address;
+    slot = reinterpret_cast<Fn>(f);
   };
   RealAllocator r;
-  r.malloc = lookup(kMalloc, __libc_malloc);
-  r.free = lookup(kFree, __libc_free);
-  r.calloc = lookup(kCalloc, __libc_calloc);
-  r.realloc = lookup(kRealloc, __libc_realloc);
-  r.posix_memalign = lookup(kPosixMemalign, static_cast<int (*)(void**, size_t, size_t)>(nullptr));
-  r.aligned_alloc = lookup(kAlignedAlloc, static_cast<void* (*)(size_t, size_t)>(nullptr));
-  r.memalign = lookup(kMemalign, __libc_memalign);
-  r.valloc = lookup(kValloc, static_cast<void* (*)(size_t)>(nullptr));
-  r.pvalloc = lookup(kPvalloc, static_cast<void* (*)(size_t)>(nullptr));
-  r.malloc_usable_size = lookup(kUsableSize, static_cast<size_t (*)(void*)>(nullptr));
+  set(r.malloc, kMalloc, kLibcMalloc);
+  set(r.free, kFree, kLibcFree);
+  set(r.calloc, kCalloc, kLibcCalloc);
+  set(r.realloc, kRealloc, kLibcRealloc);
+  set(r.posix_memalign, kPosixMemalign);
+  set(r.aligned_alloc, kAlignedAlloc);
+  set(r.memalign, kMemalign, kLibcMemalign);
+  set(r.valloc, kValloc);
+  set(r.pvalloc, kPvalloc);
+  set(r.malloc_usable_size, kUsableSize);
 
   // The object of what a name resolved to: the walk's, or, for a fallback
   // (no definition found), the loaded object that holds it.
