@@ -7,6 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <new>
+
+#include "fork_words.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
 #include "recorder.h"
@@ -21,6 +24,10 @@ namespace {
 constinit std::atomic<uint64_t> g_static_token{kCopyToken};
 }  // namespace
 std::atomic<uint64_t>* g_copy_token = &g_static_token;
+namespace {
+ForkWords g_static_fork_words;
+}  // namespace
+ForkWords* g_fork_words = &g_static_fork_words;
 
 void ArmCopyToken() {
   void* page = MapZeroed(4096);
@@ -29,6 +36,9 @@ void ArmCopyToken() {
   auto* token = static_cast<std::atomic<uint64_t>*>(page);
   token->store(kCopyToken, std::memory_order_relaxed);
   g_copy_token = token;
+  // At start, before any other thread of the shim's, and before any fork
+  // handler of its could run: nothing uses the static words yet.
+  g_fork_words = new (static_cast<char*>(page) + 64) ForkWords();
 }
 
 // The threads of this process: /proc/self/task's entries, read with

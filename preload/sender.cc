@@ -18,6 +18,7 @@
 #include <atomic>
 #include <new>
 
+#include "fork_words.h"
 #include "modules.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
@@ -63,20 +64,30 @@ std::atomic<uint32_t> g_wake{0};
 // reads false just before the sender goes to sleep is lost: that sleep then
 // runs its course, as without nudges.
 std::atomic<bool> g_sleeping{false};
-// Held by the sender around dl_iterate_phdr and by fork's prepare handler, so
-// a child is never born while the sender holds the loader's lock.
-std::atomic<bool> g_loader_busy{false};
+// True while the sender may hold the loader's lock (inside its gate, around
+// dl_iterate_phdr). Not in the fork words' page: a copy made without fork's
+// handlers reads it (AdoptCopy), and that page is zero there.
+std::atomic<bool> g_sender_in_loader{false};
 
 }  // namespace
 
+// The sender's side of a Dekker pair with SenderForkPrepare (fork_words.h):
+// each stores its word, then reads the other's. The sender goes in only when
+// no fork is being prepared; a prepare handler waits until it is out.
 void LockLoader() {
-  bool expected = false;
-  while (!g_loader_busy.compare_exchange_weak(expected, true, std::memory_order_acquire)) {
-    expected = false;
-    sys::SchedYield();
+  ForkWords& w = *g_fork_words;
+  for (;;) {
+    w.sender.store(1, std::memory_order_seq_cst);
+    if (w.forks.load(std::memory_order_seq_cst) == 0) break;
+    w.sender.store(0, std::memory_order_release);
+    while (w.forks.load(std::memory_order_acquire) != 0) sys::SchedYield();
   }
+  g_sender_in_loader.store(true, std::memory_order_seq_cst);
 }
-void UnlockLoader() { g_loader_busy.store(false, std::memory_order_release); }
+void UnlockLoader() {
+  g_sender_in_loader.store(false, std::memory_order_seq_cst);
+  g_fork_words->sender.store(0, std::memory_order_release);
+}
 
 namespace {
 
@@ -336,13 +347,24 @@ void StopSender(int timeout_ms) {
   Disconnect(g_state);  // the thread is gone: nothing else uses the state now
 }
 
-bool SenderHoldsLoader() { return g_loader_busy.load(std::memory_order_acquire); }
+bool SenderHoldsLoader() { return g_sender_in_loader.load(std::memory_order_acquire); }
 
-void SenderForkPrepare() { LockLoader(); }
-void SenderForkParent() { UnlockLoader(); }
+void SenderForkPrepare() {
+  ForkWords& w = *g_fork_words;
+  w.forks.fetch_add(1, std::memory_order_seq_cst);
+  while (w.sender.load(std::memory_order_seq_cst) != 0) sys::SchedYield();
+}
+// On the fork words' page: no copy-on-write fault (fork_words.h).
+void SenderForkParent() { g_fork_words->forks.fetch_sub(1, std::memory_order_release); }
 
 void SenderForkChild() {
-  UnlockLoader();
+  // Zero already, but for static fork words (fork_words.h) or a copy made
+  // while the sender was inside its gate (AdoptCopy turns that child off):
+  // written only if not, so as not to write their pages.
+  ForkWords& w = *g_fork_words;
+  if (w.forks.load(std::memory_order_relaxed) != 0) w.forks.store(0, std::memory_order_relaxed);
+  if (w.sender.load(std::memory_order_relaxed) != 0) w.sender.store(0, std::memory_order_relaxed);
+  if (g_sender_in_loader.load(std::memory_order_relaxed)) g_sender_in_loader.store(false, std::memory_order_relaxed);
   g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_relaxed);
   g_connected.store(false, std::memory_order_relaxed);
   g_tried_connect.store(false, std::memory_order_relaxed);

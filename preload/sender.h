@@ -60,7 +60,8 @@ void FlushSenderAtExit(int timeout_ms);
 // refuse the sender's system calls or end the process for them
 // (syscall_interposer.cc). Nothing starts it again while the shim is off.
 void StopSender(int timeout_ms);
-// pthread_atfork hooks (called from the recorder's handlers).
+// pthread_atfork hooks (called from the recorder's handlers). Prepare waits
+// until the sender is out of its gate around dl_iterate_phdr (LockLoader).
 void SenderForkPrepare();
 void SenderForkParent();
 // Forgets the parent's thread, loader flag and socket: in a forked child, and

@@ -63,8 +63,8 @@ struct SenderState {
 extern std::atomic<bool> g_connected;
 extern std::atomic<bool> g_connect_retryable;
 
-// The loader flag (sender.cc): held around dl_iterate_phdr and by fork's
-// prepare handler.
+// The sender's gate around dl_iterate_phdr (sender.cc): no fork is prepared
+// while it is inside, and it does not go in while one is.
 void LockLoader();
 void UnlockLoader();
 

@@ -22,8 +22,6 @@ extern "C" const ElfW(Ehdr) __ehdr_start __attribute__((visibility("hidden")));
 
 namespace heapwatch::preload {
 
-std::atomic<bool> g_forking{false};
-
 namespace {
 
 bool g_frame_pointers = false;
@@ -161,7 +159,7 @@ bool EnterLibunwind() {
   }
   t.in_libunwind = true;
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!g_forking.load(std::memory_order_relaxed)) return true;
+  if (!g_fork_words->forking.load(std::memory_order_relaxed)) return true;
   LeaveLibunwind();
   return false;
 }
@@ -433,14 +431,18 @@ bool OtherMarksUp(uint64_t deadline) {
 }  // namespace
 
 void UnwinderForkPrepare() {
-  g_forking.store(true, std::memory_order_relaxed);
+  g_fork_words->forking.store(true, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_seq_cst);
-  g_child_without_libunwind = OtherMarksUp(0);
-  if (LoadUnderWay(0)) g_child_without_libunwind = true;
+  bool without = OtherMarksUp(0);  // both wait: for unwinds, then for a load
+  if (LoadUnderWay(0)) without = true;
+  // Written only if it changes: the child reads it, so it is not among the
+  // fork words, and a write to its page at every fork was a copy-on-write
+  // fault of every fork after the first (fork_words.h).
+  if (g_child_without_libunwind != without) g_child_without_libunwind = without;
 }
 
 bool UnwinderForkParent() {
-  g_forking.store(false, std::memory_order_release);
+  g_fork_words->forking.store(false, std::memory_order_release);
   return g_child_without_libunwind;
 }
 
@@ -469,7 +471,9 @@ bool UnwinderForkChild() {
   g_shared_busy.store(t.in_libunwind && t.slot == kNoSlot ? 1 : 0, std::memory_order_relaxed);
   g_stale_shared = 0;
   SideStackForkChild();
-  g_forking.store(false, std::memory_order_relaxed);
+  if (g_fork_words->forking.load(std::memory_order_relaxed)) {
+    g_fork_words->forking.store(false, std::memory_order_relaxed);  // static words (fork_words.h)
+  }
   return without_libunwind;
 }
 

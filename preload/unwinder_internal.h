@@ -10,6 +10,7 @@
 #include <atomic>
 
 #include "clock.h"
+#include "fork_words.h"
 #include "libunwind_loader.h"
 #include "raw_syscall.h"
 
@@ -20,9 +21,9 @@ namespace heapwatch::preload {
 extern Libunwind g_lu;
 enum : uint32_t { kUnloaded, kLoading, kLoaded, kNoLibunwind };
 extern std::atomic<uint32_t> g_libunwind;
-// Set from fork's prepare handler to its parent or child handler (each
-// unwind's mark and the load read it: a Dekker pair with the handler).
-extern std::atomic<bool> g_forking;
+// g_fork_words->forking (fork_words.h): set from fork's prepare handler to
+// its parent or child handler (each unwind's mark and the load read it: a
+// Dekker pair with the handler).
 
 // How long fork's prepare handler waits for other threads' unwinds to end.
 // An unwind takes microseconds; one still under way after a second has a

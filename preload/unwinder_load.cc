@@ -107,7 +107,7 @@ bool LoadUnwinder(const char** error) {
     uint32_t state = g_libunwind.load(std::memory_order_acquire);
     if (state != kUnloaded) return state != kLoading;
     if (!g_libunwind.compare_exchange_strong(state, kLoading, std::memory_order_seq_cst)) return false;
-    if (!g_forking.load(std::memory_order_seq_cst)) return t_loading = true;
+    if (!g_fork_words->forking.load(std::memory_order_seq_cst)) return t_loading = true;
     g_libunwind.store(kUnloaded, std::memory_order_release);
     return false;
   };

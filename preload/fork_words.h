@@ -1,0 +1,34 @@
+// The words fork's prepare and parent handlers write (recorder_fork.cc), kept
+// where the parent's writes after a fork are no copy-on-write faults.
+#ifndef HEAPWATCH_PRELOAD_FORK_WORDS_H_
+#define HEAPWATCH_PRELOAD_FORK_WORDS_H_
+
+#include <stdint.h>
+
+#include <atomic>
+
+namespace heapwatch::preload {
+
+// The parent handler's releases of these came after the fork, on a page the
+// child shared: a copy-on-write fault in the parent at every fork
+// (`perf record -e page-faults`: SenderForkParent, one a fork). So they live
+// in the copy token's page (ArmCopyToken, at start), which is
+// MADV_WIPEONFORK: the parent's own, zero in every child, forked or copied
+// without fork's handlers, as each of them must be there. Static until that
+// page is mapped, or should it not be: fork's child handler then resets
+// them (only if not zero, so as not to write the page otherwise).
+struct ForkWords {
+  // A fork is being prepared: unwinds and libunwind's load step back
+  // (unwinder.cc, EnterLibunwind; unwinder_load.cc).
+  std::atomic<bool> forking;
+  // Forks being prepared, and the sender inside its gate around
+  // dl_iterate_phdr: a Dekker pair (sender.cc, LockLoader), so that no
+  // child is born while the sender holds the loader's lock.
+  std::atomic<uint32_t> forks;
+  std::atomic<uint32_t> sender;
+};
+extern ForkWords* g_fork_words __attribute__((visibility("hidden")));
+
+}  // namespace heapwatch::preload
+
+#endif  // HEAPWATCH_PRELOAD_FORK_WORDS_H_
