@@ -12,6 +12,7 @@
 #include <atomic>
 
 #include "dl_functions.h"
+#include "loader_lock.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
 
@@ -120,12 +121,14 @@ enum Name : int {
   kUsableSize, kNew, kDelete,
   // glibc's own entry points: a fallback should the walk find no malloc
   // (not imported: each import is a lookup at every exec).
-  kLibcMalloc, kLibcFree, kLibcCalloc, kLibcRealloc, kLibcMemalign, kNameCount
+  kLibcMalloc, kLibcFree, kLibcCalloc, kLibcRealloc, kLibcMemalign,
+  // The loader's globals (loader_lock.h), in ld.so.
+  kRtldGlobal, kNameCount
 };
 constexpr const char* kNames[kNameCount] = {
     "malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",
     "pvalloc", "malloc_usable_size", "_Znwm", "_ZdlPv", "__libc_malloc", "__libc_free", "__libc_calloc",
-    "__libc_realloc", "__libc_memalign"};
+    "__libc_realloc", "__libc_memalign", "_rtld_global"};
 
 // The names' hashes in GNU hash tables, computed at compile time.
 constexpr uint32_t GnuHash(const char* name) {
@@ -242,6 +245,7 @@ struct Definition {
   const void* object = nullptr;
   const char* object_name = nullptr;
   bool indirect = false;  // an indirect function: address is its resolver's
+  size_t size = 0;        // the symbol's
 };
 
 struct Definitions {
@@ -277,7 +281,7 @@ Definitions FindDefinitions() {
           const ElfW(Sym)* sym = DefinedSymbol(table, kNames[i], kHashes.of[i]);
           if (!sym) continue;
           side[i] = {reinterpret_cast<void*>(info->dlpi_addr + sym->st_value), info->dlpi_phdr,
-                     info->dlpi_name, ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC};
+                     info->dlpi_name, ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC, sym->st_size};
           if (w->past_shim) --w->missing_after;
         }
         return w->past_shim && w->missing_after == 0 ? 1 : 0;
@@ -304,10 +308,16 @@ bool IsLibstdcxx(const char* name) {
 // Set at resolution: an object before the shim defines malloc, and its name.
 bool g_other_allocator_first = false;
 const char* g_preceding_object = nullptr;
+Definition g_loader_globals;
 
 }  // namespace
 
 bool AllocatorPrecedes() { return g_other_allocator_first; }
+
+const void* LoaderGlobals(size_t* size) {
+  *size = g_loader_globals.size;
+  return g_loader_globals.indirect ? nullptr : g_loader_globals.address;
+}
 
 const char* PrecedingAllocatorObject() {
   if (!g_other_allocator_first) return nullptr;
@@ -381,6 +391,7 @@ bool ResolveRealAllocator() {
   const Definitions found = FindDefinitions();
   g_other_allocator_first = found.before[kMalloc].address != nullptr;
   g_preceding_object = found.before[kMalloc].object_name;
+  g_loader_globals = found.after[kRtldGlobal];
   // What the program's call of a name reaches without the shim: the
   // definition after the shim's (RTLD_NEXT), unless an object before it has
   // one. Where another allocator comes first (AllocatorPrecedes) the

@@ -14,6 +14,7 @@
 
 #include "descriptors.h"
 #include "dl_functions.h"
+#include "loader_lock.h"
 #include "modules.h"
 #include "raw_syscall.h"
 #include "real_allocator.h"
@@ -179,6 +180,15 @@ __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
   }
   if (!AddressSpaceAllows(g_shim.config)) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+    return;
+  }
+  // A child forked while another thread of its parent's held one of the
+  // loader's locks: its unwinds and its sender would wait for it for good.
+  if (LoaderLockHeldByGhost()) {
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+    SayOnce("fork-loader", "forked while another thread held the loader's lock (its dlopen or dlclose)",
+            "; glibc leaves it held in the child, where unwinding would wait for it for good: "
+            "this child is not profiled");
     return;
   }
   uint32_t started = RunOnSharedStack(StartSenderOnStack, nullptr, 0);
@@ -386,6 +396,7 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
   }
   if (__builtin_expect(!g_shim.sender_started.load(std::memory_order_acquire), 0)) {
     StartSenderAtFirstSample();
+    if (g_shim.state.load(std::memory_order_acquire) != static_cast<int>(ShimState::kOn)) return;
   }
   auto address = reinterpret_cast<uintptr_t>(p);
   // The cache misses of the table slot and the ring slot then overlap the

@@ -10,6 +10,7 @@
 #include <new>
 
 #include "fork_words.h"
+#include "loader_lock.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
 #include "recorder.h"
@@ -90,7 +91,8 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
   const char* why = threads < 0  ? "cannot read /proc/self/task"
                     : threads > 1 ? "it has started threads"
                     : SenderHoldsLoader() ? "the copy was made while the sender read the loader's list"
-                                          : nullptr;
+                    : LoaderLockHeldByGhost() ? "the copy was made while another thread held the loader's lock"
+                                                : nullptr;
   if (why) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
     SenderForkChild();  // forgets the parent's sender, its loader flag, its connection

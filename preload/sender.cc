@@ -64,6 +64,9 @@ std::atomic<uint32_t> g_wake{0};
 // reads false just before the sender goes to sleep is lost: that sleep then
 // runs its course, as without nudges.
 std::atomic<bool> g_sleeping{false};
+// How long fork's prepare handler waits for the sender to leave its gate.
+constexpr uint64_t kForkWaitNs = 1000000000;
+
 // True while the sender may hold the loader's lock (inside its gate, around
 // dl_iterate_phdr). Not in the fork words' page: a copy made without fork's
 // handlers reads it (AdoptCopy), and that page is zero there.
@@ -352,7 +355,19 @@ bool SenderHoldsLoader() { return g_sender_in_loader.load(std::memory_order_acqu
 void SenderForkPrepare() {
   ForkWords& w = *g_fork_words;
   w.forks.fetch_add(1, std::memory_order_seq_cst);
-  while (w.sender.load(std::memory_order_seq_cst) != 0) sys::SchedYield();
+  // The sender is out within microseconds, unless inside it waits for the
+  // loader's lock, held by a thread that waits for this one (a
+  // dl_iterate_phdr callback of the application's that wants a lock the
+  // forking thread holds). After a second the child is born anyway: the
+  // sender did not hold the loader's lock, and the thread that does is not
+  // in the child, which finds it so (loader_lock.h) and is not profiled.
+  uint64_t deadline = 0;
+  while (w.sender.load(std::memory_order_seq_cst) != 0) {
+    const uint64_t now = MonoNs();
+    if (deadline == 0) deadline = now + kForkWaitNs;
+    if (now >= deadline) break;
+    sys::SchedYield();
+  }
 }
 // On the fork words' page: no copy-on-write fault (fork_words.h).
 void SenderForkParent() { g_fork_words->forks.fetch_sub(1, std::memory_order_release); }

@@ -208,6 +208,35 @@ class ShimForkTest(ShimSocketTest):
         self.assertTrue(any(c.stats["sampled_allocs"] > 0 for c in children),
                         f"{len(children)} children reported: {[c.stats for c in children][:3]}")
 
+    def test_a_child_forked_while_another_thread_held_the_loaders_lock(self):
+        # glibc leaves the loader's list lock held in a child forked while
+        # another thread held it (here inside a dl_iterate_phdr callback, as a
+        # dlopen or dlclose holds it). The child only allocates, which alone
+        # it does and exits. Under the shim its first sample's unwind waited
+        # for that lock for good (the parent had sampled: libunwind loaded),
+        # or its sender's load of libunwind did and then its exit() (the
+        # parent had not). Now such a child is not profiled, and says why.
+        for parent_blocks in ("64", "0"):
+            with self.subTest(parent_blocks=parent_blocks):
+                cmd = [program("shim_fork_in_loader"), parent_blocks]
+                base = run(cmd)
+                self.assertEqual(base.returncode, 0, base.stdout + base.stderr)
+                self.assertIn("child=done", base.stdout)
+                rx = WireReceiver(self.sock)
+                self.addCleanup(rx.stop)
+                r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM, timeout=60)
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                self.assertIn("child=done", r.stdout)
+                self.assertIn("forked while another thread held the loader's lock", r.stderr)
+                if parent_blocks != "0":
+                    # The parent itself is profiled as ever.
+                    parent = wait_until(lambda: next((c for c in rx.snapshot() if c.closed and c.stats
+                                                      and c.hello["ppid"] == os.getpid()), None),
+                                        what="the parent's connection closed")
+                    self.assertEqual(parent.errors, [])
+                    self.assertGreater(parent.stats["sampled_allocs"], 0)
+                rx.stop()
+
     def copy(self, how, threads, fork_first="0", sample_bytes=4096):
         """Runs shim_copy HOW THREADS FORK_FIRST at R = 4096 (a child made by HOW keeps
         30 blocks of 666,666 bytes, the parent 20 of 555,555: each goes
