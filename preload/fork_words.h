@@ -28,6 +28,9 @@ struct ForkWords {
   std::atomic<uint32_t> sender;
 };
 extern ForkWords* g_fork_words __attribute__((visibility("hidden")));
+// True once g_fork_words is on the wiped page: then a child finds them zero
+// without reading them (a read of a wiped page is a page fault too).
+extern bool g_fork_words_wiped __attribute__((visibility("hidden")));
 
 }  // namespace heapwatch::preload
 

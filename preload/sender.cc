@@ -373,12 +373,14 @@ void SenderForkPrepare() {
 void SenderForkParent() { g_fork_words->forks.fetch_sub(1, std::memory_order_release); }
 
 void SenderForkChild() {
-  // Zero already, but for static fork words (fork_words.h) or a copy made
-  // while the sender was inside its gate (AdoptCopy turns that child off):
-  // written only if not, so as not to write their pages.
-  ForkWords& w = *g_fork_words;
-  if (w.forks.load(std::memory_order_relaxed) != 0) w.forks.store(0, std::memory_order_relaxed);
-  if (w.sender.load(std::memory_order_relaxed) != 0) w.sender.store(0, std::memory_order_relaxed);
+  // The fork words are zero here unless static (fork_words.h). The flag
+  // below is true only in a copy made while the sender was inside its gate
+  // (AdoptCopy turns that child off): written only then, so as not to write
+  // its page.
+  if (!g_fork_words_wiped) {
+    g_fork_words->forks.store(0, std::memory_order_relaxed);
+    g_fork_words->sender.store(0, std::memory_order_relaxed);
+  }
   if (g_sender_in_loader.load(std::memory_order_relaxed)) g_sender_in_loader.store(false, std::memory_order_relaxed);
   g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_relaxed);
   g_connected.store(false, std::memory_order_relaxed);
