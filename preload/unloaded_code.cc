@@ -98,8 +98,8 @@ bool CodeReservations::Reserve(const CodeRange& r) {
   }
   if (count_ == kMaxReservations || r.hi <= r.lo) return false;
   void* want = reinterpret_cast<void*>(r.lo);
-  void* got = sys::Mmap(want, r.hi - r.lo, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-                   -1, 0);
+  void* got = sys::Mmap(want, r.hi - r.lo, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
   if (got == MAP_FAILED) return false;
   if (got != want) {  // a kernel older than 4.17 took the address as a hint
     sys::Munmap(got, r.hi - r.lo);
