@@ -375,8 +375,10 @@ void SenderForkParent() { g_fork_words->forks.fetch_sub(1, std::memory_order_rel
 void SenderForkChild() {
   // The fork words are zero here unless static (fork_words.h). The flag
   // below is true only in a copy made while the sender was inside its gate
-  // (AdoptCopy turns that child off): written only then, so as not to write
-  // its page.
+  // (AdoptCopy turns that child off), or in a child forked after the prepare
+  // handler stopped waiting for it (the loader's lock then held by a thread
+  // not in the child: not profiled, loader_lock.h): written only then, so as
+  // not to write its page.
   if (!g_fork_words_wiped) {
     g_fork_words->forks.store(0, std::memory_order_relaxed);
     g_fork_words->sender.store(0, std::memory_order_relaxed);
