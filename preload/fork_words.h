@@ -30,7 +30,7 @@ struct ForkWords {
 extern ForkWords* g_fork_words __attribute__((visibility("hidden")));
 // True once g_fork_words is on the wiped page: then a child finds them zero
 // without reading them (a read of a wiped page is a page fault too).
-extern bool g_fork_words_wiped __attribute__((visibility("hidden")));
+bool ForkWordsWiped();
 
 }  // namespace heapwatch::preload
 

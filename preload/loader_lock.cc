@@ -27,7 +27,7 @@ bool LoaderLockHeldByGhost() {
   const auto* base = static_cast<const char*>(LoaderGlobals(&size));
   constexpr size_t kMaxBytes = 64 << 10;  // glibc 2.36's are ~4 KiB
   if (!base || size > kMaxBytes) return false;
-  const long pid = InlineSyscall(SYS_getpid);
+  const long pid = sys::Getpid();
   for (size_t off = 0; off + sizeof(pthread_mutex_t) <= size; off += alignof(pthread_mutex_t)) {
     const auto* m = reinterpret_cast<const pthread_mutex_t*>(base + off);
     if (HeldRecursive(m) && InlineSyscall(SYS_tgkill, pid, m->__data.__owner, 0) == -ESRCH) return true;

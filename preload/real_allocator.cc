@@ -215,24 +215,20 @@ bool Holds(const dl_phdr_info* info, uintptr_t addr) {
 // dladdr would also search the object's symbol table for the nearest symbol,
 // ~75k instructions a call in libc, over half of a short process's start-up
 // with the shim (callgrind, /bin/true).
-const void* ObjectOf(const void* addr, const char** name = nullptr) {
+const void* ObjectOf(const void* addr) {
   struct Query {
     uintptr_t addr;
     const void* object;
-    const char* name;
-  } q{reinterpret_cast<uintptr_t>(addr), nullptr, nullptr};
-  if (name) *name = nullptr;
+  } q{reinterpret_cast<uintptr_t>(addr), nullptr};
   if (!addr) return nullptr;
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* arg) {
         auto* q = static_cast<Query*>(arg);
         if (!Holds(info, q->addr)) return 0;
         q->object = info->dlpi_phdr;
-        q->name = info->dlpi_name;
         return 1;
       },
       &q);
-  if (name) *name = q.name;
   return q.object;
 }
 

@@ -29,7 +29,7 @@ namespace {
 ForkWords g_static_fork_words;
 }  // namespace
 ForkWords* g_fork_words = &g_static_fork_words;
-bool g_fork_words_wiped = false;
+bool ForkWordsWiped() { return g_fork_words != &g_static_fork_words; }
 
 void ArmCopyToken() {
   void* page = MapZeroed(4096);
@@ -41,7 +41,6 @@ void ArmCopyToken() {
   // At start, before any other thread of the shim's, and before any fork
   // handler of its could run: nothing uses the static words yet.
   g_fork_words = new (static_cast<char*>(page) + 64) ForkWords();
-  g_fork_words_wiped = true;
 }
 
 // The threads of this process: /proc/self/task's entries, read with

@@ -18,6 +18,7 @@
 #include <atomic>
 #include <new>
 
+#include "clock.h"
 #include "fork_words.h"
 #include "modules.h"
 #include "raw_memory.h"
@@ -64,9 +65,6 @@ std::atomic<uint32_t> g_wake{0};
 // reads false just before the sender goes to sleep is lost: that sleep then
 // runs its course, as without nudges.
 std::atomic<bool> g_sleeping{false};
-// How long fork's prepare handler waits for the sender to leave its gate.
-constexpr uint64_t kForkWaitNs = 1000000000;
-
 // True while the sender may hold the loader's lock (inside its gate, around
 // dl_iterate_phdr). Not in the fork words' page: a copy made without fork's
 // handlers reads it (AdoptCopy), and that page is zero there.
@@ -360,14 +358,10 @@ void SenderForkPrepare() {
   // dl_iterate_phdr callback of the application's that wants a lock the
   // forking thread holds). After a second the child is born anyway: the
   // sender did not hold the loader's lock, and the thread that does is not
-  // in the child, which finds it so (loader_lock.h) and is not profiled.
+  // in the child, which finds it so (loader_lock.h) and is not profiled
+  // (kForkWaitNs, clock.h).
   uint64_t deadline = 0;
-  while (w.sender.load(std::memory_order_seq_cst) != 0) {
-    const uint64_t now = MonoNs();
-    if (deadline == 0) deadline = now + kForkWaitNs;
-    if (now >= deadline) break;
-    sys::SchedYield();
-  }
+  YieldUntil([&w] { return w.sender.load(std::memory_order_seq_cst) == 0; }, &deadline);
 }
 // On the fork words' page: no copy-on-write fault (fork_words.h).
 void SenderForkParent() { g_fork_words->forks.fetch_sub(1, std::memory_order_release); }
@@ -379,7 +373,7 @@ void SenderForkChild() {
   // handler stopped waiting for it (the loader's lock then held by a thread
   // not in the child: not profiled, loader_lock.h): written only then, so as
   // not to write its page.
-  if (!g_fork_words_wiped) {
+  if (!ForkWordsWiped()) {
     g_fork_words->forks.store(0, std::memory_order_relaxed);
     g_fork_words->sender.store(0, std::memory_order_relaxed);
   }

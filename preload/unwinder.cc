@@ -471,7 +471,7 @@ bool UnwinderForkChild() {
   g_shared_busy.store(t.in_libunwind && t.slot == kNoSlot ? 1 : 0, std::memory_order_relaxed);
   g_stale_shared = 0;
   SideStackForkChild();
-  if (!g_fork_words_wiped) g_fork_words->forking.store(false, std::memory_order_relaxed);
+  if (!ForkWordsWiped()) g_fork_words->forking.store(false, std::memory_order_relaxed);
   return without_libunwind;
 }
 

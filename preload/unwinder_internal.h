@@ -25,28 +25,14 @@ extern std::atomic<uint32_t> g_libunwind;
 // its parent or child handler (each unwind's mark and the load read it: a
 // Dekker pair with the handler).
 
-// How long fork's prepare handler waits for other threads' unwinds to end.
-// An unwind takes microseconds; one still under way after a second has a
-// thread that is stopped (a debugger), or that left it for good where no
-// cleanup ran (a signal handler's __builtin_longjmp: recorder.cc,
-// RecoverAbandonedSample), and the thread has not sampled since. Past it the
-// fork goes on; the mark it gave up on is
+// Fork's prepare handler waits for other threads' unwinds to end
+// (YieldUntil, kForkWaitNs: clock.h). An unwind takes microseconds; one
+// still under way after a second has a thread that is stopped (a debugger),
+// or that left it for good where no cleanup ran (a signal handler's
+// __builtin_longjmp: recorder.cc, RecoverAbandonedSample), and the thread
+// has not sampled since. Past it the fork goes on; the mark it gave up on is
 // kept and not waited for again, and a child born while any mark is up does
 // not use libunwind (that thread may hold libunwind's or the loader's lock).
-constexpr uint64_t kForkWaitNs = 1000000000;
-
-// Yields until done() holds, or until the wait that *deadline bounds (0:
-// not started; it then ends kForkWaitNs from now) is over: false then.
-template <typename Done>
-bool YieldUntil(Done done, uint64_t* deadline) {
-  while (!done()) {
-    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
-    if (*deadline == 0) *deadline = now + kForkWaitNs;
-    if (now >= *deadline) return false;
-    sys::SchedYield();
-  }
-  return true;
-}
 
 // unwinder.cc: marks this thread as running libunwind's code (also its
 // loading, whose dlopen may run libunwind's constructors).
