@@ -21,11 +21,6 @@ struct ForkWords {
   // A fork is being prepared: unwinds and libunwind's load step back
   // (unwinder.cc, EnterLibunwind; unwinder_load.cc).
   std::atomic<bool> forking;
-  // Forks being prepared, and the sender inside its gate around
-  // dl_iterate_phdr: a Dekker pair (sender.cc, LockLoader), so that no
-  // child is born while the sender holds the loader's lock.
-  std::atomic<uint32_t> forks;
-  std::atomic<uint32_t> sender;
 };
 extern ForkWords* g_fork_words __attribute__((visibility("hidden")));
 // True once g_fork_words is on the wiped page: then a child finds them zero

@@ -20,19 +20,34 @@ bool HeldRecursive(const pthread_mutex_t* m) {
          (d.__kind & 3) == PTHREAD_MUTEX_RECURSIVE_NP;
 }
 
+constexpr size_t kMaxBytes = 64 << 10;  // glibc 2.36's globals are ~4 KiB
+
+// Whether held(mutex) for one of the loader's held recursive locks.
+template <typename Held>
+bool AnyHeld(Held held) {
+  size_t size = 0;
+  const auto* base = static_cast<const char*>(LoaderGlobals(&size));
+  if (!base || size > kMaxBytes) return false;
+  for (size_t off = 0; off + sizeof(pthread_mutex_t) <= size; off += alignof(pthread_mutex_t)) {
+    const auto* m = reinterpret_cast<const pthread_mutex_t*>(base + off);
+    if (HeldRecursive(m) && held(m)) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool LoaderLockHeldByGhost() {
-  size_t size = 0;
-  const auto* base = static_cast<const char*>(LoaderGlobals(&size));
-  constexpr size_t kMaxBytes = 64 << 10;  // glibc 2.36's are ~4 KiB
-  if (!base || size > kMaxBytes) return false;
   const long pid = sys::Getpid();
-  for (size_t off = 0; off + sizeof(pthread_mutex_t) <= size; off += alignof(pthread_mutex_t)) {
-    const auto* m = reinterpret_cast<const pthread_mutex_t*>(base + off);
-    if (HeldRecursive(m) && InlineSyscall(SYS_tgkill, pid, m->__data.__owner, 0) == -ESRCH) return true;
-  }
-  return false;
+  return AnyHeld([pid](const pthread_mutex_t* m) {
+    return InlineSyscall(SYS_tgkill, pid, m->__data.__owner, 0) == -ESRCH;
+  });
+}
+
+bool LoaderLockHeld() {
+  size_t size = 0;
+  if (!LoaderGlobals(&size) || size > kMaxBytes) return true;  // cannot tell
+  return AnyHeld([](const pthread_mutex_t*) { return true; });
 }
 
 }  // namespace heapwatch::preload

@@ -6,9 +6,9 @@
 // dlclose) waits for it for good at its first dl_iterate_phdr. A scratch
 // program with no shim, whose children call dl_iterate_phdr, beside a
 // dlopen/dlclose loop: a child hung within 15 s. The shim calls it in every
-// child that samples (libunwind's unwinds; the sender's module lists and its
-// load of libunwind, whose dlopen then also held the loader's main lock, on
-// which the child's exit() waited), so such a child, which alone would run
+// child that samples (libunwind's unwinds and load, the module map; then
+// also the sender's, whose dlopen of libunwind held the loader's main lock,
+// on which the child's exit() waited), so such a child, which alone would run
 // on, hung under the shim. Now it is not profiled (recorder.cc,
 // StartSenderAtFirstSample; recorder_fork.cc, AdoptCopy).
 #ifndef HEAPWATCH_PRELOAD_LOADER_LOCK_H_
@@ -28,6 +28,16 @@ bool LoaderLockHeldByGhost();
 // The loader's globals, or nullptr (real_allocator.cc finds them in its walk
 // over the loaded objects at start).
 const void* LoaderGlobals(size_t* size);
+
+// Whether glibc knows one thread in this process (its
+// __libc_single_threaded, 2.32 and later; false where there is none). Once
+// a thread is created it stays false, also after that thread is gone.
+bool GlibcSingleThreaded();
+
+// Whether one of the loader's recursive locks is held (by anyone: in a
+// process glibc knows one thread in, by the caller, inside dlopen or a
+// dl_iterate_phdr callback). True where the globals are not known.
+bool LoaderLockHeld();
 
 }  // namespace heapwatch::preload
 

@@ -5,11 +5,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clock.h"
+#include "raw_memory.h"
+#include "raw_syscall.h"
 #include "unloaded_code.h"
 
 namespace heapwatch::preload {
 
 constinit std::atomic<uint64_t> g_unload_epoch{0};
+constinit std::atomic<uint64_t> g_modules_checked_stacks{~uint64_t{0}};
 
 namespace {
 
@@ -155,6 +159,82 @@ uint32_t WriteModules(FrameWriter* out, const char* exe_path) {
   WriteContext ctx{out, exe_path, epoch, 0, true};
   dl_iterate_phdr(WriteOne, &ctx);
   return ctx.written;
+}
+
+
+namespace {
+
+// The published map: written under g_writer, read as a sequence lock (odd
+// while a writer writes). Mapped at the first publish; a forked child
+// shares it copy-on-write, as it shares the objects it lists.
+constexpr size_t kPublishedBytes = 1u << 20;
+uint8_t* g_map = nullptr;
+std::atomic<uint64_t> g_sequence{0};
+std::atomic<size_t> g_map_size{0};
+std::atomic<bool> g_writer{false};
+uint64_t g_map_generation = 0;  // under g_writer
+char g_exe[wire::kMaxPathBytes + 1];
+
+}  // namespace
+
+bool PublishModules(uint64_t stacks) {
+  uint64_t deadline = 0;
+  auto acquired = [] {
+    bool free = false;
+    return g_writer.compare_exchange_strong(free, true, std::memory_order_acquire);
+  };
+  if (!YieldUntil(acquired, &deadline)) return false;
+  // Read before the map's objects, as WriteModules reads the epoch first.
+  const uint64_t generation = ModulesGeneration();
+  const uint64_t sequence = g_sequence.load(std::memory_order_relaxed);
+  bool ok = true;
+  if (sequence == 0 || generation != g_map_generation) {
+    if (!g_map) g_map = static_cast<uint8_t*>(MapZeroed(kPublishedBytes));
+    if (!g_exe[0]) {
+      const long n = sys::Readlink("/proc/self/exe", g_exe, sizeof(g_exe) - 1);
+      g_exe[n > 0 ? n : 0] = '\0';
+    }
+    ok = g_map != nullptr;
+    if (ok) {
+      g_sequence.store(sequence + 1, std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_release);
+      FrameWriter out(g_map, kPublishedBytes);
+      WriteModules(&out, g_exe);
+      g_map_size.store(out.size(), std::memory_order_relaxed);
+      g_map_generation = generation;
+      g_sequence.store(sequence + 2, std::memory_order_release);
+    }
+  }
+  // A stack interned meanwhile by another thread checks again.
+  if (ok) g_modules_checked_stacks.store(stacks, std::memory_order_relaxed);
+  g_writer.store(false, std::memory_order_release);
+  return ok;
+}
+
+uint64_t PublishedModulesSequence() { return g_sequence.load(std::memory_order_acquire); }
+
+size_t CopyPublishedModules(uint8_t* out, size_t capacity, uint64_t* sequence) {
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const uint64_t before = g_sequence.load(std::memory_order_acquire);
+    if (before == 0) return 0;
+    if (before & 1) {
+      sys::SchedYield();
+      continue;
+    }
+    const size_t size = g_map_size.load(std::memory_order_relaxed);
+    if (size > capacity) return 0;
+    memcpy(out, g_map, size);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (g_sequence.load(std::memory_order_relaxed) == before) {
+      *sequence = before;
+      return size;
+    }
+  }
+  return 0;
+}
+
+void ModulesForkChild() {
+  if (g_writer.load(std::memory_order_relaxed)) g_writer.store(false, std::memory_order_relaxed);
 }
 
 }  // namespace heapwatch::preload

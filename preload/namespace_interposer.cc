@@ -8,11 +8,19 @@
 // them the sender stops (its connection stays) and starts again after.
 // Anyone else's calls go straight through.
 //
+// And the calls that change the process's credentials (setuid and its kin,
+// setgroups): glibc makes every thread it knows make them too (its setxid
+// signal), but the sender is no thread of glibc's (sender.cc), so a task
+// that kept the old credentials, root's say, would outlive a daemon's drop
+// of them. Around them the sender stops, and starts again after, with the
+// new ones.
+//
 // Also chroot, and both calls into a mount or user namespace: libunwind is
 // loaded at a process's first sample (unwinder.h), by path, and a process
 // that is about to change what its paths name (a daemon that chroots, a
 // sandbox that pivots into a new root) loads it before.
 #include <errno.h>
+#include <grp.h>
 #include <linux/nsfs.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -45,13 +53,14 @@ std::atomic<ChrootFn> g_real_chroot{nullptr};
 constexpr int kRetries = 100;
 constexpr long kRetryNs = 100000;  // 0.1 ms, so at most ~10 ms
 
-// `call()` with the sender stopped; its result and errno.
+// `call()` with the sender stopped; its result and errno. `retry`: for the
+// calls that need one thread (EINVAL while the sender is still leaving).
 template <typename Call>
-int WithoutSender(Call call) {
+int WithoutSender(Call call, bool retry = true) {
   heapwatch::preload::SenderPauseScope one_at_a_time;
   bool paused = heapwatch::preload::PauseSender();
   int rc = call();
-  for (int i = 0; paused && rc != 0 && errno == EINVAL && i < kRetries; ++i) {
+  for (int i = 0; retry && paused && rc != 0 && errno == EINVAL && i < kRetries; ++i) {
     timespec ts{0, kRetryNs};
     syscall(SYS_nanosleep, &ts, nullptr);
     rc = call();
@@ -74,7 +83,44 @@ int RealSetns(int fd, int nstype) {
   return real(fd, nstype);
 }
 
+// The next definition of `name`, called with the sender stopped.
+template <typename Fn, typename... Args>
+int WithNewCredentials(std::atomic<Fn>* slot, const char* name, Args... args) {
+  Fn real = heapwatch::preload::NextFunction(slot, name);
+  if (!real) {
+    errno = ENOSYS;
+    return -1;
+  }
+  return WithoutSender([&] { return real(args...); }, /*retry=*/false);
+}
+
+using IdFn = int (*)(unsigned);
+using TwoIdsFn = int (*)(unsigned, unsigned);
+using ThreeIdsFn = int (*)(unsigned, unsigned, unsigned);
+using SetgroupsFn = int (*)(size_t, const gid_t*);
+std::atomic<IdFn> g_real_setuid{nullptr}, g_real_setgid{nullptr}, g_real_seteuid{nullptr},
+    g_real_setegid{nullptr};
+std::atomic<TwoIdsFn> g_real_setreuid{nullptr}, g_real_setregid{nullptr};
+std::atomic<ThreeIdsFn> g_real_setresuid{nullptr}, g_real_setresgid{nullptr};
+std::atomic<SetgroupsFn> g_real_setgroups{nullptr};
+
 }  // namespace
+
+HW_EXPORT int setuid(uid_t uid) { return WithNewCredentials(&g_real_setuid, "setuid", uid); }
+HW_EXPORT int setgid(gid_t gid) { return WithNewCredentials(&g_real_setgid, "setgid", gid); }
+HW_EXPORT int seteuid(uid_t uid) { return WithNewCredentials(&g_real_seteuid, "seteuid", uid); }
+HW_EXPORT int setegid(gid_t gid) { return WithNewCredentials(&g_real_setegid, "setegid", gid); }
+HW_EXPORT int setreuid(uid_t r, uid_t e) { return WithNewCredentials(&g_real_setreuid, "setreuid", r, e); }
+HW_EXPORT int setregid(gid_t r, gid_t e) { return WithNewCredentials(&g_real_setregid, "setregid", r, e); }
+HW_EXPORT int setresuid(uid_t r, uid_t e, uid_t s) {
+  return WithNewCredentials(&g_real_setresuid, "setresuid", r, e, s);
+}
+HW_EXPORT int setresgid(gid_t r, gid_t e, gid_t s) {
+  return WithNewCredentials(&g_real_setresgid, "setresgid", r, e, s);
+}
+HW_EXPORT int setgroups(size_t n, const gid_t* groups) {
+  return WithNewCredentials(&g_real_setgroups, "setgroups", n, groups);
+}
 
 HW_EXPORT int chroot(const char* path) {
   heapwatch::preload::LoadUnwinderBeforeLeavingFiles();

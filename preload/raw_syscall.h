@@ -21,6 +21,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -108,6 +109,10 @@ inline long Poll(pollfd* fds, nfds_t n, int timeout_ms) {
   return InlineSyscall(SYS_ppoll, Arg(fds), static_cast<long>(n), timeout_ms < 0 ? 0 : Arg(&ts), 0,
                        _NSIG / 8);
 }
+inline long Futex(void* word, int op, uint32_t value, const timespec* timeout) {
+  return InlineSyscall(SYS_futex, Arg(word), op, value, Arg(timeout), 0, 0);
+}
+inline long Prctl(int option, long a) { return InlineSyscall(SYS_prctl, option, a, 0, 0, 0); }
 inline long Nanosleep(const timespec* duration) { return InlineSyscall(SYS_nanosleep, Arg(duration), 0); }
 inline long SchedYield() { return InlineSyscall(SYS_sched_yield); }
 inline long Getpid() { return InlineSyscall(SYS_getpid); }

@@ -122,13 +122,15 @@ enum Name : int {
   // glibc's own entry points: a fallback should the walk find no malloc
   // (not imported: each import is a lookup at every exec).
   kLibcMalloc, kLibcFree, kLibcCalloc, kLibcRealloc, kLibcMemalign,
-  // The loader's globals (loader_lock.h), in ld.so.
-  kRtldGlobal, kNameCount
+  // The loader's globals (loader_lock.h), in ld.so, and glibc's count of
+  // threads in one flag (2.32 and later; not imported, as above).
+  kRtldGlobal, kSingleThreaded, kNameCount
 };
 constexpr const char* kNames[kNameCount] = {
     "malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",
     "pvalloc", "malloc_usable_size", "_Znwm", "_ZdlPv", "__libc_malloc", "__libc_free", "__libc_calloc",
-    "__libc_realloc", "__libc_memalign", "_rtld_global"};
+    "__libc_realloc", "__libc_memalign", "_rtld_global",
+    "__libc_single_threaded"};
 
 // The names' hashes in GNU hash tables, computed at compile time.
 constexpr uint32_t GnuHash(const char* name) {
@@ -305,6 +307,7 @@ bool IsLibstdcxx(const char* name) {
 bool g_other_allocator_first = false;
 const char* g_preceding_object = nullptr;
 Definition g_loader_globals;
+Definition g_single_threaded;
 
 }  // namespace
 
@@ -313,6 +316,11 @@ bool AllocatorPrecedes() { return g_other_allocator_first; }
 const void* LoaderGlobals(size_t* size) {
   *size = g_loader_globals.size;
   return g_loader_globals.indirect ? nullptr : g_loader_globals.address;
+}
+
+bool GlibcSingleThreaded() {
+  const auto* flag = static_cast<const volatile char*>(g_single_threaded.address);
+  return flag && !g_single_threaded.indirect && *flag != 0;
 }
 
 const char* PrecedingAllocatorObject() {
@@ -388,6 +396,7 @@ bool ResolveRealAllocator() {
   g_other_allocator_first = found.before[kMalloc].address != nullptr;
   g_preceding_object = found.before[kMalloc].object_name;
   g_loader_globals = found.after[kRtldGlobal];
+  g_single_threaded = found.after[kSingleThreaded];
   // What the program's call of a name reaches without the shim: the
   // definition after the shim's (RTLD_NEXT), unless an object before it has
   // one. Where another allocator comes first (AllocatorPrecedes) the

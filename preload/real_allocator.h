@@ -63,7 +63,8 @@ extern bool g_libstdcxx_new_delete __attribute__((visibility("hidden")));
 // while the real functions are being resolved, which ArenaBlocks lists once
 // ResolveRealAllocator has returned true (the live table pins them at its
 // Init, so free() recognises them by its filter alone), and later the
-// sender thread's (recorder.h, SenderHeapAlloc), each pinned as it is made.
+// libunwind loader thread's (recorder.h, SenderHeapAlloc), each pinned as
+// it is made.
 inline constexpr size_t kArenaBytes = 256 << 10;
 inline constexpr size_t kMaxArenaBlocks = 48;
 extern char g_arena[kArenaBytes] __attribute__((visibility("hidden")));
@@ -74,7 +75,7 @@ void* ArenaAlloc(size_t size, size_t alignment);
 size_t ArenaBlockSize(const void* p);
 // Writes the addresses of the arena's blocks (at most kMaxArenaBlocks) and
 // returns their number. Complete only once the allocator is resolved; at
-// the shim's start, before its sender exists.
+// the shim's start, before any thread of the shim's exists.
 size_t ArenaBlocks(uint64_t* out);
 
 }  // namespace heapwatch::preload

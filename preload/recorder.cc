@@ -170,10 +170,6 @@ uint32_t StartSenderOnStack(void**, uint32_t) { return StartSender() ? 1 : 2; }
 
 __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
   if (!InShimsProcess()) return;
-  // Before the flag: a thread that finds the flag set skips this and goes
-  // on to its capture, which must wait for the load too (the sender loads
-  // libunwind first thing).
-  ExpectUnwinder();
   bool expected = false;
   if (!g_shim.sender_started.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) {
     return;
@@ -183,7 +179,7 @@ __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
     return;
   }
   // A child forked while another thread of its parent's held one of the
-  // loader's locks: its unwinds and its sender would wait for it for good.
+  // loader's locks: its unwinds would wait for it for good.
   if (LoaderLockHeldByGhost()) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
     SayOnce("fork-loader", "forked while another thread held the loader's lock (its dlopen or dlclose)",
@@ -194,6 +190,78 @@ __attribute__((noinline, cold)) void StartSenderAtFirstSample() {
   uint32_t started = RunOnSharedStack(StartSenderOnStack, nullptr, 0);
   if (started == 0) {
     g_shim.sender_started.store(false, std::memory_order_release);
+  } else if (started == 2) {
+    g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
+  }
+}
+
+// libunwind's loader thread, in a process with threads (LoadUnwinderAtSample).
+// Its mallocs come from the shim's arena (recorder.h, SenderHeapAlloc): a
+// sampler that counts no bytes sends every allocation to the slow path,
+// which the guard keeps unsampled. Tries again every 10 ms while another
+// thread's load (or a fork) held it up.
+void* LoadUnwinderThread(void*) {
+  t_thread.guard = 1;
+  t_thread.sender_heap = true;
+  t_thread.sampler.bytes_left = 0;
+  bool go_on = LoadUnwinderNow(false);
+  while (go_on && !UnwinderLoadSettled()) {
+    timespec ts{0, 10000000};
+    sys::Nanosleep(&ts);
+    go_on = LoadUnwinderNow(false);
+  }
+  return nullptr;
+}
+
+uint32_t LoadUnwinderOnStack(void**, uint32_t) { return LoadUnwinderNow(false) ? 1 : 2; }
+
+uint32_t StartUnwinderLoaderOnStack(void**, uint32_t) {
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  // Address space the application's limits count: dlopen's deepest call is
+  // a few KiB.
+  pthread_attr_setstacksize(&attr, 128 << 10);
+  pthread_t thread;
+  ++t_thread.guard;  // pthread_create allocates
+  const int rc = pthread_create(&thread, &attr, LoadUnwinderThread, nullptr);
+  --t_thread.guard;
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return rc == 0 ? 1 : 2;
+}
+
+// libunwind is loaded at a sample, until it is (or cannot be): not at start,
+// which cost every exec ~120,000 instructions (unwinder_load.cc), and not by
+// the sender, which must not call into the loader (sender.cc). On the
+// shared stack (side_stack.h), as the sender's start. Where glibc
+// knows one thread, by the sampling thread itself: no other thread can hold
+// the loader's locks, and none can wait for a lock this thread holds. Not
+// inside the loader (a first sample inside dlopen, or in a constructor it
+// runs): that sample has no stack, and a later one loads it. Where there
+// are other threads, one of them may hold the loader's lock and wait for a
+// lock this thread holds (a constructor that registers itself under a lock
+// held around this malloc): the load goes to a thread of its own, which
+// this capture and others wait for (unwinder.h, LibunwindReady). Starting
+// that thread costs such a process nothing more: glibc counts threads
+// already.
+__attribute__((noinline, cold)) void LoadUnwinderAtSample() {
+  if (!InShimsProcess()) return;  // a vfork child's load would be its parent's
+  if (GlibcSingleThreaded()) {
+    if (!LoaderLockHeld()) RunOnSharedStack(LoadUnwinderOnStack, nullptr, 0);
+    return;
+  }
+  // Before the flag: a thread that finds the flag set goes on to its
+  // capture, which must wait for the load too.
+  ExpectUnwinder();
+  bool expected = false;
+  if (!g_shim.unwinder_loader_started.compare_exchange_strong(expected, true, std::memory_order_acq_rel)) return;
+  const uint32_t started = RunOnSharedStack(StartUnwinderLoaderOnStack, nullptr, 0);
+  if (started == 0) {
+    g_shim.unwinder_loader_started.store(false, std::memory_order_release);
   } else if (started == 2) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
   }
@@ -398,6 +466,10 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
     StartSenderAtFirstSample();
     if (g_shim.state.load(std::memory_order_acquire) != static_cast<int>(ShimState::kOn)) return;
   }
+  if (__builtin_expect(!UnwinderLoadSettled(), 0)) {
+    LoadUnwinderAtSample();
+    if (g_shim.state.load(std::memory_order_acquire) != static_cast<int>(ShimState::kOn)) return;
+  }
   auto address = reinterpret_cast<uintptr_t>(p);
   // The cache misses of the table slot and the ring slot then overlap the
   // unwind instead of following it.
@@ -417,6 +489,7 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  PublishModulesIfStacksGrew(g_shim.depot.stacks());
   uint64_t now = EventTimeNs();
   if (!g_shim.table.Insert({address, size, stack_id, now})) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);

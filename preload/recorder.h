@@ -41,7 +41,7 @@ struct ThreadState {
   // cancellation state it restores (recorder.cc, SampleScope, AbandonSample).
   uintptr_t sample_frame;
   int sample_cancel_state;
-  bool sender_heap;  // the sender thread: its mallocs come from SenderHeapAlloc
+  bool sender_heap;  // libunwind's loader thread: its mallocs come from SenderHeapAlloc
 };
 extern __thread ThreadState t_thread __attribute__((tls_model("initial-exec")));
 
@@ -82,6 +82,9 @@ struct Shim {
   uint64_t start_time_ns = 0;  // CLOCK_REALTIME at start (or fork) of this process
   // Whether this process's first sample has started its sender (RecordAlloc).
   std::atomic<bool> sender_started{false};
+  // Whether a thread to load libunwind was started (recorder.cc,
+  // LoadUnwinderAtSample).
+  std::atomic<bool> unwinder_loader_started{false};
   // The table, depot and ring, mapped at the first sample (MapTables):
   // kTablesNone, kTablesMapping, kTablesMapped or kTablesFailed.
   std::atomic<int> tables{0};
@@ -98,8 +101,8 @@ inline bool InShimsProcess() { return static_cast<uint32_t>(sys::Getpid()) == g_
 // shim's constructor; `other_allocator_first` makes it a pass-through.
 void StartRecorder(bool other_allocator_first);
 
-// Loads libunwind (unwinder.h, LoadUnwinder): the sender does as it
-// starts, the constructor where glibc is older than 2.34. If it cannot be
+// Loads libunwind (unwinder.h, LoadUnwinder): at a sample (recorder.cc,
+// LoadUnwinderAtSample), the constructor where glibc is older than 2.34. If it cannot be
 // loaded, says why and, without HEAPWATCH_UNWIND=fp, turns the shim off
 // (`at_start`: once for the programs it execs too, SayOnce). False if the
 // shim is then off.
@@ -148,13 +151,14 @@ inline bool ShouldRecord(size_t size) { return !Unsampled(size) && SampleSlowPat
 // delivered what was recorded. Says so once. syscall_interposer.cc.
 void StopForSeccomp(const char* call);
 
-// The sender thread's malloc and calloc (t_thread.sender_heap), nullptr
-// elsewhere: a block of the bootstrap arena (real_allocator.h), pinned in
-// the live table so that free() from any thread knows it. glibc gives a
-// thread's first call into its allocator (a free() too) an arena of its own:
-// 64 MiB of address space in two mappings, for the ~8 KiB in 18 blocks that
-// the sender's dlopen of libunwind allocates, and every fork then copied
-// them and the parent and the child each wrote a page of it (its lock).
+// The malloc and calloc of libunwind's loader thread (t_thread.sender_heap;
+// recorder.cc, LoadUnwinderAtSample), nullptr elsewhere: a block of the
+// bootstrap arena (real_allocator.h), pinned in the live table so that
+// free() from any thread knows it. glibc gives a thread's first call into
+// its allocator (a free() too) an arena of its own: 64 MiB of address space
+// in two mappings, for the ~8 KiB in 18 blocks that the dlopen of libunwind
+// allocates, and every fork then copied them and the parent and the child
+// each wrote a page of it (its lock).
 // nullptr too when the arena or the pins are used up: glibc's then.
 void* SenderHeapAlloc(size_t size);
 

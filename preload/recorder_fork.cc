@@ -11,6 +11,7 @@
 
 #include "fork_words.h"
 #include "loader_lock.h"
+#include "modules.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
 #include "recorder.h"
@@ -91,12 +92,11 @@ __attribute__((noinline, cold)) bool AdoptCopy() {
   int threads = CountThreads();
   const char* why = threads < 0  ? "cannot read /proc/self/task"
                     : threads > 1 ? "it has started threads"
-                    : SenderHoldsLoader() ? "the copy was made while the sender read the loader's list"
                     : LoaderLockHeldByGhost() ? "the copy was made while another thread held the loader's lock"
                                                 : nullptr;
   if (why) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
-    SenderForkChild();  // forgets the parent's sender, its loader flag, its connection
+    SenderForkChild();  // forgets the parent's sender and its connection
     Say("a process copied without fork()'s handlers (_Fork, clone) is not profiled: ", why);
     return false;
   }
@@ -111,7 +111,6 @@ void ForkPrepare() {
   // half made, and nobody to finish (ForkChild).
   WaitForTables(g_shim.tables.load(std::memory_order_acquire));
   UnwinderForkPrepare();
-  SenderForkPrepare();
 }
 // Whether a child has said it does not use libunwind (ForkChild); the next
 // children, born with it set, say nothing.
@@ -120,7 +119,6 @@ bool g_children_told = false;
 }  // namespace
 
 void ForkParent() {
-  SenderForkParent();
   if (UnwinderForkParent()) g_children_told = true;
 }
 
@@ -164,6 +162,7 @@ void ForkChild() {
             " after 1 s (a signal handler jumped out of it?); this child does not use libunwind");
   }
   UnloadedCodeForkChild();
+  ModulesForkChild();
   g_shim.table.ForkChild();
   Counters& c = g_shim.counters;
   for (auto* a : {&c.sampled_allocs, &c.sampled_frees, &c.dropped_events, &c.table_full,
@@ -173,6 +172,9 @@ void ForkChild() {
   g_shim.resync_needed.store(true, std::memory_order_relaxed);
   SenderForkChild();
   g_shim.sender_started.store(false, std::memory_order_relaxed);  // at the first sample
+  if (g_shim.unwinder_loader_started.load(std::memory_order_relaxed)) {
+    g_shim.unwinder_loader_started.store(false, std::memory_order_relaxed);
+  }
 }
 
 }  // namespace heapwatch::preload

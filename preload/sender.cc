@@ -4,14 +4,15 @@
 #include "sender.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <linux/futex.h>
 #include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,7 +20,6 @@
 #include <new>
 
 #include "clock.h"
-#include "fork_words.h"
 #include "modules.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
@@ -37,6 +37,7 @@ bool g_prefaulted = false;
 
 enum class Thread : int { kNone = 0, kRunning = 1 };
 constexpr size_t kSenderStackBytes = 256 << 10;
+constexpr size_t kPageBytes = 4096;
 
 // How long a claimed ring position may stay unpublished (RunOnce).
 constexpr uint64_t kUnpublishedGiveUpNs = 250000000;
@@ -48,13 +49,17 @@ SenderState* g_state = nullptr;  // mmap'd once; survives fork (the child reuses
 // once. Only the sender uses the state, and the child has none until then.
 bool g_state_inherited = false;
 std::atomic<int> g_thread{0};
-pthread_t g_sender;  // joinable, joined only by PauseSender
+// The sender's task (see StartSender): its stack, thread area and guard
+// page, mapped at its first start and kept for the next (after a pause), not
+// copied by fork (MADV_DONTFORK); and its thread id, which the kernel
+// zeroes, and wakes a futex on, when the task ends (CLONE_CHILD_CLEARTID:
+// PauseSender waits for that).
+uint8_t* g_task_memory = nullptr;
+size_t g_task_bytes = 0;
+std::atomic<int32_t> g_task_tid{0};
 // Set by PauseSender: the sender ends after its round (SenderMain).
 std::atomic<bool> g_pause_requested{false};
 std::atomic<bool> g_tried_connect{false};
-// Set by a sender that ended at its start: libunwind could not be loaded,
-// and the shim is off (SenderMain). Nothing waits for it to flush.
-std::atomic<bool> g_ended{false};
 std::atomic<uint64_t> g_flush_requested{0};
 std::atomic<uint64_t> g_flush_done{0};
 // Futex word the sender sleeps on; bumped to wake it (an exiting process, a
@@ -65,37 +70,14 @@ std::atomic<uint32_t> g_wake{0};
 // reads false just before the sender goes to sleep is lost: that sleep then
 // runs its course, as without nudges.
 std::atomic<bool> g_sleeping{false};
-// True while the sender may hold the loader's lock (inside its gate, around
-// dl_iterate_phdr). Not in the fork words' page: a copy made without fork's
-// handlers reads it (AdoptCopy), and that page is zero there.
-std::atomic<bool> g_sender_in_loader{false};
-
 }  // namespace
-
-// The sender's side of a Dekker pair with SenderForkPrepare (fork_words.h):
-// each stores its word, then reads the other's. The sender goes in only when
-// no fork is being prepared; a prepare handler waits until it is out.
-void LockLoader() {
-  ForkWords& w = *g_fork_words;
-  for (;;) {
-    w.sender.store(1, std::memory_order_seq_cst);
-    if (w.forks.load(std::memory_order_seq_cst) == 0) break;
-    w.sender.store(0, std::memory_order_release);
-    while (w.forks.load(std::memory_order_acquire) != 0) sys::SchedYield();
-  }
-  g_sender_in_loader.store(true, std::memory_order_seq_cst);
-}
-void UnlockLoader() {
-  g_sender_in_loader.store(false, std::memory_order_seq_cst);
-  g_fork_words->sender.store(0, std::memory_order_release);
-}
 
 namespace {
 
 // Ends the sender's sleep in Idle now (or makes its next one return at once).
 void WakeSender() {
   g_wake.fetch_add(1, std::memory_order_acq_rel);
-  syscall(SYS_futex, &g_wake, FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  sys::Futex(&g_wake, FUTEX_WAKE_PRIVATE, 1, nullptr);
 }
 
 // Sleeps until the idle period ends or something wakes the sender (an
@@ -111,7 +93,7 @@ void Idle(SenderState* s, uint64_t wait_ms) {
   }
   timespec ts{static_cast<time_t>(wait_ms / 1000), static_cast<long>(wait_ms % 1000) * 1000000};
   g_sleeping.store(true, std::memory_order_seq_cst);
-  syscall(SYS_futex, &g_wake, FUTEX_WAIT_PRIVATE, seen, &ts, nullptr, 0);
+  sys::Futex(&g_wake, FUTEX_WAIT_PRIVATE, seen, &ts);
   g_sleeping.store(false, std::memory_order_relaxed);
   if (s->sock.fd() < 0) return;
   if (!s->sock.StillOurs()) return Disconnect(s);
@@ -144,10 +126,7 @@ void RunOnce(SenderState* s) {
     DiscardRing(s);  // nobody to tell; the next connection resyncs anyway
   } else {
     bool ok = true;
-    LockLoader();
-    uint64_t generation = ModulesGeneration();
-    UnlockLoader();
-    if (generation != s->modules_generation) ok = SendModules(s);
+    if (PublishedModulesSequence() != s->modules_sequence) ok = SendModules(s);
     if (ok && g_shim.resync_needed.exchange(false, std::memory_order_acq_rel)) ok = Resync(s);
     drained = ok ? DrainRing(s, &ok) : 0;
     // At exit, what other threads push meanwhile is bounded by a few rings.
@@ -185,31 +164,13 @@ void RunOnce(SenderState* s) {
   if (s->sleep_ms > 0) Idle(s, s->sleep_ms);
 }
 
-void* SenderMain(void*) {
-  t_thread.guard = 1;  // for life: nothing this thread does is sampled
-  // Its malloc and calloc come from the shim's arena (recorder.h,
-  // SenderHeapAlloc): a sampler that counts no bytes sends every allocation
-  // to the slow path, which the guard keeps unsampled.
-  t_thread.sender_heap = true;
-  t_thread.sampler.bytes_left = 0;
-  prctl(PR_SET_NAME, "heapwatch", 0, 0, 0);
-  // First thing: the sampling thread waits for it (unwinder.h). Again
-  // every 10 ms while another thread's load (or a fork) held it up.
-  bool go_on = LoadUnwinderNow(false);
-  while (go_on && !UnwinderLoadSettled() && !g_pause_requested.load(std::memory_order_acquire)) {
-    timespec ts{0, 10000000};
-    sys::Nanosleep(&ts);
-    go_on = LoadUnwinderNow(false);
-  }
-  if (!go_on) {
-    g_ended.store(true, std::memory_order_release);
-    return nullptr;
-  }
+int SenderMain(void*) {
+  sys::Prctl(PR_SET_NAME, reinterpret_cast<long>("heapwatch"));
   SenderState* s = g_state;
   long n = sys::Readlink("/proc/self/exe", s->exe, sizeof(s->exe) - 1);
   s->exe[n > 0 ? n : 0] = '\0';
   while (!g_pause_requested.load(std::memory_order_acquire)) RunOnce(s);
-  return nullptr;
+  return 0;
 }
 
 // A forked child's g_state, the parent's, made this process's own. The
@@ -228,11 +189,73 @@ void ResetInheritedState(SenderState* s) {
 
 }  // namespace
 
-uint64_t SenderAddressSpace() {
-  return sizeof(SenderState) + kOutBytes + kModuleBytes + kBatchEvents * sizeof(wire::EventRecord) +
-         kSentSlots * sizeof(uint64_t) + kSenderStackBytes + 4096;
+namespace {
+
+// How far below the thread pointer the sender's code may reach into thread
+// storage: the shim's own (t_thread and the rest of its block) and the C
+// library's errno, with room around both. The task gets a thread area of
+// its own that deep (StartSender).
+size_t ThreadAreaReach() {
+  const auto tp = reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+  uintptr_t reach = tp - reinterpret_cast<uintptr_t>(&t_thread);
+  const uintptr_t to_errno = tp - reinterpret_cast<uintptr_t>(&errno);
+  if (to_errno > reach) reach = to_errno;
+  constexpr size_t kRoom = 16 << 10;
+  return (reach + kRoom + kPageBytes - 1) & ~(kPageBytes - 1);
 }
 
+// The task's memory: a guard page, its stack, and its thread area: the
+// thread storage ThreadAreaReach covers below the thread pointer and a page
+// above it for the thread control block (glibc's `struct pthread` is ~2 KiB
+// there; only its self pointers and stack guard are set).
+size_t TaskBytes() { return kPageBytes + kSenderStackBytes + ThreadAreaReach() + kPageBytes; }
+
+bool MapTask() {
+  if (g_task_memory) return true;
+  const size_t bytes = TaskBytes();
+  auto* memory = static_cast<uint8_t*>(MapZeroed(bytes));
+  if (!memory) return false;
+  if (sys::Mprotect(memory, kPageBytes, PROT_NONE) != 0 || sys::Madvise(memory, bytes, MADV_DONTFORK) != 0) {
+    Unmap(memory, bytes);
+    return false;
+  }
+  g_task_memory = memory;
+  g_task_bytes = bytes;
+  return true;
+}
+
+// The task's thread pointer, with the control block's words the code
+// compiled for this thread may read: its self pointers (words 0 and 2) and
+// the stack and pointer guards (0x28, 0x30), copied from this thread's.
+void* TaskThreadPointer() {
+  uint8_t* tp = g_task_memory + g_task_bytes - kPageBytes;
+  const auto* mine = static_cast<const uint8_t*>(__builtin_thread_pointer());
+  memcpy(tp + 0x28, mine + 0x28, 16);
+  const uintptr_t self = reinterpret_cast<uintptr_t>(tp);
+  memcpy(tp, &self, sizeof(self));
+  memcpy(tp + 16, &self, sizeof(self));
+  return tp;
+}
+
+}  // namespace
+
+uint64_t SenderAddressSpace() {
+  return sizeof(SenderState) + kOutBytes + kModuleBytes + kBatchEvents * sizeof(wire::EventRecord) +
+         kSentSlots * sizeof(uint64_t) + TaskBytes();
+}
+
+// The sender is a task of the process's made with clone(), not a thread of
+// glibc's (pthread_create): glibc counts its threads, and from the second on
+// it locks every stdio call and takes its locked malloc paths and its slower
+// fork for the rest of the process's life. A single-threaded program paid
+// that for the sender: getc and putc loops 1.5x (BENCHMARKS.md, "Seventeenth
+// session"). So the task must never call into glibc where glibc would know
+// its threads: no malloc, no locks, no loader (dl_iterate_phdr, dlopen), no
+// errno: system calls are raw (raw_syscall.h), libunwind is loaded by the
+// sampling threads (recorder.cc) and the module map written by them
+// (modules.h). Its thread area is its own (TaskThreadPointer), so that a
+// thread variable it touches is not another thread's. Every signal blocked
+// for life; its stack is mapped once and not copied by fork.
 bool StartSender() {
   if (g_state && g_state_inherited) {
     ResetInheritedState(g_state);
@@ -259,22 +282,17 @@ bool StartSender() {
     s->out = FrameWriter(s->out_mem, kOutBytes);
     g_state = s;
   }
+  if (!MapTask()) return false;
+  void* stack_top = g_task_memory + kPageBytes + kSenderStackBytes;
+  constexpr int kFlags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
+                         CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
+  auto* tid = reinterpret_cast<pid_t*>(&g_task_tid);
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  // Address space the application's limits count (RLIMIT_AS, strict
-  // overcommit): the default would be RLIMIT_STACK's 8 MiB. The sender's
-  // deepest call is a few KiB (its path buffers, libc's socket and
-  // dl_iterate_phdr calls); no signal handler runs here (all blocked).
-  pthread_attr_setstacksize(&attr, kSenderStackBytes);
-  ++t_thread.guard;  // pthread_create allocates
-  int rc = pthread_create(&g_sender, &attr, SenderMain, nullptr);
-  --t_thread.guard;
-  pthread_attr_destroy(&attr);
+  const int rc = clone(SenderMain, stack_top, kFlags, nullptr, tid, TaskThreadPointer(), tid);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (rc != 0) return false;
+  if (rc <= 0) return false;
   g_thread.store(static_cast<int>(Thread::kRunning), std::memory_order_release);
   return true;
 }
@@ -286,8 +304,9 @@ bool PauseSender() {
   }
   g_pause_requested.store(true, std::memory_order_release);
   WakeSender();
-  NoCancellation no_cancellation;  // pthread_join
-  pthread_join(g_sender, nullptr);
+  for (int32_t tid; (tid = g_task_tid.load(std::memory_order_acquire)) != 0;) {
+    sys::Futex(&g_task_tid, FUTEX_WAIT, static_cast<uint32_t>(tid), nullptr);
+  }
   g_pause_requested.store(false, std::memory_order_relaxed);
   g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_release);
   g_sleeping.store(false, std::memory_order_relaxed);
@@ -311,7 +330,6 @@ void NudgeSender() {
 void FlushSenderAtExit(int timeout_ms) {
   if (g_thread.load(std::memory_order_acquire) != static_cast<int>(Thread::kRunning)) return;
   if (!InShimsProcess()) return;  // the sender is another process's
-  if (g_ended.load(std::memory_order_acquire)) return;
   uint64_t deadline = MonoMs() + static_cast<uint64_t>(timeout_ms);
   // A request also makes the sender connect at once (no backoff) if it is
   // not connected. Each connected round that delivers everything records in
@@ -348,40 +366,13 @@ void StopSender(int timeout_ms) {
   Disconnect(g_state);  // the thread is gone: nothing else uses the state now
 }
 
-bool SenderHoldsLoader() { return g_sender_in_loader.load(std::memory_order_acquire); }
-
-void SenderForkPrepare() {
-  ForkWords& w = *g_fork_words;
-  w.forks.fetch_add(1, std::memory_order_seq_cst);
-  // The sender is out within microseconds, unless inside it waits for the
-  // loader's lock, held by a thread that waits for this one (a
-  // dl_iterate_phdr callback of the application's that wants a lock the
-  // forking thread holds). After a second the child is born anyway: the
-  // sender did not hold the loader's lock, and the thread that does is not
-  // in the child, which finds it so (loader_lock.h) and is not profiled
-  // (kForkWaitNs, clock.h).
-  uint64_t deadline = 0;
-  YieldUntil([&w] { return w.sender.load(std::memory_order_seq_cst) == 0; }, &deadline);
-}
-// On the fork words' page: no copy-on-write fault (fork_words.h).
-void SenderForkParent() { g_fork_words->forks.fetch_sub(1, std::memory_order_release); }
-
 void SenderForkChild() {
-  // The fork words are zero here unless static (fork_words.h). The flag
-  // below is true only in a copy made while the sender was inside its gate
-  // (AdoptCopy turns that child off), or in a child forked after the prepare
-  // handler stopped waiting for it (the loader's lock then held by a thread
-  // not in the child: not profiled, loader_lock.h): written only then, so as
-  // not to write its page.
-  if (!ForkWordsWiped()) {
-    g_fork_words->forks.store(0, std::memory_order_relaxed);
-    g_fork_words->sender.store(0, std::memory_order_relaxed);
-  }
-  if (g_sender_in_loader.load(std::memory_order_relaxed)) g_sender_in_loader.store(false, std::memory_order_relaxed);
+  // The parent's task and its memory are not here (MADV_DONTFORK).
+  g_task_memory = nullptr;
+  g_task_tid.store(0, std::memory_order_relaxed);
   g_thread.store(static_cast<int>(Thread::kNone), std::memory_order_relaxed);
   g_connected.store(false, std::memory_order_relaxed);
   g_tried_connect.store(false, std::memory_order_relaxed);
-  g_ended.store(false, std::memory_order_relaxed);
   g_connect_retryable.store(false, std::memory_order_relaxed);
   g_flush_requested.store(0, std::memory_order_relaxed);
   g_flush_done.store(0, std::memory_order_relaxed);

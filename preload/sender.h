@@ -2,8 +2,10 @@
 //
 // One thread per process, started at the process's first sample (also in a
 // forked child or an adopted copy; again after the calls that need the
-// process to have one thread: PauseSender), with every signal blocked and the
-// re-entrancy guard held for its whole life, so nothing it does is sampled. It never blocks the
+// process to have one thread or change its credentials: PauseSender), with
+// every signal blocked for its whole life. A task made with clone(), not a
+// thread of glibc's: it never calls into glibc, so it allocates nothing and
+// nothing it does is sampled (sender.cc says why). It never blocks the
 // application: its socket writes are nonblocking with a bounded buffer, it
 // waits on its own socket only, and when the collector is absent or stuck the
 // ring fills and producers drop (and count) events instead of waiting.
@@ -60,18 +62,9 @@ void FlushSenderAtExit(int timeout_ms);
 // refuse the sender's system calls or end the process for them
 // (syscall_interposer.cc). Nothing starts it again while the shim is off.
 void StopSender(int timeout_ms);
-// pthread_atfork hooks (called from the recorder's handlers). Prepare waits
-// until the sender is out of its gate around dl_iterate_phdr (LockLoader).
-void SenderForkPrepare();
-void SenderForkParent();
 // Forgets the parent's thread, loader flag and socket: in a forked child, and
 // in a copy made without fork()'s handlers (adopted or not).
 void SenderForkChild();
-// Whether the sender holds the loader's lock (in dl_iterate_phdr) as far as
-// this copy of the process knows: in a copy made without fork()'s handlers,
-// a thread that is not there holds it for good.
-bool SenderHoldsLoader();
-
 }  // namespace heapwatch::preload
 
 #endif  // HEAPWATCH_PRELOAD_SENDER_H_

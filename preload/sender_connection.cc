@@ -151,14 +151,17 @@ bool EnsureStack(SenderState* s, uint64_t id, bool* io_ok) {
 }  // namespace
 
 bool SendModules(SenderState* s) {
-  LockLoader();
-  s->modules_generation = ModulesGeneration();
-  FrameWriter staging(s->module_mem, kModuleBytes);
-  WriteModules(&staging, s->exe);
-  UnlockLoader();
+  // The map the sampling threads published last (modules.h): the sender
+  // does not call into the loader.
+  s->modules_sequence = 0;
+  uint64_t sequence = 0;
+  const size_t size = CopyPublishedModules(s->module_mem, kModuleBytes, &sequence);
+  if (size == 0) return true;  // none yet (or being written): a later round
   if (!EmitBatch(s)) return false;
-  if (staging.size() > s->out.available() && !Flush(s)) return false;
-  return s->out.AppendRaw(staging.data(), staging.size());
+  if (size > s->out.available() && !Flush(s)) return false;
+  if (!s->out.AppendRaw(s->module_mem, size)) return false;
+  s->modules_sequence = sequence;
+  return true;
 }
 
 bool SendStats(SenderState* s) {

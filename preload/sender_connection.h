@@ -42,7 +42,7 @@ struct SenderState {
   // the top).
   bool ring_complete = true;
   uint64_t resync_generation = 0;
-  uint64_t modules_generation = 0;
+  uint64_t modules_sequence = 0;  // of the module map sent (modules.h)
   uint64_t next_connect_ms = 0;
   uint64_t backoff_ms = kBackoffMinMs;
   uint64_t next_stats_ns = 0;
@@ -62,11 +62,6 @@ struct SenderState {
 // process keeps trying until its deadline (FlushSenderAtExit).
 extern std::atomic<bool> g_connected;
 extern std::atomic<bool> g_connect_retryable;
-
-// The sender's gate around dl_iterate_phdr (sender.cc): no fork is prepared
-// while it is inside, and it does not go in while one is.
-void LockLoader();
-void UnlockLoader();
 
 inline uint64_t MonoNs() { return ClockNs(CLOCK_MONOTONIC); }
 inline uint64_t MonoMs() { return MonoNs() / 1000000; }

@@ -52,26 +52,28 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
                   uint32_t trace_caches);
 
 // Loads libunwind.so.8 (dlopen: libunwind_loader.h says why), once for the
-// process: its sender does it when it starts, at the first sample, and the
-// calls that may take the files away do it before (recorder.h,
-// LoadUnwinderNow). True once loaded. If this call's load fails, *error is
-// dlerror()'s message; a load another thread has under way is waited for
-// (a second at most), and its failure leaves *error alone. Not from inside
-// malloc: a dlopen there may be inside the loader already, or wait for its
-// lock while holding one of the application's.
+// process: at a sample until it is loaded (recorder.cc,
+// LoadUnwinderAtSample: by the sampling thread where it is the process's only
+// one and not inside the loader, else by a thread of its own), and the calls
+// that may take the files away do it before (recorder.h, LoadUnwinderNow).
+// True once loaded. If this call's load fails, *error is dlerror()'s
+// message; a load another thread has under way is waited for (a second at
+// most), and its failure leaves *error alone. Not from inside malloc in a
+// process with threads: a dlopen there may wait for the loader's lock while
+// holding one of the application's, which the lock's holder may wait for.
 bool LoadUnwinder(const char** error);
 // Whether libunwind is loaded, or known not to be loadable here. A
 // LoadUnwinder that waited a second for another thread's load (or a fork's)
-// leaves neither: the sender tries again (sender.cc).
+// leaves neither: the loader tries again (recorder.cc).
 bool UnwinderLoadSettled();
 // Whether thread `tid` of this process sleeps (state S in
 // /proc/self/task/TID/stat: waiting for a lock, a futex, a socket; not
 // reading from disk, which is D). False where it cannot be told (no /proc,
 // no such thread). Used by a capture that waits for libunwind's load.
 bool ThreadSleeps(uint32_t tid);
-// The sender has started and loads libunwind: captures wait for it while
+// A thread that loads libunwind has been started: captures wait for it while
 // it runs, 250 ms at most in all. Not while it sleeps: a capture inside an
-// application's dlopen holds the loader's lock that the sender's dlopen
+// application's dlopen holds the loader's lock that the loader's dlopen
 // waits for; it keeps the allocation's call site alone, as do the others
 // until the application's dlopen returns (unwinder_load.cc, LibunwindReady).
 void ExpectUnwinder();

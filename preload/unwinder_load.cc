@@ -1,5 +1,5 @@
-// libunwind loaded at a process's first sample, by its sender (LoadUnwinder,
-// unwinder.h), and the captures' and forks' waits for that load.
+// libunwind loaded at a process's first sample (LoadUnwinder, unwinder.h),
+// and the captures' and forks' waits for that load.
 #include <fcntl.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -13,8 +13,8 @@
 
 namespace heapwatch::preload {
 
-// libunwind is loaded at a process's first sample, by its sender
-// (LoadUnwinder): not at start, which cost every exec under the shim ~120,000
+// libunwind is loaded at a process's first sample (LoadUnwinder): not at
+// start, which cost every exec under the shim ~120,000
 // instructions (~190 us a spawn of /bin/true, BENCHMARKS.md) whether it
 // sampled or not. g_lu is written before the state becomes kLoaded.
 Libunwind g_lu;
@@ -71,7 +71,7 @@ bool LoaderSleeps() { return ThreadSleeps(g_loader_tid.load(std::memory_order_re
 }  // namespace
 
 // Whether libunwind is loaded, once the load under way (LoadUnwinder, in
-// the sender) has been waited for: while its loader runs, until the
+// its loader thread) has been waited for: while its loader runs, until the
 // process's deadline; not while the loader sleeps (LoaderSleeps), which it
 // does when this thread holds the loader's lock, and which each capture
 // reads again, every half millisecond while it waits: once the
@@ -81,7 +81,7 @@ bool LibunwindReady() {
   if (__builtin_expect(state == kLoaded, 1)) return true;
   if (state == kNoLibunwind) return false;
   uint64_t deadline = g_load_deadline.load(std::memory_order_acquire);
-  if (deadline == 0) return false;  // nobody loads it yet: no sender
+  if (deadline == 0) return false;  // no loader thread loads it
   constexpr uint64_t kSleepCheckNs = 500000;
   uint64_t next_check = 0;  // at once
   auto done = [&] {
@@ -139,7 +139,7 @@ bool LoadUnderWay(uint64_t deadline) {
 bool LoadForkChild(bool child_without_libunwind) {
   const uint32_t loaded = g_libunwind.load(std::memory_order_relaxed);
   const bool without_libunwind = child_without_libunwind && loaded != kNoLibunwind;
-  // Not loaded: the child's own sender loads it, at the child's first sample.
+  // Not loaded: the child loads it at its first sample.
   if (without_libunwind) {
     g_libunwind.store(kNoLibunwind, std::memory_order_relaxed);
   } else if (loaded != kLoaded) {
