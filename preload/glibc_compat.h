@@ -41,13 +41,14 @@ HEAPWATCH_GLIBC_OLD(_pthread_cleanup_pop);
 #undef HEAPWATCH_GLIBC_OLD
 #endif
 
-// libpthread.so.0's before 2.34 that the shim needs to profile (a sender
-// thread, the unwinder's per-thread state and stack bounds): the weak
+// libpthread.so.0's before 2.34 that the shim needs to profile (the
+// signal mask around its sender's start, a thread to load libunwind, the
+// unwinder's per-thread state and stack bounds): the weak
 // references below, and what dl_functions.cc checks for at start.
 // pthread_getattr_np too, which is not listed: getattr_interposer.cc defines
 // it, and there it must not be weak.
 #define HEAPWATCH_LIBPTHREAD_CALLS(X)                                                       \
-  X(pthread_create) X(pthread_join) X(pthread_key_create) X(pthread_getspecific)           \
+  X(pthread_create) X(pthread_key_create) X(pthread_getspecific)                           \
   X(pthread_setspecific) X(pthread_attr_getstack) X(pthread_attr_setstacksize)             \
   X(pthread_sigmask)
 #define HEAPWATCH_PRAGMA_WEAK(name) _Pragma(HEAPWATCH_PRAGMA_TEXT(weak name))

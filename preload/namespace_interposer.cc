@@ -47,7 +47,7 @@ std::atomic<SetnsFn> g_real_setns{nullptr};
 std::atomic<ChrootFn> g_real_chroot{nullptr};
 
 // How long a call that still fails with EINVAL is retried once the sender is
-// gone: pthread_join returns when the kernel clears the thread's tid, a
+// gone: PauseSender returns when the kernel clears the task's tid, a
 // little before the thread leaves its thread group and gives up its share of
 // the filesystem context (1 run in 300 of shim_unshare failed without it).
 constexpr int kRetries = 100;

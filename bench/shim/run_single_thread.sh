@@ -15,6 +15,8 @@
 #   bench/shim/run_single_thread.sh [BUILD_DIR] [ROUNDS] [N]
 # BUILD_DIR (default build-shim) needs the shim and the benchmarks; N is the
 # putc count (fprintf lines and malloc pairs are N/10).
+# COMPARE_SHIM=path/to/libheapwatch.so adds that shim (e.g. an older build),
+# sending to the same sink.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/require.sh"
@@ -26,12 +28,12 @@ program=$build/bench/shim/shim_single_thread_workload
 idle=$build/bench/shim/libshim_idle_thread.so
 require_built "build the shim and the benchmarks first" "$shim" "$program" "$idle"
 
-PYTHONPATH="$here" python3 - "$shim" "$program" "$idle" "$rounds" "$count" <<'PY'
+PYTHONPATH="$here" python3 - "$shim" "$program" "$idle" "$rounds" "$count" "${COMPARE_SHIM:-}" <<'PY'
 import os, shutil, statistics, subprocess, sys
 from rounds import interleaved, ratio_summary
 from sink import start_discarding_sink
 
-shim, program, idle, rounds, count = sys.argv[1:]
+shim, program, idle, rounds, count, compare = sys.argv[1:]
 rounds, count = int(rounds), int(count)
 sink = start_discarding_sink("hw-single-")
 tmp = os.path.dirname(sink)
@@ -53,6 +55,8 @@ configs = [
     ("tcmalloc sampling, TCMALLOC_SAMPLE_PARAMETER=524288", {"LD_PRELOAD": tc, "TCMALLOC_SAMPLE_PARAMETER": "524288"}, []),
     ("shim over tcmalloc, sending to a sink", {"LD_PRELOAD": f"{shim}:{tc}", "HEAPWATCH_SOCKET": sink}, []),
 ]
+if compare:
+    configs.insert(4, ("compared shim, sending to a sink", {"LD_PRELOAD": compare, "HEAPWATCH_SOCKET": sink}, []))
 if not shutil.which("heaptrack"):
     configs = [c for c in configs if c[0] != "heaptrack"]
 reference = {name: ("jemalloc alone" if "jemalloc" in name else
