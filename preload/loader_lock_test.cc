@@ -41,6 +41,23 @@ TEST(LoaderLockTest, HeldByAThreadOfThisProcessIsNoGhost) {
   holder.join();
 }
 
+// What a single-threaded process's sampling thread asks before it loads
+// libunwind itself (recorder.cc): inside a dl_iterate_phdr callback (as
+// inside dlopen) the loader's lock is held, by this thread; outside, not.
+TEST(LoaderLockTest, HeldInsideTheLoaderAndNotOutside) {
+  ASSERT_TRUE(ResolveRealAllocator());
+  EXPECT_FALSE(LoaderLockHeld());
+  bool inside = false;
+  dl_iterate_phdr(
+      [](dl_phdr_info*, size_t, void* arg) {
+        *static_cast<bool*>(arg) = LoaderLockHeld();
+        return 1;
+      },
+      &inside);
+  EXPECT_TRUE(inside);
+  EXPECT_FALSE(LoaderLockHeld());
+}
+
 // A child forked while another thread held the list lock finds it held by
 // a thread it does not have; one forked after the release does not.
 TEST(LoaderLockTest, AChildForkedWhileAnotherThreadHeldTheListFindsAGhost) {
