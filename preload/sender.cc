@@ -72,9 +72,6 @@ std::atomic<uint32_t> g_wake{0};
 // reads false just before the sender goes to sleep is lost: that sleep then
 // runs its course, as without nudges.
 std::atomic<bool> g_sleeping{false};
-}  // namespace
-
-namespace {
 
 // Ends the sender's sleep in Idle now (or makes its next one return at once).
 void WakeSender() {
@@ -189,10 +186,6 @@ void ResetInheritedState(SenderState* s) {
   s->next_stats_ns = 0;
 }
 
-}  // namespace
-
-namespace {
-
 // How far below the thread pointer the sender's code may reach into thread
 // storage: the shim's own (t_thread and the rest of its block) and the C
 // library's errno, with room around both. The task gets a thread area of
@@ -226,8 +219,9 @@ bool MapTask() {
   return true;
 }
 
-// The task's thread pointer, with the control block's words the code
-// compiled for this thread may read: its self pointers (words 0 and 2) and
+// The task's thread pointer (x86-64's layout: thread storage below it, the
+// control block above), with the control block's words the code compiled
+// for this thread may read: its self pointers (words 0 and 2) and
 // the stack and pointer guards (0x28, 0x30), copied from this thread's.
 void* TaskThreadPointer() {
   uint8_t* tp = g_task_memory + g_task_bytes - kPageBytes;
