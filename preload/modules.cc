@@ -1,31 +1,23 @@
 #include "modules.h"
 
 #include <elf.h>
+#include <fcntl.h>
 #include <link.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "raw_memory.h"
 #include "raw_syscall.h"
 #include "unloaded_code.h"
 
 namespace heapwatch::preload {
 
 constinit std::atomic<uint64_t> g_unload_epoch{0};
-constinit std::atomic<uint64_t> g_modules_checked_stacks{~uint64_t{0}};
 
 namespace {
 
-struct WriteContext {
-  FrameWriter* out;
-  const char* exe_path;
-  uint32_t epoch;  // Module::epoch for every module of this map
-  uint32_t written;
-  bool first;  // dl_iterate_phdr visits the main program first
-};
-
-// Finds NT_GNU_BUILD_ID in the object's PT_NOTE segments.
+// Finds NT_GNU_BUILD_ID in the object's PT_NOTE segments (LoadedCode: a
+// thread of glibc's, inside dl_iterate_phdr).
 uint16_t FindBuildId(const dl_phdr_info* info, const uint8_t** id) {
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
@@ -47,57 +39,6 @@ uint16_t FindBuildId(const dl_phdr_info* info, const uint8_t** id) {
     }
   }
   return 0;
-}
-
-int WriteOne(dl_phdr_info* info, size_t, void* arg) {
-  auto* ctx = static_cast<WriteContext*>(arg);
-  const char* path = info->dlpi_name;
-  bool first = ctx->first;
-  ctx->first = false;
-  if (!path || !*path) {
-    // The main executable (visited first) has an empty name; other nameless
-    // objects have no file to symbolize from.
-    if (!first) return 0;
-    path = ctx->exe_path;
-  }
-  if (strncmp(path, "linux-vdso", 10) == 0 || strncmp(path, "linux-gate", 10) == 0) return 0;
-
-  wire::Module m{};
-  m.load_bias = info->dlpi_addr;
-  m.epoch = ctx->epoch;
-  bool have_exec = false;
-  for (int i = 0; i < info->dlpi_phnum; ++i) {
-    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
-    uint64_t lo = info->dlpi_addr + ph.p_vaddr, hi = lo + ph.p_memsz;
-    if (!have_exec) {
-      m.start = lo;
-      m.end = hi;
-      m.file_offset = ph.p_offset;
-      have_exec = true;
-    } else {
-      if (lo < m.start) {
-        m.start = lo;
-        m.file_offset = ph.p_offset;
-      }
-      if (hi > m.end) m.end = hi;
-    }
-  }
-  if (!have_exec) return 0;
-  const uint8_t* build_id = nullptr;
-  m.build_id_len = FindBuildId(info, &build_id);
-  size_t path_len = strlen(path);
-  if (path_len > wire::kMaxPathBytes) path_len = wire::kMaxPathBytes;
-  m.path_len = static_cast<uint16_t>(path_len);
-  if (ctx->out->AppendModule(m, build_id, path)) ++ctx->written;
-  return 0;
-}
-
-int ReadGeneration(dl_phdr_info* info, size_t size, void* arg) {
-  if (size >= offsetof(dl_phdr_info, dlpi_subs) + sizeof(info->dlpi_subs)) {
-    *static_cast<uint64_t*>(arg) = info->dlpi_adds + (info->dlpi_subs << 32);
-  }
-  return 1;  // one object is enough
 }
 
 uint64_t Fnv1a(const uint8_t* p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
@@ -132,6 +73,189 @@ int ListCode(dl_phdr_info* info, size_t, void* arg) {
   return 0;
 }
 
+// Reads `n` bytes of this process's memory at `address`: false where it is
+// not mapped readable (an object a dlclose unmapped meanwhile), where a
+// plain read would fault.
+bool ReadMemory(uintptr_t address, void* out, size_t n) {
+  iovec local{out, n};
+  iovec remote{reinterpret_cast<void*>(address), n};
+  return InlineSyscall(SYS_process_vm_readv, sys::Getpid(), reinterpret_cast<long>(&local), 1,
+                       reinterpret_cast<long>(&remote), 1, 0) == static_cast<long>(n);
+}
+
+// One line of /proc/self/maps: "start-end perms offset dev inode   path".
+struct Mapping {
+  uintptr_t start, end;
+  uint64_t offset, inode;
+  bool executable;
+  const char* path;  // "" for an anonymous mapping; not NUL-terminated
+  size_t path_len;
+};
+
+uint64_t Hex(const char** p, const char* end) {
+  uint64_t v = 0;
+  for (; *p < end; ++*p) {
+    const char c = **p;
+    const int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) break;
+    v = v * 16 + static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+uint64_t Decimal(const char** p, const char* end) {
+  uint64_t v = 0;
+  for (; *p < end && **p >= '0' && **p <= '9'; ++*p) v = v * 10 + static_cast<uint64_t>(**p - '0');
+  return v;
+}
+
+void SkipTo(const char** p, const char* end, char c) {
+  while (*p < end && **p != c) ++*p;
+  if (*p < end) ++*p;
+}
+
+bool ParseMapping(const char* p, const char* end, Mapping* m) {
+  m->start = Hex(&p, end);
+  if (p >= end || *p != '-') return false;
+  ++p;
+  m->end = Hex(&p, end);
+  if (end - p < 6 || *p != ' ') return false;
+  m->executable = p[3] == 'x';  // " rwxp "
+  p += 6;
+  m->offset = Hex(&p, end);
+  SkipTo(&p, end, ' ');  // the device
+  SkipTo(&p, end, ' ');
+  m->inode = Decimal(&p, end);
+  while (p < end && *p == ' ') ++p;
+  m->path = p;
+  m->path_len = static_cast<size_t>(end - p);
+  constexpr char kDeleted[] = " (deleted)";
+  constexpr size_t kDeletedLen = sizeof(kDeleted) - 1;
+  if (m->path_len > kDeletedLen && memcmp(end - kDeletedLen, kDeleted, kDeletedLen) == 0) {
+    m->path_len -= kDeletedLen;
+  }
+  return true;
+}
+
+// Calls on_mapping(const Mapping&) for each line of /proc/self/maps; false
+// if it cannot be read. One reader at a time (the sender): the buffer is
+// static, as a path may be 4 KiB.
+template <typename OnMapping>
+bool ForEachMapping(OnMapping on_mapping) {
+  static char buf[16 << 10];
+  const int fd = static_cast<int>(sys::Open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+  if (fd < 0) return false;
+  size_t have = 0;
+  bool ok = true;
+  for (;;) {
+    const long n = sys::Read(fd, buf + have, sizeof(buf) - have);
+    if (n < 0) {
+      ok = false;
+      break;
+    }
+    have += static_cast<size_t>(n);
+    size_t used = 0;
+    while (const char* nl = static_cast<const char*>(memchr(buf + used, '\n', have - used))) {
+      Mapping m;
+      if (ParseMapping(buf + used, nl, &m)) on_mapping(m);
+      used = static_cast<size_t>(nl - buf) + 1;
+    }
+    if (n == 0) break;
+    if (used == 0 && have == sizeof(buf)) {  // a line longer than the buffer
+      ok = false;
+      break;
+    }
+    memmove(buf, buf + used, have - used);
+    have -= used;
+  }
+  sys::Close(fd);
+  return ok;
+}
+
+bool FileBacked(const Mapping& m) { return m.inode != 0 && m.path_len > 0 && m.path[0] == '/'; }
+
+uint64_t MixMapping(uint64_t h, const Mapping& m) {
+  const uint64_t words[4] = {m.start, m.end, m.offset, m.inode};
+  return Fnv1a(reinterpret_cast<const uint8_t*>(words), sizeof(words), h);
+}
+
+uint64_t MixEpoch(uint64_t h, uint64_t epoch) { return (h ^ epoch) * 0x9e3779b97f4a7c15ull | 1; }
+
+constexpr int kMaxPhdrs = 64;
+
+// The object whose first mapping (file offset 0) starts at `base`: its
+// program headers, read from memory. False if it is no 64-bit ELF object.
+bool ReadProgramHeaders(uintptr_t base, ElfW(Phdr)* phdrs, int* count) {
+  ElfW(Ehdr) eh;
+  if (!ReadMemory(base, &eh, sizeof(eh)) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 ||
+      eh.e_phnum > kMaxPhdrs) {
+    return false;
+  }
+  *count = eh.e_phnum;
+  return ReadMemory(base + eh.e_phoff, phdrs, eh.e_phnum * sizeof(ElfW(Phdr)));
+}
+
+// The object's GNU build-id from its PT_NOTE segments, read from memory.
+uint16_t ReadBuildId(uintptr_t bias, const ElfW(Phdr)* phdrs, int count, uint8_t* id) {
+  for (int i = 0; i < count; ++i) {
+    if (phdrs[i].p_type != PT_NOTE) continue;
+    uint8_t notes[1024];
+    const size_t size = phdrs[i].p_memsz < sizeof(notes) ? phdrs[i].p_memsz : sizeof(notes);
+    if (!ReadMemory(bias + phdrs[i].p_vaddr, notes, size)) continue;
+    for (const uint8_t* p = notes; p + sizeof(ElfW(Nhdr)) <= notes + size;) {
+      const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
+      const uint8_t* name = p + sizeof(ElfW(Nhdr));
+      const uint8_t* desc = name + ((n->n_namesz + 3) & ~3u);
+      const uint8_t* next = desc + ((n->n_descsz + 3) & ~3u);
+      if (next > notes + size) break;
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+        const uint16_t len = static_cast<uint16_t>(n->n_descsz > wire::kMaxBuildIdBytes ? wire::kMaxBuildIdBytes
+                                                                                       : n->n_descsz);
+        memcpy(id, desc, len);
+        return len;
+      }
+      p = next;
+    }
+  }
+  return 0;
+}
+
+// Appends the kModule of the object mapped from `path` whose first mapping
+// starts at `base`, if it is an ELF object with executable code.
+bool AppendObject(FrameWriter* out, uint32_t epoch, uintptr_t base, const char* path, size_t path_len) {
+  ElfW(Phdr) phdrs[kMaxPhdrs];
+  int count = 0;
+  if (!ReadProgramHeaders(base, phdrs, &count)) return false;
+  // The first loadable segment maps file offset 0 at `base`: the bias is
+  // what moves its (page-aligned) address there.
+  const ElfW(Phdr)* first = nullptr;
+  for (int i = 0; i < count && !first; ++i) {
+    if (phdrs[i].p_type == PT_LOAD) first = &phdrs[i];
+  }
+  if (!first) return false;
+  wire::Module m{};
+  m.load_bias = base - (first->p_vaddr & ~uintptr_t{4095});
+  m.epoch = epoch;
+  bool have_exec = false;
+  for (int i = 0; i < count; ++i) {
+    const ElfW(Phdr)& ph = phdrs[i];
+    if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+    const uint64_t lo = m.load_bias + ph.p_vaddr, hi = lo + ph.p_memsz;
+    if (!have_exec || lo < m.start) {
+      m.start = lo;
+      m.file_offset = ph.p_offset;
+    }
+    if (!have_exec || hi > m.end) m.end = hi;
+    have_exec = true;
+  }
+  if (!have_exec) return false;
+  uint8_t build_id[wire::kMaxBuildIdBytes];
+  m.build_id_len = ReadBuildId(m.load_bias, phdrs, count, build_id);
+  m.path_len = static_cast<uint16_t>(path_len > wire::kMaxPathBytes ? wire::kMaxPathBytes : path_len);
+  return out->AppendModule(m, build_id, path);
+}
+
 }  // namespace
 
 size_t LoadedCode(CodeRange* out, size_t max) {
@@ -141,100 +265,37 @@ size_t LoadedCode(CodeRange* out, size_t max) {
   return ctx.count;
 }
 
-uint64_t ModulesGeneration() {
-  uint64_t gen = 0;
-  dl_iterate_phdr(ReadGeneration, &gen);
-  return gen ^ (UnloadEpoch() * 0x9e3779b97f4a7c15ull);
+uint64_t MappingsFingerprint() {
+  uint64_t h = 0xcbf29ce484222325ull;
+  const uint64_t epoch = UnloadEpoch();
+  if (!ForEachMapping([&h](const Mapping& m) {
+        if (m.executable && FileBacked(m)) h = MixMapping(h, m);
+      })) {
+    return 0;
+  }
+  return MixEpoch(h, epoch);
 }
 
-uint32_t WriteModules(FrameWriter* out, const char* exe_path) {
+uint32_t WriteModules(FrameWriter* out, uint64_t* fingerprint) {
+  *fingerprint = 0;
   if (!out->Append(wire::FrameType::kModulesReset, nullptr, 0)) return 0;
-  // The epoch is read before the objects: a dlclose that begins while they
-  // are visited moves it after this read, so an object it unmaps is listed
+  // The epoch is read before the mappings: a dlclose that begins while they
+  // are read moves it after this read, so an object it unmaps is listed
   // under the epoch before (its last), never under the one in which another
-  // object may take its place. The sender's ModulesGeneration() read the
-  // epoch before this one: if it moved in between, the next round sends
-  // another map.
-  uint32_t epoch = wire::kEpochStamped | static_cast<uint32_t>(UnloadEpoch() & (wire::kEpochStamped - 1));
-  WriteContext ctx{out, exe_path, epoch, 0, true};
-  dl_iterate_phdr(WriteOne, &ctx);
-  return ctx.written;
-}
-
-
-namespace {
-
-// The published map: written under g_writer, read as a sequence lock (odd
-// while a writer writes). Mapped at the first publish; a forked child
-// shares it copy-on-write, as it shares the objects it lists.
-constexpr size_t kPublishedBytes = 1u << 20;
-uint8_t* g_map = nullptr;
-std::atomic<uint64_t> g_sequence{0};
-std::atomic<size_t> g_map_size{0};
-std::atomic<bool> g_writer{false};
-uint64_t g_map_generation = 0;  // under g_writer
-char g_exe[wire::kMaxPathBytes + 1];
-
-}  // namespace
-
-bool PublishModules(uint64_t stacks) {
-  uint64_t deadline = 0;
-  auto acquired = [] {
-    bool free = false;
-    return g_writer.compare_exchange_strong(free, true, std::memory_order_acquire);
-  };
-  if (!YieldUntil(acquired, &deadline)) return false;
-  // Read before the map's objects, as WriteModules reads the epoch first.
-  const uint64_t generation = ModulesGeneration();
-  const uint64_t sequence = g_sequence.load(std::memory_order_relaxed);
-  bool ok = true;
-  if (sequence == 0 || generation != g_map_generation) {
-    if (!g_map) g_map = static_cast<uint8_t*>(MapZeroed(kPublishedBytes));
-    if (!g_exe[0]) {
-      const long n = sys::Readlink("/proc/self/exe", g_exe, sizeof(g_exe) - 1);
-      g_exe[n > 0 ? n : 0] = '\0';
-    }
-    ok = g_map != nullptr;
-    if (ok) {
-      g_sequence.store(sequence + 1, std::memory_order_relaxed);
-      std::atomic_thread_fence(std::memory_order_release);
-      FrameWriter out(g_map, kPublishedBytes);
-      WriteModules(&out, g_exe);
-      g_map_size.store(out.size(), std::memory_order_relaxed);
-      g_map_generation = generation;
-      g_sequence.store(sequence + 2, std::memory_order_release);
-    }
-  }
-  // A stack interned meanwhile by another thread checks again.
-  if (ok) g_modules_checked_stacks.store(stacks, std::memory_order_relaxed);
-  g_writer.store(false, std::memory_order_release);
-  return ok;
-}
-
-uint64_t PublishedModulesSequence() { return g_sequence.load(std::memory_order_acquire); }
-
-size_t CopyPublishedModules(uint8_t* out, size_t capacity, uint64_t* sequence) {
-  for (int attempt = 0; attempt < 1000; ++attempt) {
-    const uint64_t before = g_sequence.load(std::memory_order_acquire);
-    if (before == 0) return 0;
-    if (before & 1) {
-      sys::SchedYield();
-      continue;
-    }
-    const size_t size = g_map_size.load(std::memory_order_relaxed);
-    if (size > capacity) return 0;
-    memcpy(out, g_map, size);
-    std::atomic_thread_fence(std::memory_order_acquire);
-    if (g_sequence.load(std::memory_order_relaxed) == before) {
-      *sequence = before;
-      return size;
-    }
-  }
-  return 0;
-}
-
-void ModulesForkChild() {
-  if (g_writer.load(std::memory_order_relaxed)) g_writer.store(false, std::memory_order_relaxed);
+  // object may take its place.
+  const uint64_t epoch_now = UnloadEpoch();
+  const uint32_t epoch = wire::kEpochStamped | static_cast<uint32_t>(epoch_now & (wire::kEpochStamped - 1));
+  uint64_t h = 0xcbf29ce484222325ull;
+  uint32_t written = 0;
+  // Each object's mapping at file offset 0 (its ELF header) comes first.
+  const bool ok = ForEachMapping([&](const Mapping& m) {
+    if (!FileBacked(m)) return;
+    if (m.executable) h = MixMapping(h, m);
+    if (m.offset != 0) return;
+    written += AppendObject(out, epoch, m.start, m.path, m.path_len);
+  });
+  if (ok) *fingerprint = MixEpoch(h, epoch_now);
+  return written;
 }
 
 }  // namespace heapwatch::preload

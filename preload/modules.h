@@ -1,8 +1,10 @@
 // Module maps for out-of-process symbolization: for each loaded object its
 // path, load bias, executable range, file offset and GNU build-id, encoded as
-// kModulesReset + kModule frames, written by the threads that sample (they
-// may call into the loader) and published for the sender (which must not:
-// sender.h).
+// kModulesReset + kModule frames. Read by the sender, which must not call
+// into the loader or the C library (sender.cc): from the kernel's list of the
+// process's mappings (/proc/self/maps) and each object's ELF headers in
+// memory, read with process_vm_readv, which fails instead of faulting where
+// a dlclose unmapped them meanwhile. What out-of-process profilers read too.
 //
 // And the unload epoch (wire.h), which any thread may read or move.
 #ifndef HEAPWATCH_PRELOAD_MODULES_H_
@@ -26,41 +28,18 @@ extern std::atomic<uint64_t> g_unload_epoch __attribute__((visibility("hidden"))
 inline uint64_t UnloadEpoch() { return g_unload_epoch.load(std::memory_order_acquire); }
 inline void NoteUnload() { g_unload_epoch.fetch_add(1, std::memory_order_acq_rel); }
 
-// A number that changes whenever objects are loaded or unloaded
-// (dlpi_adds, dlpi_subs) and whenever the unload epoch moves (a dlclose
-// that left its object loaded still needs a map of the new epoch). Cheap:
-// visits one object.
-uint64_t ModulesGeneration();
+// A hash of the process's file-backed executable mappings (address range,
+// file offset, inode) and of the unload epoch: it changes when an object is
+// loaded or unloaded, and when a dlclose that left its object loaded moved
+// the epoch (a map of the new epoch is still needed). One read of
+// /proc/self/maps; 0 if it cannot be read.
+uint64_t MappingsFingerprint();
 
-// Appends kModulesReset and one kModule per object with executable code
-// (the vdso, which has no file, is skipped), stamped with the unload epoch.
-// The main executable's empty name becomes `exe_path`. Returns the number
-// of modules written; objects that do not fit in `out` are left out.
-uint32_t WriteModules(FrameWriter* out, const char* exe_path);
-
-// The published map. A sampling thread that finds the stack depot grown
-// (a stack never seen before: its pcs may lie in an object the last map
-// does not list) writes a new map if objects were loaded or unloaded since
-// that map (ModulesGeneration), before it pushes the stack's event; the
-// sender sends each map it finds published. One writer at a time, for at
-// most kForkWaitNs (a writer that never ends is a thread a copy of the
-// process does not have: the map stays as it is).
-extern std::atomic<uint64_t> g_modules_checked_stacks __attribute__((visibility("hidden")));
-bool PublishModules(uint64_t stacks);
-inline void PublishModulesIfStacksGrew(uint64_t stacks) {
-  if (__builtin_expect(stacks != g_modules_checked_stacks.load(std::memory_order_relaxed), 0)) {
-    PublishModules(stacks);
-  }
-}
-// Changes whenever a map is published; 0 until the first.
-uint64_t PublishedModulesSequence();
-// Copies the published map (at most `capacity` bytes, kModulesReset
-// first) into `out` and returns its size, with its sequence in *sequence; 0
-// if none is published yet or a writer held it throughout (the next round
-// tries again). Never calls into the loader or the C library.
-size_t CopyPublishedModules(uint8_t* out, size_t capacity, uint64_t* sequence);
-// In a forked child: the writer, if one was writing, was another thread.
-void ModulesForkChild();
+// Appends kModulesReset and one kModule per ELF object with executable code
+// mapped from a file (the vdso is skipped), stamped with the unload epoch,
+// and returns how many; objects that do not fit in `out` are left out.
+// *fingerprint gets MappingsFingerprint() of the mappings it read.
+uint32_t WriteModules(FrameWriter* out, uint64_t* fingerprint);
 
 }  // namespace heapwatch::preload
 

@@ -12,8 +12,7 @@
 // setgroups): glibc makes every thread it knows make them too (its setxid
 // signal), but the sender is no thread of glibc's (sender.cc), so a task
 // that kept the old credentials, root's say, would outlive a daemon's drop
-// of them. Around them the sender stops, and starts again after, with the
-// new ones.
+// of them. After them the sender makes the same call (sender.h).
 //
 // Also chroot, and both calls into a mount or user namespace: libunwind is
 // loaded at a process's first sample (unwinder.h), by path, and a process
@@ -53,14 +52,13 @@ std::atomic<ChrootFn> g_real_chroot{nullptr};
 constexpr int kRetries = 100;
 constexpr long kRetryNs = 100000;  // 0.1 ms, so at most ~10 ms
 
-// `call()` with the sender stopped; its result and errno. `retry`: for the
-// calls that need one thread (EINVAL while the sender is still leaving).
+// `call()` with the sender stopped; its result and errno.
 template <typename Call>
-int WithoutSender(Call call, bool retry = true) {
+int WithoutSender(Call call) {
   heapwatch::preload::SenderPauseScope one_at_a_time;
   bool paused = heapwatch::preload::PauseSender();
   int rc = call();
-  for (int i = 0; retry && paused && rc != 0 && errno == EINVAL && i < kRetries; ++i) {
+  for (int i = 0; paused && rc != 0 && errno == EINVAL && i < kRetries; ++i) {
     timespec ts{0, kRetryNs};
     syscall(SYS_nanosleep, &ts, nullptr);
     rc = call();
@@ -83,15 +81,23 @@ int RealSetns(int fd, int nstype) {
   return real(fd, nstype);
 }
 
-// The next definition of `name`, called with the sender stopped.
-template <typename Fn, typename... Args>
-int WithNewCredentials(std::atomic<Fn>* slot, const char* name, Args... args) {
+// `call` of the next definition of `name`; once it succeeded, the sender
+// makes the system call it made (sender.h, SenderFollowCredentials).
+template <typename Fn, typename Call>
+int WithNewCredentials(std::atomic<Fn>* slot, const char* name, Call call, long number, long a, long b = 0,
+                       long c = 0) {
   Fn real = heapwatch::preload::NextFunction(slot, name);
   if (!real) {
     errno = ENOSYS;
     return -1;
   }
-  return WithoutSender([&] { return real(args...); }, /*retry=*/false);
+  const int rc = call(real);
+  if (rc == 0) {
+    const int saved_errno = errno;
+    heapwatch::preload::SenderFollowCredentials(number, a, b, c);
+    errno = saved_errno;
+  }
+  return rc;
 }
 
 using IdFn = int (*)(unsigned);
@@ -106,20 +112,40 @@ std::atomic<SetgroupsFn> g_real_setgroups{nullptr};
 
 }  // namespace
 
-HW_EXPORT int setuid(uid_t uid) { return WithNewCredentials(&g_real_setuid, "setuid", uid); }
-HW_EXPORT int setgid(gid_t gid) { return WithNewCredentials(&g_real_setgid, "setgid", gid); }
-HW_EXPORT int seteuid(uid_t uid) { return WithNewCredentials(&g_real_seteuid, "seteuid", uid); }
-HW_EXPORT int setegid(gid_t gid) { return WithNewCredentials(&g_real_setegid, "setegid", gid); }
-HW_EXPORT int setreuid(uid_t r, uid_t e) { return WithNewCredentials(&g_real_setreuid, "setreuid", r, e); }
-HW_EXPORT int setregid(gid_t r, gid_t e) { return WithNewCredentials(&g_real_setregid, "setregid", r, e); }
+// Each with the system call glibc's wrapper makes (seteuid and setegid are
+// setresuid and setresgid that leave two ids as they are).
+constexpr long kKeep = static_cast<unsigned>(-1);
+HW_EXPORT int setuid(uid_t id) {
+  return WithNewCredentials(&g_real_setuid, "setuid", [id](IdFn f) { return f(id); }, SYS_setuid, id);
+}
+HW_EXPORT int setgid(gid_t id) {
+  return WithNewCredentials(&g_real_setgid, "setgid", [id](IdFn f) { return f(id); }, SYS_setgid, id);
+}
+HW_EXPORT int seteuid(uid_t id) {
+  return WithNewCredentials(&g_real_seteuid, "seteuid", [id](IdFn f) { return f(id); }, SYS_setresuid, kKeep,
+                            id, kKeep);
+}
+HW_EXPORT int setegid(gid_t id) {
+  return WithNewCredentials(&g_real_setegid, "setegid", [id](IdFn f) { return f(id); }, SYS_setresgid, kKeep,
+                            id, kKeep);
+}
+HW_EXPORT int setreuid(uid_t r, uid_t e) {
+  return WithNewCredentials(&g_real_setreuid, "setreuid", [=](TwoIdsFn f) { return f(r, e); }, SYS_setreuid, r, e);
+}
+HW_EXPORT int setregid(gid_t r, gid_t e) {
+  return WithNewCredentials(&g_real_setregid, "setregid", [=](TwoIdsFn f) { return f(r, e); }, SYS_setregid, r, e);
+}
 HW_EXPORT int setresuid(uid_t r, uid_t e, uid_t s) {
-  return WithNewCredentials(&g_real_setresuid, "setresuid", r, e, s);
+  return WithNewCredentials(&g_real_setresuid, "setresuid", [=](ThreeIdsFn f) { return f(r, e, s); },
+                            SYS_setresuid, r, e, s);
 }
 HW_EXPORT int setresgid(gid_t r, gid_t e, gid_t s) {
-  return WithNewCredentials(&g_real_setresgid, "setresgid", r, e, s);
+  return WithNewCredentials(&g_real_setresgid, "setresgid", [=](ThreeIdsFn f) { return f(r, e, s); },
+                            SYS_setresgid, r, e, s);
 }
 HW_EXPORT int setgroups(size_t n, const gid_t* groups) {
-  return WithNewCredentials(&g_real_setgroups, "setgroups", n, groups);
+  return WithNewCredentials(&g_real_setgroups, "setgroups", [=](SetgroupsFn f) { return f(n, groups); },
+                            SYS_setgroups, static_cast<long>(n), reinterpret_cast<long>(groups));
 }
 
 HW_EXPORT int chroot(const char* path) {

@@ -489,7 +489,6 @@ __attribute__((noinline)) void RecordAlloc(void* p, size_t size) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  PublishModulesIfStacksGrew(g_shim.depot.stacks());
   uint64_t now = EventTimeNs();
   if (!g_shim.table.Insert({address, size, stack_id, now})) {
     g_shim.counters.table_full.fetch_add(1, std::memory_order_relaxed);

@@ -11,7 +11,6 @@
 
 #include "fork_words.h"
 #include "loader_lock.h"
-#include "modules.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
 #include "recorder.h"
@@ -162,7 +161,6 @@ void ForkChild() {
             " after 1 s (a signal handler jumped out of it?); this child does not use libunwind");
   }
   UnloadedCodeForkChild();
-  ModulesForkChild();
   g_shim.table.ForkChild();
   Counters& c = g_shim.counters;
   for (auto* a : {&c.sampled_allocs, &c.sampled_frees, &c.dropped_events, &c.table_full,

@@ -72,6 +72,16 @@ std::atomic<uint32_t> g_wake{0};
 // reads false just before the sender goes to sleep is lost: that sleep then
 // runs its course, as without nudges.
 std::atomic<bool> g_sleeping{false};
+// A credential call for the sender to make (SenderFollowCredentials): the
+// caller writes it and moves `posted`; the sender makes it, stores its
+// result and moves `done` to `posted`, a futex word the caller waits on.
+struct CredentialCall {
+  std::atomic<uint32_t> posted{0};
+  std::atomic<uint32_t> done{0};
+  long number = 0, a = 0, b = 0, c = 0;
+  long result = 0;
+};
+CredentialCall g_credential_call;
 
 // Ends the sender's sleep in Idle now (or makes its next one return at once).
 void WakeSender() {
@@ -84,6 +94,14 @@ void WakeSender() {
 // up, and reads and ignores anything it sent.
 void Idle(SenderState* s, uint64_t wait_ms) {
   uint32_t seen = g_wake.load(std::memory_order_acquire);
+  // A pause or a credential call requested before `seen` was read woke
+  // nobody, and the futex would wait for the whole period: each is stored
+  // before g_wake moves.
+  if (g_pause_requested.load(std::memory_order_acquire)) return;
+  if (g_credential_call.posted.load(std::memory_order_acquire) !=
+      g_credential_call.done.load(std::memory_order_relaxed)) {
+    return FollowCredentialsNow();
+  }
   // A flush requested after `seen` was read changes g_wake, and the futex
   // returns at once. One still pending from before is an exiting process
   // whose round failed (no collector yet): retry soon, without spinning.
@@ -94,6 +112,7 @@ void Idle(SenderState* s, uint64_t wait_ms) {
   g_sleeping.store(true, std::memory_order_seq_cst);
   sys::Futex(&g_wake, FUTEX_WAIT_PRIVATE, seen, &ts);
   g_sleeping.store(false, std::memory_order_relaxed);
+  FollowCredentialsNow();
   if (s->sock.fd() < 0) return;
   if (!s->sock.StillOurs()) return Disconnect(s);
   char sink[512];
@@ -102,6 +121,7 @@ void Idle(SenderState* s, uint64_t wait_ms) {
 }
 
 void RunOnce(SenderState* s) {
+  FollowCredentialsNow();
   uint64_t flush_requested = g_flush_requested.load(std::memory_order_acquire);
   // The process is exiting and waits for this round: no backoff, drain all.
   bool exiting = flush_requested != g_flush_done.load(std::memory_order_relaxed);
@@ -125,7 +145,7 @@ void RunOnce(SenderState* s) {
     DiscardRing(s);  // nobody to tell; the next connection resyncs anyway
   } else {
     bool ok = true;
-    if (PublishedModulesSequence() != s->modules_sequence) ok = SendModules(s);
+    ok = SendModulesIfChanged(s);
     if (ok && g_shim.resync_needed.exchange(false, std::memory_order_acq_rel)) ok = Resync(s);
     drained = ok ? DrainRing(s, &ok) : 0;
     // At exit, what other threads push meanwhile is bounded by a few rings.
@@ -314,6 +334,45 @@ void ResumeSender() {
       !StartSender()) {
     g_shim.state.store(static_cast<int>(ShimState::kOff), std::memory_order_release);
   }
+}
+
+void FollowCredentialsNow() {
+  CredentialCall& call = g_credential_call;
+  const uint32_t posted = call.posted.load(std::memory_order_acquire);
+  if (posted == call.done.load(std::memory_order_relaxed)) return;
+  call.result = InlineSyscall(call.number, call.a, call.b, call.c);
+  call.done.store(posted, std::memory_order_release);
+  sys::Futex(&call.done, FUTEX_WAKE_PRIVATE, 1, nullptr);
+}
+
+void SenderFollowCredentials(long number, long a, long b, long c) {
+  SenderPauseScope one_at_a_time;  // one call at a time, and no pause meanwhile
+  if (g_thread.load(std::memory_order_acquire) != static_cast<int>(Thread::kRunning) || !InShimsProcess()) {
+    return;  // no sender, or another process's (a vfork child's call)
+  }
+  CredentialCall& call = g_credential_call;
+  call.number = number;
+  call.a = a;
+  call.b = b;
+  call.c = c;
+  const uint32_t ticket = call.posted.load(std::memory_order_relaxed) + 1;
+  call.posted.store(ticket, std::memory_order_release);
+  WakeSender();
+  const uint64_t deadline = MonoNs() + kForkWaitNs;
+  uint32_t done;
+  while ((done = call.done.load(std::memory_order_acquire)) != ticket) {
+    const uint64_t now = MonoNs();
+    if (now >= deadline) break;
+    const uint64_t left = deadline - now;
+    timespec ts{static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
+    sys::Futex(&call.done, FUTEX_WAIT_PRIVATE, done, &ts);
+  }
+  if (done == ticket && call.result == 0) return;
+  // Started again from this thread, the sender has its credentials. The
+  // call it did not make is void.
+  if (!PauseSender()) return;
+  call.done.store(call.posted.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  ResumeSender();
 }
 
 void NudgeSender() {

@@ -43,6 +43,20 @@ class SenderPauseScope {
   SenderPauseScope& operator=(const SenderPauseScope&) = delete;
 };
 
+// After the calling thread changed its credentials (setuid and its kin:
+// namespace_interposer.cc) with the system call `number` and these
+// arguments, which glibc's wrapper made: makes the sender make the same
+// call, and waits until it has. glibc makes every thread of its own do so
+// (its setxid signal); the sender is none of them, and would keep the old
+// credentials: root's, in a daemon that dropped them. If the sender does
+// not follow within a second, or its call fails (its credentials were not
+// the caller's before: a change made with the `syscall` instruction), it is
+// stopped and started again, from this thread, with this thread's.
+void SenderFollowCredentials(long number, long a, long b, long c);
+// The sender's side: makes a credential call a thread waits for, if any.
+// Where the sender may wait: between rounds, and in a flush (Flush).
+void FollowCredentialsNow();
+
 // Wakes the sender now if it is sleeping between rounds (any thread, also a
 // signal handler: one atomic load, and a futex wake only when it sleeps).
 void NudgeSender();

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "modules.h"
+#include "sender.h"
 #include "raw_syscall.h"
 
 // Resync, and why replaying the ring after the table scan is correct.
@@ -55,6 +56,10 @@ constexpr size_t kEagerFlushBytes = 64u << 10;
 // Events one DrainRing takes at most.
 constexpr uint32_t kDrainEvents = 32768;
 constexpr int kWriteDeadlineMs = 2000;
+// How often the sender reads the process's mappings to see whether the
+// module map changed (SendModulesIfChanged): every second, and after a new
+// stack at most every 50 ms.
+constexpr uint64_t kModulesPeriodNs = 1000000000, kModulesNewStackNs = 50000000;
 constexpr uint64_t kStatsPeriodNs = 1000000000ull;
 
 }  // namespace
@@ -86,8 +91,11 @@ bool Flush(SenderState* s) {
     if (n == -EAGAIN || n == -EWOULDBLOCK) {
       uint64_t now = MonoMs();
       if (now >= deadline) break;
+      // In slices of 10 ms: a thread may wait for the sender to follow its
+      // credential call (sender.h).
+      FollowCredentialsNow();
       pollfd p{s->sock.fd(), POLLOUT, 0};
-      sys::Poll(&p, 1, static_cast<int>(deadline - now < 100 ? deadline - now : 100));
+      sys::Poll(&p, 1, static_cast<int>(deadline - now < 10 ? deadline - now : 10));
       continue;
     }
     break;
@@ -151,17 +159,28 @@ bool EnsureStack(SenderState* s, uint64_t id, bool* io_ok) {
 }  // namespace
 
 bool SendModules(SenderState* s) {
-  // The map the sampling threads published last (modules.h): the sender
-  // does not call into the loader.
-  s->modules_sequence = 0;
-  uint64_t sequence = 0;
-  const size_t size = CopyPublishedModules(s->module_mem, kModuleBytes, &sequence);
-  if (size == 0) return true;  // none yet (or being written): a later round
+  FrameWriter staging(s->module_mem, kModuleBytes);
+  WriteModules(&staging, &s->modules_fingerprint);
+  s->modules_stacks = g_shim.depot.stacks();
+  s->modules_epoch = UnloadEpoch();
+  s->next_modules_ns = MonoNs() + kModulesPeriodNs;
   if (!EmitBatch(s)) return false;
-  if (size > s->out.available() && !Flush(s)) return false;
-  if (!s->out.AppendRaw(s->module_mem, size)) return false;
-  s->modules_sequence = sequence;
-  return true;
+  if (staging.size() > s->out.available() && !Flush(s)) return false;
+  return s->out.AppendRaw(staging.data(), staging.size());
+}
+
+bool SendModulesIfChanged(SenderState* s) {
+  const uint64_t now = MonoNs();
+  const bool epoch_moved = UnloadEpoch() != s->modules_epoch;
+  const bool new_stacks = g_shim.depot.stacks() != s->modules_stacks &&
+                          now + kModulesPeriodNs - kModulesNewStackNs >= s->next_modules_ns;
+  if (!epoch_moved && !new_stacks && now < s->next_modules_ns) return true;
+  s->modules_stacks = g_shim.depot.stacks();
+  s->modules_epoch = UnloadEpoch();
+  s->next_modules_ns = now + kModulesPeriodNs;
+  const uint64_t fingerprint = MappingsFingerprint();
+  if (fingerprint == 0 || fingerprint == s->modules_fingerprint) return true;
+  return SendModules(s);
 }
 
 bool SendStats(SenderState* s) {

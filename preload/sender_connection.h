@@ -42,7 +42,12 @@ struct SenderState {
   // the top).
   bool ring_complete = true;
   uint64_t resync_generation = 0;
-  uint64_t modules_sequence = 0;  // of the module map sent (modules.h)
+  // The mappings of the last module map sent (modules.h), and when they are
+  // to be read again (SendModulesIfChanged).
+  uint64_t modules_fingerprint = 0;
+  uint64_t modules_stacks = 0;
+  uint64_t modules_epoch = 0;
+  uint64_t next_modules_ns = 0;
   uint64_t next_connect_ms = 0;
   uint64_t backoff_ms = kBackoffMinMs;
   uint64_t next_stats_ns = 0;
@@ -74,7 +79,13 @@ void Disconnect(SenderState* s);
 // Sends the whole output buffer, waiting (the sender, never the application)
 // up to a deadline; false, and disconnected, if it could not.
 bool Flush(SenderState* s);
+// The module map, read now (modules.h).
 bool SendModules(SenderState* s);
+// The module map again if the process's mappings changed since the last one
+// sent; they are read when a new stack was captured (its pcs may lie in an
+// object loaded since: at most every 50 ms), when the unload epoch moved, and
+// every second (an object loaded that no sample has run through yet).
+bool SendModulesIfChanged(SenderState* s);
 bool SendStats(SenderState* s);
 // The whole live table between resync markers, after the ring's events.
 bool Resync(SenderState* s);

@@ -250,15 +250,15 @@ class ShimApiTest(ShimSocketTest):
         # allocate through it, or none; the connection made as root carries
         # on after. The sender is no thread of glibc's (it does not make a
         # single-threaded program a threaded one), so glibc leaves its
-        # credentials alone: the shim stops and restarts it around the call,
-        # and every task of the process has the new ones after (without
-        # that, 1-of-2 with no threads, 3-of-4 with two: the sender kept
-        # root's).
+        # credentials alone: the shim has it make the same calls, and every
+        # task of the process has the new ids after a toggle of the
+        # effective ones and after the drop (without that, 1-of-2 with no
+        # threads, 3-of-4 with two: the sender kept root's).
         for threads in ("2", "0"):
             with self.subTest(threads=threads):
                 cmd = [program("shim_setuid"), "65534", threads]
                 base = run(cmd)
-                self.assertEqual((base.returncode, base.stdout), (0, "uid=65534 allocations=some tasks=all\n"))
+                self.assertEqual((base.returncode, base.stdout), (0, "uid=65534 allocations=some toggled=all tasks=all\n"))
                 rx = WireReceiver(self.sock)
                 self.addCleanup(rx.stop)
                 r = run(cmd, shim_env(self.sock, HEAPWATCH_SAMPLE_BYTES=4096), preload=SHIM, timeout=60)

@@ -6,7 +6,9 @@
 // task of the process (/proc/self/task) has the new credentials: the shim's
 // sender is no thread of glibc's, which glibc's setuid() leaves as it was.
 //   shim_setuid UID [THREADS]   (2 threads by default; 0: none)
-// Prints "uid=UID allocations=some|none tasks=all|N-of-M";
+// First toggles its effective ids to UID and back, then drops to UID.
+// Prints "uid=UID allocations=some|none toggled=T tasks=T", each T "all" or
+// N-of-M tasks with the ids expected after the toggle and the drop;
 // exits 1 if a call failed.
 #include <dirent.h>
 #include <pthread.h>
@@ -39,12 +41,11 @@ void* Churn(void*) {
 void* g_before[10];
 void* g_after[10];
 
-// "all", or how many of the process's tasks have every uid and gid `id`.
-void TasksWithIds(unsigned id, char* out, size_t size) {
+// "all", or how many of the process's tasks have these ids: their Uid and
+// Gid lines in /proc (real, effective, saved, filesystem).
+void TasksWith(const char* uids, const char* gids, char* out, size_t size) {
   DIR* dir = opendir("/proc/self/task");
   int tasks = 0, with = 0;
-  char want[64];
-  snprintf(want, sizeof want, "%u\t%u\t%u\t%u\n", id, id, id, id);
   while (dir) {
     dirent* e = readdir(dir);
     if (!e) break;
@@ -56,9 +57,8 @@ void TasksWithIds(unsigned id, char* out, size_t size) {
     ++tasks;
     int matched = 0;
     while (fgets(line, sizeof line, f)) {
-      if ((strncmp(line, "Uid:\t", 5) == 0 || strncmp(line, "Gid:\t", 5) == 0) && strcmp(line + 5, want) == 0) {
-        ++matched;
-      }
+      matched += strncmp(line, "Uid:\t", 5) == 0 && strcmp(line + 5, uids) == 0;
+      matched += strncmp(line, "Gid:\t", 5) == 0 && strcmp(line + 5, gids) == 0;
     }
     fclose(f);
     with += matched == 2;
@@ -83,9 +83,16 @@ int main(int argc, char** argv) {
     if (pthread_create(&threads[i], nullptr, Churn, nullptr) != 0) return 1;
   }
   usleep(20000);
-  int rc = setgroups(0, nullptr) == 0 && setgid(uid) == 0 && setuid(uid) == 0 ? 0 : 1;
-  char tasks[32];
-  TasksWithIds(uid, tasks, sizeof tasks);
+  // A daemon's toggle of its effective ids (per request, say), then its drop.
+  char want_uids[64], want_gids[64], toggled[32], tasks[32];
+  snprintf(want_uids, sizeof want_uids, "0\t%u\t0\t%u\n", uid, uid);
+  snprintf(want_gids, sizeof want_gids, "0\t%u\t0\t%u\n", uid, uid);
+  int rc = setegid(uid) == 0 && seteuid(uid) == 0 ? 0 : 1;
+  TasksWith(want_uids, want_gids, toggled, sizeof toggled);
+  rc |= seteuid(0) == 0 && setegid(0) == 0 ? 0 : 1;
+  rc |= setgroups(0, nullptr) == 0 && setgid(uid) == 0 && setuid(uid) == 0 ? 0 : 1;
+  snprintf(want_uids, sizeof want_uids, "%u\t%u\t%u\t%u\n", uid, uid, uid, uid);
+  TasksWith(want_uids, want_uids, tasks, sizeof tasks);
   usleep(20000);
   g_stop.store(true);
   unsigned long allocations = count > 0 ? 0 : 1;
@@ -95,7 +102,7 @@ int main(int argc, char** argv) {
     allocations += reinterpret_cast<unsigned long>(n);
   }
   Keep(g_after, 10, 333333);
-  printf("uid=%d allocations=%s tasks=%s\n", static_cast<int>(getuid()), allocations > 0 ? "some" : "none",
-         tasks);
+  printf("uid=%d allocations=%s toggled=%s tasks=%s\n", static_cast<int>(getuid()),
+         allocations > 0 ? "some" : "none", toggled, tasks);
   return rc;
 }
