@@ -38,9 +38,8 @@ std::atomic<DlcloseFn> g_real_dlclose{nullptr};
 //    allocate; their stacks read the epoch of the move before. The move
 //    after gives what comes next an epoch of its own.
 // RecordAlloc reads the epoch after the unwind; by the above either order
-// gives the same answer. The epoch is in every stack id, so the first stack
-// captured after the move is a new one, whose thread finds the epoch moved
-// (ModulesGeneration) and publishes a map stamped with it (modules.h).
+// gives the same answer. The sender sees the epoch move (its fingerprint of
+// the mappings includes it) and sends a map stamped with it (modules.h).
 //
 // And the code it unmapped stays free of new code while libunwind's trace
 // caches may still describe it (unloaded_code.h).

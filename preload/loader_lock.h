@@ -6,9 +6,9 @@
 // dlclose) waits for it for good at its first dl_iterate_phdr. A scratch
 // program with no shim, whose children call dl_iterate_phdr, beside a
 // dlopen/dlclose loop: a child hung within 15 s. The shim calls it in every
-// child that samples (libunwind's unwinds and load, the module map; then
-// also the sender's, whose dlopen of libunwind held the loader's main lock,
-// on which the child's exit() waited), so such a child, which alone would run
+// child that samples (libunwind's unwinds and load; then also the sender's
+// module lists and its dlopen of libunwind, which held the loader's main
+// lock, on which the child's exit() waited), so such a child, which alone would run
 // on, hung under the shim. Now it is not profiled (recorder.cc,
 // StartSenderAtFirstSample; recorder_fork.cc, AdoptCopy).
 #ifndef HEAPWATCH_PRELOAD_LOADER_LOCK_H_

@@ -268,8 +268,9 @@ uint64_t SenderAddressSpace() {
 // session"). So the task must never call into glibc where glibc would know
 // its threads: no malloc, no locks, no loader (dl_iterate_phdr, dlopen), no
 // errno: system calls are raw (raw_syscall.h), libunwind is loaded by the
-// sampling threads (recorder.cc) and the module map written by them
-// (modules.h). Its thread area is its own (TaskThreadPointer), so that a
+// sampling threads (recorder.cc), module maps are read from /proc/self/maps
+// (modules.h), and the credential calls that glibc makes every thread of its
+// own make are made again here (SenderFollowCredentials). Its thread area is its own (TaskThreadPointer), so that a
 // thread variable it touches is not another thread's. Every signal blocked
 // for life; its stack is mapped once and not copied by fork.
 bool StartSender() {
