@@ -54,31 +54,33 @@ int MoveToHighDescriptor(int fd) {
   return high;
 }
 
-bool OwnSocket::Adopt(int fd) {
+bool OwnDescriptor::Adopt(int fd, unsigned type) {
   Close();
   fd = MoveToHighDescriptor(fd);
   struct stat st;
-  if (FdStat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+  if (FdStat(fd, &st) != 0 || (st.st_mode & S_IFMT) != type) {
     sys::Close(fd);
     return false;
   }
   fd_ = fd;
+  type_ = type;
   dev_ = st.st_dev;
   ino_ = st.st_ino;
   return true;
 }
 
-bool OwnSocket::StillOurs() const {
+bool OwnDescriptor::StillOurs() const {
   struct stat st;
-  return fd_ >= 0 && FdStat(fd_, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == dev_ && st.st_ino == ino_;
+  return fd_ >= 0 && FdStat(fd_, &st) == 0 && (st.st_mode & S_IFMT) == type_ && st.st_dev == dev_ &&
+         st.st_ino == ino_;
 }
 
-void OwnSocket::Close() {
+void OwnDescriptor::Close() {
   CloseKeepingNumber();
   Forget();
 }
 
-void OwnSocket::CloseKeepingNumber() const {
+void OwnDescriptor::CloseKeepingNumber() const {
   if (StillOurs()) InlineSyscall(SYS_close, fd_);
 }
 

@@ -4,19 +4,22 @@
 // file or socket it opens. Whoever went on using the number wrote into the
 // application's socket, read (and dropped) its bytes, closed its descriptor
 // or, reading a blocking one, hung (tests/e2e/test_shim_reconnect.py,
-// ShimClosedSocketTest). Two holders:
-//  - the sender's socket (OwnSocket below);
+// ShimClosedSocketTest). Three holders:
+//  - the sender's socket (OwnDescriptor below);
+//  - /proc/self/maps, kept open for the sender by a process about to take
+//    /proc out of its reach (modules.h, KeepMappingsReadable);
 //  - libunwind's pipe, which it opens once and through which it checks that
 //    an address can be read (it reads a byte from one end, writes the byte
 //    at the address into the other). The application's thread hung in
 //    malloc, in libunwind's read() of the application's socket.
 // So both live at high numbers, which the kernel hands out last
 // (pipe_interposer.cc moves libunwind's), and before each use the sender
-// checks that its number still names the socket it opened (its inode); if
+// checks that its number still names the file it opened (its inode); if
 // not, it forgets the number without closing it and connects again.
 #ifndef HEAPWATCH_PRELOAD_DESCRIPTORS_H_
 #define HEAPWATCH_PRELOAD_DESCRIPTORS_H_
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 namespace heapwatch::preload {
@@ -27,16 +30,17 @@ namespace heapwatch::preload {
 // (the limit is low, no number is free), returns `fd`, untouched.
 int MoveToHighDescriptor(int fd);
 
-class OwnSocket {
+class OwnDescriptor {
  public:
-  // Takes `fd` (a socket): moves it high (MoveToHighDescriptor) and notes
-  // its identity. False (and `fd` closed) if it cannot be identified.
-  bool Adopt(int fd);
+  // Takes `fd`, a file of `type` (S_IFSOCK: a socket): moves it high
+  // (MoveToHighDescriptor) and notes its identity. False (and `fd` closed)
+  // if it cannot be identified or is of another type.
+  bool Adopt(int fd, unsigned type = S_IFSOCK);
   // The descriptor, or -1.
   int fd() const { return fd_; }
-  // Whether fd() still names the socket Adopt took. One fstat.
+  // Whether fd() still names the file Adopt took. One fstat.
   bool StillOurs() const;
-  // Closes the socket if fd() still names it; forgets the number either way.
+  // Closes the file if fd() still names it; forgets the number either way.
   void Close();
   // Closes it as Close() does, but keeps the number, for Forget() later: a
   // forked child's copy of the parent's socket, closed without writing to
@@ -47,6 +51,7 @@ class OwnSocket {
 
  private:
   int fd_ = -1;
+  unsigned type_ = 0;
   dev_t dev_ = 0;
   ino_t ino_ = 0;
 };

@@ -12,13 +12,13 @@ namespace {
 
 bool IsOpen(int fd) { return fcntl(fd, F_GETFD) != -1; }
 
-TEST(OwnSocketTest, MovesTheSocketHighAndKeepsItCloseOnExec) {
+TEST(OwnDescriptorTest, MovesTheSocketHighAndKeepsItCloseOnExec) {
   int pair[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
   rlimit limit{};
   ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &limit), 0);
   rlim_t top = limit.rlim_cur < 1024 ? limit.rlim_cur : 1024;
-  OwnSocket s;
+  OwnDescriptor s;
   ASSERT_TRUE(s.Adopt(pair[0]));
   EXPECT_GE(s.fd(), static_cast<int>(top / 4 * 3));
   EXPECT_FALSE(IsOpen(pair[0]));  // the low number is free again
@@ -36,10 +36,10 @@ TEST(OwnSocketTest, MovesTheSocketHighAndKeepsItCloseOnExec) {
   close(pair[1]);
 }
 
-TEST(OwnSocketTest, ANumberTheApplicationTookIsNeitherOursNorClosed) {
+TEST(OwnDescriptorTest, ANumberTheApplicationTookIsNeitherOursNorClosed) {
   int pair[2], theirs[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM, 0, pair), 0);
-  OwnSocket s;
+  OwnDescriptor s;
   ASSERT_TRUE(s.Adopt(pair[0]));
   int fd = s.fd();
   // The application closes it and its next socket gets the number.
@@ -77,13 +77,18 @@ TEST(DescriptorsTest, APipeMovedHighStillWorksAndKeepsItsFlags) {
   close(w);
 }
 
-TEST(OwnSocketTest, OnlySocketsAreAdopted) {
+TEST(OwnDescriptorTest, OnlyFilesOfTheTypeAskedForAreAdopted) {
   int p[2];
   ASSERT_EQ(pipe(p), 0);
-  OwnSocket s;
-  EXPECT_FALSE(s.Adopt(p[0]));
+  OwnDescriptor s;
+  EXPECT_FALSE(s.Adopt(p[0]));  // a socket by default
   EXPECT_EQ(s.fd(), -1);
   close(p[1]);
+  OwnDescriptor maps;
+  ASSERT_TRUE(maps.Adopt(open("/proc/self/maps", O_RDONLY | O_CLOEXEC), S_IFREG));
+  EXPECT_TRUE(maps.StillOurs());
+  maps.Close();
+  EXPECT_EQ(maps.fd(), -1);
 }
 
 }  // namespace

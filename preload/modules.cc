@@ -7,6 +7,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "descriptors.h"
 #include "raw_syscall.h"
 #include "unloaded_code.h"
 
@@ -137,18 +138,32 @@ bool ParseMapping(const char* p, const char* end, Mapping* m) {
   return true;
 }
 
+// /proc/self/maps opened before the process took /proc out of its reach,
+// and the process that opened it (KeepMappingsReadable).
+OwnDescriptor g_kept_maps;
+std::atomic<uint32_t> g_kept_maps_pid{0};
+
 // Calls on_mapping(const Mapping&) for each line of /proc/self/maps; false
 // if it cannot be read. One reader at a time (the sender): the buffer is
 // static, as a path may be 4 KiB.
 template <typename OnMapping>
 bool ForEachMapping(OnMapping on_mapping) {
   static char buf[16 << 10];
-  const int fd = static_cast<int>(sys::Open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
-  if (fd < 0) return false;
+  int fd = static_cast<int>(sys::Open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
+  const bool kept = fd < 0;
+  if (kept) {
+    if (g_kept_maps_pid.load(std::memory_order_acquire) != static_cast<uint32_t>(sys::Getpid()) ||
+        !g_kept_maps.StillOurs()) {
+      return false;
+    }
+    fd = g_kept_maps.fd();
+  }
   size_t have = 0;
+  uint64_t offset = 0;  // read from the start again each time (pread)
   bool ok = true;
   for (;;) {
-    const long n = sys::Read(fd, buf + have, sizeof(buf) - have);
+    const long n = sys::Pread(fd, buf + have, sizeof(buf) - have, offset);
+    if (n > 0) offset += static_cast<uint64_t>(n);
     if (n < 0) {
       ok = false;
       break;
@@ -168,7 +183,7 @@ bool ForEachMapping(OnMapping on_mapping) {
     memmove(buf, buf + used, have - used);
     have -= used;
   }
-  sys::Close(fd);
+  if (!kept) sys::Close(fd);
   return ok;
 }
 
@@ -263,6 +278,16 @@ size_t LoadedCode(CodeRange* out, size_t max) {
   CodeContext ctx{out, max, 0, page > 0 ? static_cast<uintptr_t>(page) : 4096};
   dl_iterate_phdr(ListCode, &ctx);
   return ctx.count;
+}
+
+void KeepMappingsReadable() {
+  const auto pid = static_cast<uint32_t>(sys::Getpid());
+  if (g_kept_maps_pid.load(std::memory_order_acquire) == pid && g_kept_maps.StillOurs()) return;
+  g_kept_maps_pid.store(0, std::memory_order_release);
+  const long fd = sys::Open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0 && g_kept_maps.Adopt(static_cast<int>(fd), S_IFREG)) {
+    g_kept_maps_pid.store(pid, std::memory_order_release);
+  }
 }
 
 uint64_t MappingsFingerprint() {

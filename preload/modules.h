@@ -28,6 +28,14 @@ extern std::atomic<uint64_t> g_unload_epoch __attribute__((visibility("hidden"))
 inline uint64_t UnloadEpoch() { return g_unload_epoch.load(std::memory_order_acquire); }
 inline void NoteUnload() { g_unload_epoch.fetch_add(1, std::memory_order_acq_rel); }
 
+// Before a call that may take /proc out of the process's reach (chroot, a
+// mount namespace, a Landlock ruleset: recorder.h,
+// LoadUnwinderBeforeLeavingFiles): opens /proc/self/maps and keeps the
+// descriptor (descriptors.h), which the sender reads where it can no longer
+// open the file. Only this process's ("self" is the opener: a forked
+// child's copy would read its parent's mappings).
+void KeepMappingsReadable();
+
 // A hash of the process's file-backed executable mappings (address range,
 // file offset, inode) and of the unload epoch: it changes when an object is
 // loaded or unloaded, and when a dlclose that left its object loaded moved

@@ -82,6 +82,9 @@ inline long Close(int fd) { return InlineSyscall(SYS_close, fd); }
 inline long Read(int fd, void* buf, size_t n) {
   return InlineSyscall(SYS_read, fd, Arg(buf), static_cast<long>(n));
 }
+inline long Pread(int fd, void* buf, size_t n, uint64_t offset) {
+  return InlineSyscall(SYS_pread64, fd, Arg(buf), static_cast<long>(n), static_cast<long>(offset));
+}
 inline long Write(int fd, const void* buf, size_t n) {
   return InlineSyscall(SYS_write, fd, Arg(buf), static_cast<long>(n));
 }

@@ -370,6 +370,7 @@ void LoadUnwinderBeforeLeavingFiles() {
   }
   KeepErrno keep_errno;
   LoadUnwinderNow(false);
+  KeepMappingsReadable();  // for the sender's module maps (modules.h)
 }
 
 void StartRecorder(bool other_allocator_first) {

@@ -109,7 +109,8 @@ void StartRecorder(bool other_allocator_first);
 bool LoadUnwinderNow(bool at_start);
 // Before a call that may take libunwind's files out of reach (chroot, a
 // mount namespace: namespace_interposer.cc): loads it now, from the
-// application's thread, if the shim is on and it is not loaded yet.
+// application's thread, if the shim is on and it is not loaded yet; and
+// keeps /proc/self/maps open for the sender's module maps (modules.h).
 void LoadUnwinderBeforeLeavingFiles();
 
 // Writes "heapwatch: <what><detail>" and a newline to stderr, once for a

@@ -36,7 +36,7 @@ constexpr uint64_t kBackoffMinMs = 10, kBackoffMaxMs = 500;
 
 // The sender's state, mmap'd once (StartSender); a forked child reuses it.
 struct SenderState {
-  OwnSocket sock;  // the connection (descriptors.h: the application may take its number)
+  OwnDescriptor sock;  // the connection (descriptors.h: the application may take its number)
   bool ever_connected = false;
   // The ring holds every event since recording began (sender_connection.cc, at
   // the top).

@@ -343,6 +343,12 @@ class ShimApiTest(ShimSocketTest):
         self.assertEqual(conn.stats["unwind_failures"], 0, conn.stats)
         # Stacks through the program's frames (Churn or Keep, main, ...).
         self.assertGreater(min(len(conn.stacks[sid]) for sid in conn.stacks), 2, conn.stacks)
+        # And the program in the module map, which the sender reads from
+        # /proc/self/maps: after a chroot that has no /proc, or a ruleset
+        # that refuses the read, through the descriptor the shim opened
+        # before the call.
+        self.assertIn(os.path.basename(cmd[0]), [os.path.basename(m["path"]) for m in conn.modules],
+                      conn.modules)
 
     def test_a_program_that_chroots_before_it_samples(self):
         # libunwind is loaded at a process's first sample, by path (the
