@@ -176,21 +176,6 @@ bool RecordFree(void* p, LiveTable::Entry* removed = nullptr);
 // block is still live.
 void RestoreLive(const LiveTable::Entry& e);
 
-// For the length of a scope no cancellation acts on this thread: for the
-// shim's work that reaches a cancellation point (libunwind's read() of its
-// pipe, a poll(), a write() to stderr) from a call that is none (malloc,
-// exit, fork). Disabling is a compare-and-swap on the thread's own
-// descriptor, and enabling again acts on nothing: a pending cancellation
-// waits for the application's next cancellation point, as without the shim.
-class NoCancellation {
- public:
-  NoCancellation() { pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &state_); }
-  ~NoCancellation() { pthread_setcancelstate(state_, nullptr); }
-
- private:
-  int state_ = PTHREAD_CANCEL_ENABLE;
-};
-
 // Events' times. The collector needs an allocation's age in seconds, not
 // nanoseconds, so a sample reads the time the sender noted at the start of
 // its round (CLOCK_REALTIME_COARSE, at most ~0.1 s old; older only while a
