@@ -236,21 +236,12 @@ uint16_t ReadBuildId(uintptr_t bias, const ElfW(Phdr)* phdrs, int count, uint8_t
   return 0;
 }
 
-// Appends the kModule of the object mapped from `path` whose first mapping
-// starts at `base`, if it is an ELF object with executable code.
-bool AppendObject(FrameWriter* out, uint32_t epoch, uintptr_t base, const char* path, size_t path_len) {
-  ElfW(Phdr) phdrs[kMaxPhdrs];
-  int count = 0;
-  if (!ReadProgramHeaders(base, phdrs, &count)) return false;
-  // The first loadable segment maps file offset 0 at `base`: the bias is
-  // what moves its (page-aligned) address there.
-  const ElfW(Phdr)* first = nullptr;
-  for (int i = 0; i < count && !first; ++i) {
-    if (phdrs[i].p_type == PT_LOAD) first = &phdrs[i];
-  }
-  if (!first) return false;
+// Appends the kModule of an object with these program headers, loaded with
+// this bias, if it has executable code.
+bool AppendModule(FrameWriter* out, uint32_t epoch, uintptr_t bias, const ElfW(Phdr)* phdrs, int count,
+                  const char* path, size_t path_len) {
   wire::Module m{};
-  m.load_bias = base - (first->p_vaddr & ~uintptr_t{4095});
+  m.load_bias = bias;
   m.epoch = epoch;
   bool have_exec = false;
   for (int i = 0; i < count; ++i) {
@@ -269,6 +260,105 @@ bool AppendObject(FrameWriter* out, uint32_t epoch, uintptr_t base, const char* 
   m.build_id_len = ReadBuildId(m.load_bias, phdrs, count, build_id);
   m.path_len = static_cast<uint16_t>(path_len > wire::kMaxPathBytes ? wire::kMaxPathBytes : path_len);
   return out->AppendModule(m, build_id, path);
+}
+
+// The object mapped from `path` whose first mapping starts at `base`.
+bool AppendMappedObject(FrameWriter* out, uint32_t epoch, uintptr_t base, const char* path, size_t path_len) {
+  ElfW(Phdr) phdrs[kMaxPhdrs];
+  int count = 0;
+  if (!ReadProgramHeaders(base, phdrs, &count)) return false;
+  // The first loadable segment maps file offset 0 at `base`: the bias is
+  // what moves its (page-aligned) address there.
+  for (int i = 0; i < count; ++i) {
+    if (phdrs[i].p_type != PT_LOAD) continue;
+    return AppendModule(out, epoch, base - (phdrs[i].p_vaddr & ~uintptr_t{4095}), phdrs, count, path, path_len);
+  }
+  return false;
+}
+
+// Without /proc: the loader's list of objects (LoadedObjects).
+const ElfW(Phdr)* g_main_phdrs = nullptr;
+int g_main_phnum = 0;
+const r_debug* g_r_debug = nullptr;
+
+struct LoadedObject {
+  uintptr_t bias;
+  uintptr_t name;  // the loader's copy of its path
+};
+constexpr size_t kMaxObjects = 1024;
+
+// One read of the loader's list (its public part of each link_map); 0 where
+// it is not consistent (the loader is adding or removing objects).
+size_t ReadLoadedObjects(LoadedObject* out) {
+  r_debug debug;
+  if (!g_r_debug || !ReadMemory(reinterpret_cast<uintptr_t>(g_r_debug), &debug, sizeof(debug)) ||
+      debug.r_state != r_debug::RT_CONSISTENT) {
+    return 0;
+  }
+  size_t n = 0;
+  for (auto at = reinterpret_cast<uintptr_t>(debug.r_map); at != 0 && n < kMaxObjects;) {
+    link_map map;
+    if (!ReadMemory(at, &map, sizeof(map))) return 0;
+    out[n++] = {map.l_addr, reinterpret_cast<uintptr_t>(map.l_name)};
+    at = reinterpret_cast<uintptr_t>(map.l_next);
+  }
+  return n;
+}
+
+// The loader's list, read twice, each read between two that found it
+// consistent: another thread's dlopen or dlclose may change it meanwhile,
+// under a lock the sender must not take. 0 if the reads did not agree.
+size_t LoadedObjects(LoadedObject* out) {
+  static LoadedObject again[kMaxObjects];
+  const size_t n = ReadLoadedObjects(out);
+  if (n == 0 || ReadLoadedObjects(again) != n || memcmp(out, again, n * sizeof(LoadedObject)) != 0) return 0;
+  return n;
+}
+
+// Reads the NUL-terminated string at `at` (at most `size` - 1 bytes) into
+// `out`, a page at most at a time: the string may end just before an
+// unmapped page. Returns its length.
+size_t ReadString(uintptr_t at, char* out, size_t size) {
+  size_t len = 0;
+  while (len + 1 < size) {
+    size_t chunk = 4096 - ((at + len) & 4095);
+    if (chunk > size - 1 - len) chunk = size - 1 - len;
+    if (!ReadMemory(at + len, out + len, chunk)) break;
+    const void* nul = memchr(out + len, 0, chunk);
+    if (nul) return static_cast<size_t>(static_cast<const char*>(nul) - out);
+    len += chunk;
+  }
+  out[len] = 0;
+  return len;
+}
+
+uint64_t ObjectsFingerprint(const LoadedObject* objects, size_t n, uint64_t epoch) {
+  return MixEpoch(Fnv1a(reinterpret_cast<const uint8_t*>(objects), n * sizeof(LoadedObject)), epoch);
+}
+
+// The loader's objects as kModules: the main program (first, nameless: its
+// program headers from the start's walk, its path unknown without /proc, as
+// before), then each object whose ELF header is at its bias (a shared object
+// linked at address 0); the vdso is left out.
+uint32_t WriteLoadedObjects(FrameWriter* out, uint32_t epoch, uint64_t epoch_now, uint64_t* fingerprint) {
+  static LoadedObject objects[kMaxObjects];
+  const size_t n = LoadedObjects(objects);
+  if (n == 0) return 0;
+  static char path[wire::kMaxPathBytes + 1];
+  uint32_t written = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t path_len = objects[i].name ? ReadString(objects[i].name, path, sizeof(path)) : 0;
+    if (i == 0) {
+      if (g_main_phdrs) {
+        written += AppendModule(out, epoch, objects[i].bias, g_main_phdrs, g_main_phnum, path, 0);
+      }
+      continue;
+    }
+    if (path_len == 0 || strncmp(path, "linux-vdso", 10) == 0 || strncmp(path, "linux-gate", 10) == 0) continue;
+    written += AppendMappedObject(out, epoch, objects[i].bias, path, path_len);
+  }
+  *fingerprint = ObjectsFingerprint(objects, n, epoch_now);
+  return written;
 }
 
 }  // namespace
@@ -290,13 +380,22 @@ void KeepMappingsReadable() {
   }
 }
 
+void NoteMainProgram(const void* phdrs, int count) {
+  g_main_phdrs = static_cast<const ElfW(Phdr)*>(phdrs);
+  g_main_phnum = count;
+}
+
+void NoteLoaderDebug(const void* r_debug) { g_r_debug = static_cast<const struct r_debug*>(r_debug); }
+
 uint64_t MappingsFingerprint() {
   uint64_t h = 0xcbf29ce484222325ull;
   const uint64_t epoch = UnloadEpoch();
   if (!ForEachMapping([&h](const Mapping& m) {
         if (m.executable && FileBacked(m)) h = MixMapping(h, m);
       })) {
-    return 0;
+    static LoadedObject objects[kMaxObjects];
+    const size_t n = LoadedObjects(objects);
+    return n == 0 ? 0 : ObjectsFingerprint(objects, n, epoch);
   }
   return MixEpoch(h, epoch);
 }
@@ -317,10 +416,13 @@ uint32_t WriteModules(FrameWriter* out, uint64_t* fingerprint) {
     if (!FileBacked(m)) return;
     if (m.executable) h = MixMapping(h, m);
     if (m.offset != 0) return;
-    written += AppendObject(out, epoch, m.start, m.path, m.path_len);
+    written += AppendMappedObject(out, epoch, m.start, m.path, m.path_len);
   });
-  if (ok) *fingerprint = MixEpoch(h, epoch_now);
-  return written;
+  if (ok) {
+    *fingerprint = MixEpoch(h, epoch_now);
+    return written;
+  }
+  return WriteLoadedObjects(out, epoch, epoch_now, fingerprint);
 }
 
 }  // namespace heapwatch::preload

@@ -5,6 +5,9 @@
 // process's mappings (/proc/self/maps) and each object's ELF headers in
 // memory, read with process_vm_readv, which fails instead of faulting where
 // a dlclose unmapped them meanwhile. What out-of-process profilers read too.
+// Where there is no /proc (a chroot into an image without it), from the
+// loader's own list of objects, read through its debugger interface
+// (_r_debug) the same way.
 //
 // And the unload epoch (wire.h), which any thread may read or move.
 #ifndef HEAPWATCH_PRELOAD_MODULES_H_
@@ -27,6 +30,11 @@ namespace heapwatch::preload {
 extern std::atomic<uint64_t> g_unload_epoch __attribute__((visibility("hidden")));
 inline uint64_t UnloadEpoch() { return g_unload_epoch.load(std::memory_order_acquire); }
 inline void NoteUnload() { g_unload_epoch.fetch_add(1, std::memory_order_acq_rel); }
+
+// From the start's walk over the loaded objects (real_allocator.cc): the
+// main program's program headers, and the loader's debugger interface.
+void NoteMainProgram(const void* phdrs, int count);
+void NoteLoaderDebug(const void* r_debug);
 
 // Before a call that may take /proc out of the process's reach (chroot, a
 // mount namespace, a Landlock ruleset: recorder.h,

@@ -13,6 +13,7 @@
 
 #include "dl_functions.h"
 #include "loader_lock.h"
+#include "modules.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
 
@@ -124,13 +125,16 @@ enum Name : int {
   kLibcMalloc, kLibcFree, kLibcCalloc, kLibcRealloc, kLibcMemalign,
   // The loader's globals (loader_lock.h), in ld.so, and glibc's count of
   // threads in one flag (2.32 and later; not imported, as above).
-  kRtldGlobal, kSingleThreaded, kNameCount
+  kRtldGlobal, kSingleThreaded,
+  // The loader's debugger interface (<link.h>), for module maps where /proc
+  // is missing (modules.h).
+  kRDebug, kNameCount
 };
 constexpr const char* kNames[kNameCount] = {
     "malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",
     "pvalloc", "malloc_usable_size", "_Znwm", "_ZdlPv", "__libc_malloc", "__libc_free", "__libc_calloc",
     "__libc_realloc", "__libc_memalign", "_rtld_global",
-    "__libc_single_threaded"};
+    "__libc_single_threaded", "_r_debug"};
 
 // The names' hashes in GNU hash tables, computed at compile time.
 constexpr uint32_t GnuHash(const char* name) {
@@ -263,10 +267,15 @@ Definitions FindDefinitions() {
     bool past_shim;
     int missing_after;
     Definitions found;
-  } walk{reinterpret_cast<uintptr_t>(&ResolveRealAllocator), false, kNameCount, {}};
+    bool seen_main;
+  } walk{reinterpret_cast<uintptr_t>(&ResolveRealAllocator), false, kNameCount, {}, false};
   dl_iterate_phdr(
       [](dl_phdr_info* info, size_t, void* arg) {
         auto* w = static_cast<Walk*>(arg);
+        if (!w->seen_main) {  // the main program comes first
+          w->seen_main = true;
+          NoteMainProgram(info->dlpi_phdr, info->dlpi_phnum);
+        }
         if (!w->past_shim && Holds(info, w->shim)) {
           w->past_shim = true;
           return 0;
@@ -397,6 +406,7 @@ bool ResolveRealAllocator() {
   g_preceding_object = found.before[kMalloc].object_name;
   g_loader_globals = found.after[kRtldGlobal];
   g_single_threaded = found.after[kSingleThreaded];
+  if (!found.after[kRDebug].indirect) NoteLoaderDebug(found.after[kRDebug].address);
   // What the program's call of a name reaches without the shim: the
   // definition after the shim's (RTLD_NEXT), unless an object before it has
   // one. Where another allocator comes first (AllocatorPrecedes) the
