@@ -17,6 +17,24 @@ constinit std::atomic<uint64_t> g_unload_epoch{0};
 
 namespace {
 
+// memcmp and memchr, written out: either would be one more symbol the loader
+// looks up at every exec under the shim (~770 instructions each, callgrind).
+bool Same(const void* a, const void* b, size_t n) {
+  const auto* x = static_cast<const uint8_t*>(a);
+  const auto* y = static_cast<const uint8_t*>(b);
+  for (size_t i = 0; i < n; ++i) {
+    if (x[i] != y[i]) return false;
+  }
+  return true;
+}
+
+const char* Find(const char* p, char c, size_t n) {
+  for (const char* end = p + n; p < end; ++p) {
+    if (*p == c) return p;
+  }
+  return nullptr;
+}
+
 // Finds NT_GNU_BUILD_ID in the object's PT_NOTE segments (LoadedCode: a
 // thread of glibc's, inside dl_iterate_phdr).
 uint16_t FindBuildId(const dl_phdr_info* info, const uint8_t** id) {
@@ -31,7 +49,7 @@ uint16_t FindBuildId(const dl_phdr_info* info, const uint8_t** id) {
       const uint8_t* desc = name + ((n->n_namesz + 3) & ~3u);
       const uint8_t* next = desc + ((n->n_descsz + 3) & ~3u);
       if (next > end) break;
-      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && Same(name, "GNU", 4)) {
         *id = desc;
         return static_cast<uint16_t>(n->n_descsz > wire::kMaxBuildIdBytes ? wire::kMaxBuildIdBytes
                                                                            : n->n_descsz);
@@ -132,7 +150,7 @@ bool ParseMapping(const char* p, const char* end, Mapping* m) {
   m->path_len = static_cast<size_t>(end - p);
   constexpr char kDeleted[] = " (deleted)";
   constexpr size_t kDeletedLen = sizeof(kDeleted) - 1;
-  if (m->path_len > kDeletedLen && memcmp(end - kDeletedLen, kDeleted, kDeletedLen) == 0) {
+  if (m->path_len > kDeletedLen && Same(end - kDeletedLen, kDeleted, kDeletedLen)) {
     m->path_len -= kDeletedLen;
   }
   return true;
@@ -170,7 +188,7 @@ bool ForEachMapping(OnMapping on_mapping) {
     }
     have += static_cast<size_t>(n);
     size_t used = 0;
-    while (const char* nl = static_cast<const char*>(memchr(buf + used, '\n', have - used))) {
+    while (const char* nl = Find(buf + used, '\n', have - used)) {
       Mapping m;
       if (ParseMapping(buf + used, nl, &m)) on_mapping(m);
       used = static_cast<size_t>(nl - buf) + 1;
@@ -202,7 +220,7 @@ constexpr int kMaxPhdrs = 64;
 // program headers, read from memory. False if it is no 64-bit ELF object.
 bool ReadProgramHeaders(uintptr_t base, ElfW(Phdr)* phdrs, int* count) {
   ElfW(Ehdr) eh;
-  if (!ReadMemory(base, &eh, sizeof(eh)) || memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+  if (!ReadMemory(base, &eh, sizeof(eh)) || !Same(eh.e_ident, ELFMAG, SELFMAG) ||
       eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(ElfW(Phdr)) || eh.e_phnum == 0 ||
       eh.e_phnum > kMaxPhdrs) {
     return false;
@@ -224,7 +242,7 @@ uint16_t ReadBuildId(uintptr_t bias, const ElfW(Phdr)* phdrs, int count, uint8_t
       const uint8_t* desc = name + ((n->n_namesz + 3) & ~3u);
       const uint8_t* next = desc + ((n->n_descsz + 3) & ~3u);
       if (next > notes + size) break;
-      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && Same(name, "GNU", 4)) {
         const uint16_t len = static_cast<uint16_t>(n->n_descsz > wire::kMaxBuildIdBytes ? wire::kMaxBuildIdBytes
                                                                                        : n->n_descsz);
         memcpy(id, desc, len);
@@ -311,7 +329,7 @@ size_t ReadLoadedObjects(LoadedObject* out) {
 size_t LoadedObjects(LoadedObject* out) {
   static LoadedObject again[kMaxObjects];
   const size_t n = ReadLoadedObjects(out);
-  if (n == 0 || ReadLoadedObjects(again) != n || memcmp(out, again, n * sizeof(LoadedObject)) != 0) return 0;
+  if (n == 0 || ReadLoadedObjects(again) != n || !Same(out, again, n * sizeof(LoadedObject))) return 0;
   return n;
 }
 
@@ -324,8 +342,7 @@ size_t ReadString(uintptr_t at, char* out, size_t size) {
     size_t chunk = 4096 - ((at + len) & 4095);
     if (chunk > size - 1 - len) chunk = size - 1 - len;
     if (!ReadMemory(at + len, out + len, chunk)) break;
-    const void* nul = memchr(out + len, 0, chunk);
-    if (nul) return static_cast<size_t>(static_cast<const char*>(nul) - out);
+    if (const char* nul = Find(out + len, 0, chunk)) return static_cast<size_t>(nul - out);
     len += chunk;
   }
   out[len] = 0;
