@@ -23,7 +23,7 @@ namespace heapwatch::preload {
 // Starts the thread. False if it could not be created.
 bool StartSender();
 // The address space StartSender maps: the sender's buffers, its set of
-// stacks sent, and its thread's stack (with glibc's guard page).
+// stacks sent, and its task's memory (stack, guard page, thread area).
 uint64_t SenderAddressSpace();
 
 // Ends the sender thread after its round and waits until it is gone; its
@@ -33,8 +33,9 @@ uint64_t SenderAddressSpace();
 bool PauseSender();
 // Starts it again after PauseSender (the process goes off if it cannot).
 void ResumeSender();
-// Held around PauseSender ... ResumeSender, and by StopSender: one pause at
-// a time (two threads would join the same thread).
+// Held around PauseSender ... ResumeSender, by StopSender and by
+// SenderFollowCredentials: one at a time (two threads would wait for the
+// same task's end, or start two).
 class SenderPauseScope {
  public:
   SenderPauseScope();
@@ -76,9 +77,11 @@ void FlushSenderAtExit(int timeout_ms);
 // refuse the sender's system calls or end the process for them
 // (syscall_interposer.cc). Nothing starts it again while the shim is off.
 void StopSender(int timeout_ms);
-// Forgets the parent's thread, loader flag and socket: in a forked child, and
-// in a copy made without fork()'s handlers (adopted or not).
+// Forgets the parent's task, its memory (not copied) and its socket: in a
+// forked child, and in a copy made without fork()'s handlers (adopted or
+// not).
 void SenderForkChild();
+
 }  // namespace heapwatch::preload
 
 #endif  // HEAPWATCH_PRELOAD_SENDER_H_
