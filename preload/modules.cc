@@ -35,6 +35,25 @@ const char* Find(const char* p, char c, size_t n) {
   return nullptr;
 }
 
+// Finds NT_GNU_BUILD_ID among the notes in [p, end): its length (at most
+// wire::kMaxBuildIdBytes), *id pointing at it; 0 if there is none.
+uint16_t BuildIdInNotes(const uint8_t* p, const uint8_t* end, const uint8_t** id) {
+  while (p + sizeof(ElfW(Nhdr)) <= end) {
+    const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
+    const uint8_t* name = p + sizeof(ElfW(Nhdr));
+    const uint8_t* desc = name + ((n->n_namesz + 3) & ~3u);
+    const uint8_t* next = desc + ((n->n_descsz + 3) & ~3u);
+    if (next > end) break;
+    if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && Same(name, "GNU", 4)) {
+      *id = desc;
+      return static_cast<uint16_t>(n->n_descsz > wire::kMaxBuildIdBytes ? wire::kMaxBuildIdBytes
+                                                                         : n->n_descsz);
+    }
+    p = next;
+  }
+  return 0;
+}
+
 // Finds NT_GNU_BUILD_ID in the object's PT_NOTE segments (LoadedCode: a
 // thread of glibc's, inside dl_iterate_phdr).
 uint16_t FindBuildId(const dl_phdr_info* info, const uint8_t** id) {
@@ -42,20 +61,7 @@ uint16_t FindBuildId(const dl_phdr_info* info, const uint8_t** id) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_NOTE) continue;
     const auto* p = reinterpret_cast<const uint8_t*>(info->dlpi_addr + ph.p_vaddr);
-    const uint8_t* end = p + ph.p_memsz;
-    while (p + sizeof(ElfW(Nhdr)) <= end) {
-      const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
-      const uint8_t* name = p + sizeof(ElfW(Nhdr));
-      const uint8_t* desc = name + ((n->n_namesz + 3) & ~3u);
-      const uint8_t* next = desc + ((n->n_descsz + 3) & ~3u);
-      if (next > end) break;
-      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && Same(name, "GNU", 4)) {
-        *id = desc;
-        return static_cast<uint16_t>(n->n_descsz > wire::kMaxBuildIdBytes ? wire::kMaxBuildIdBytes
-                                                                           : n->n_descsz);
-      }
-      p = next;
-    }
+    if (uint16_t len = BuildIdInNotes(p, p + ph.p_memsz, id)) return len;
   }
   return 0;
 }
@@ -236,19 +242,10 @@ uint16_t ReadBuildId(uintptr_t bias, const ElfW(Phdr)* phdrs, int count, uint8_t
     uint8_t notes[1024];
     const size_t size = phdrs[i].p_memsz < sizeof(notes) ? phdrs[i].p_memsz : sizeof(notes);
     if (!ReadMemory(bias + phdrs[i].p_vaddr, notes, size)) continue;
-    for (const uint8_t* p = notes; p + sizeof(ElfW(Nhdr)) <= notes + size;) {
-      const auto* n = reinterpret_cast<const ElfW(Nhdr)*>(p);
-      const uint8_t* name = p + sizeof(ElfW(Nhdr));
-      const uint8_t* desc = name + ((n->n_namesz + 3) & ~3u);
-      const uint8_t* next = desc + ((n->n_descsz + 3) & ~3u);
-      if (next > notes + size) break;
-      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && Same(name, "GNU", 4)) {
-        const uint16_t len = static_cast<uint16_t>(n->n_descsz > wire::kMaxBuildIdBytes ? wire::kMaxBuildIdBytes
-                                                                                       : n->n_descsz);
-        memcpy(id, desc, len);
-        return len;
-      }
-      p = next;
+    const uint8_t* found = nullptr;
+    if (uint16_t len = BuildIdInNotes(notes, notes + size, &found)) {
+      memcpy(id, found, len);
+      return len;
     }
   }
   return 0;
@@ -304,6 +301,8 @@ struct LoadedObject {
   uintptr_t name;  // the loader's copy of its path
 };
 constexpr size_t kMaxObjects = 1024;
+// The sender's copy of the list (MappingsFingerprint, WriteLoadedObjects).
+LoadedObject g_objects[kMaxObjects];
 
 // One read of the loader's list (its public part of each link_map); 0 where
 // it is not consistent (the loader is adding or removing objects).
@@ -358,7 +357,7 @@ uint64_t ObjectsFingerprint(const LoadedObject* objects, size_t n, uint64_t epoc
 // before), then each object whose ELF header is at its bias (a shared object
 // linked at address 0); the vdso is left out.
 uint32_t WriteLoadedObjects(FrameWriter* out, uint32_t epoch, uint64_t epoch_now, uint64_t* fingerprint) {
-  static LoadedObject objects[kMaxObjects];
+  LoadedObject* objects = g_objects;
   const size_t n = LoadedObjects(objects);
   if (n == 0) return 0;
   static char path[wire::kMaxPathBytes + 1];
@@ -410,9 +409,8 @@ uint64_t MappingsFingerprint() {
   if (!ForEachMapping([&h](const Mapping& m) {
         if (m.executable && FileBacked(m)) h = MixMapping(h, m);
       })) {
-    static LoadedObject objects[kMaxObjects];
-    const size_t n = LoadedObjects(objects);
-    return n == 0 ? 0 : ObjectsFingerprint(objects, n, epoch);
+    const size_t n = LoadedObjects(g_objects);
+    return n == 0 ? 0 : ObjectsFingerprint(g_objects, n, epoch);
   }
   return MixEpoch(h, epoch);
 }

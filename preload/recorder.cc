@@ -62,8 +62,8 @@ void AbandonSample(void*) {
 // RecordAlloc's guard, with where its frame is; and no cancellation
 // meanwhile (pthread_setcancelstate: disabling is a compare-and-swap on the
 // thread's own descriptor, and enabling again acts on nothing; the state to
-// restore is kept where AbandonSample finds it). libunwind's check of an address reads a pipe with
-// read(): a thread with a cancellation pending was cancelled inside its
+// restore is kept where AbandonSample finds it). libunwind's check of an
+// address reads a pipe with read(): a thread with a cancellation pending was cancelled inside its
 // first samples, in the middle of a malloc that the application (holding a
 // lock, say) had every right to think could not end its thread
 // (tests/programs/shim/shim_cancel.cc). And a cleanup buffer: a longjmp out

@@ -102,10 +102,10 @@ inline bool InShimsProcess() { return static_cast<uint32_t>(sys::Getpid()) == g_
 void StartRecorder(bool other_allocator_first);
 
 // Loads libunwind (unwinder.h, LoadUnwinder): at a sample (recorder.cc,
-// LoadUnwinderAtSample), the constructor where glibc is older than 2.34. If it cannot be
-// loaded, says why and, without HEAPWATCH_UNWIND=fp, turns the shim off
-// (`at_start`: once for the programs it execs too, SayOnce). False if the
-// shim is then off.
+// LoadUnwinderAtSample), the constructor where glibc is older than 2.34. If
+// it cannot be loaded, says why and, without HEAPWATCH_UNWIND=fp, turns the
+// shim off (`at_start`: once for the programs it execs too, SayOnce). False
+// if the shim is then off.
 bool LoadUnwinderNow(bool at_start);
 // Before a call that may take libunwind's files out of reach (chroot, a
 // mount namespace: namespace_interposer.cc): loads it now, from the

@@ -170,9 +170,7 @@ void ForkChild() {
   g_shim.resync_needed.store(true, std::memory_order_relaxed);
   SenderForkChild();
   g_shim.sender_started.store(false, std::memory_order_relaxed);  // at the first sample
-  if (g_shim.unwinder_loader_started.load(std::memory_order_relaxed)) {
-    g_shim.unwinder_loader_started.store(false, std::memory_order_relaxed);
-  }
+  g_shim.unwinder_loader_started.store(false, std::memory_order_relaxed);
 }
 
 }  // namespace heapwatch::preload

@@ -270,9 +270,10 @@ uint64_t SenderAddressSpace() {
 // errno: system calls are raw (raw_syscall.h), libunwind is loaded by the
 // sampling threads (recorder.cc), module maps are read from /proc/self/maps
 // (modules.h), and the credential calls that glibc makes every thread of its
-// own make are made again here (SenderFollowCredentials). Its thread area is its own (TaskThreadPointer), so that a
-// thread variable it touches is not another thread's. Every signal blocked
-// for life; its stack is mapped once and not copied by fork.
+// own make are made again here (SenderFollowCredentials). Its thread area is
+// its own (TaskThreadPointer), so that a thread variable it touches is not
+// another thread's. Every signal blocked for life; its stack is mapped once
+// and not copied by fork.
 bool StartSender() {
   if (g_state && g_state_inherited) {
     ResetInheritedState(g_state);

@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "modules.h"
-#include "sender.h"
 #include "raw_syscall.h"
+#include "sender.h"
 
 // Resync, and why replaying the ring after the table scan is correct.
 //
@@ -158,12 +158,19 @@ bool EnsureStack(SenderState* s, uint64_t id, bool* io_ok) {
 
 }  // namespace
 
+namespace {
+// What the sender knew when it last read the mappings (SendModulesIfChanged).
+void NoteMappingsRead(SenderState* s, uint64_t now) {
+  s->modules_stacks = g_shim.depot.stacks();
+  s->modules_epoch = UnloadEpoch();
+  s->next_modules_ns = now + kModulesPeriodNs;
+}
+}  // namespace
+
 bool SendModules(SenderState* s) {
   FrameWriter staging(s->module_mem, kModuleBytes);
   WriteModules(&staging, &s->modules_fingerprint);
-  s->modules_stacks = g_shim.depot.stacks();
-  s->modules_epoch = UnloadEpoch();
-  s->next_modules_ns = MonoNs() + kModulesPeriodNs;
+  NoteMappingsRead(s, MonoNs());
   if (!EmitBatch(s)) return false;
   if (staging.size() > s->out.available() && !Flush(s)) return false;
   return s->out.AppendRaw(staging.data(), staging.size());
@@ -175,9 +182,7 @@ bool SendModulesIfChanged(SenderState* s) {
   const bool new_stacks = g_shim.depot.stacks() != s->modules_stacks &&
                           now + kModulesPeriodNs - kModulesNewStackNs >= s->next_modules_ns;
   if (!epoch_moved && !new_stacks && now < s->next_modules_ns) return true;
-  s->modules_stacks = g_shim.depot.stacks();
-  s->modules_epoch = UnloadEpoch();
-  s->next_modules_ns = now + kModulesPeriodNs;
+  NoteMappingsRead(s, now);
   const uint64_t fingerprint = MappingsFingerprint();
   if (fingerprint == 0 || fingerprint == s->modules_fingerprint) return true;
   return SendModules(s);
