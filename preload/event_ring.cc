@@ -47,7 +47,9 @@ void EventRing::DiscardUnsafe() {
   if (wipe == kWiped) {  // the slots are zero pages again: lap 0
     head_.store(0, std::memory_order_relaxed);
     tail_ = 0;
-    stalled_tail_ = kNoPosition;
+    // Not one 16-byte store with tail_: its constant would be read from
+    // .rodata, a page of its own that a forked child faults in for it.
+    if (stalled_tail_ != kNoPosition) stalled_tail_ = kNoPosition;
     return;
   }
   if (wipe == kWipeAdvising || head_.load(std::memory_order_relaxed) != tail_) return ResetUnsafe();

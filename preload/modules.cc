@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "descriptors.h"
+#include "raw_memory.h"
 #include "raw_syscall.h"
 #include "unloaded_code.h"
 
@@ -167,12 +168,16 @@ bool ParseMapping(const char* p, const char* end, Mapping* m) {
 OwnDescriptor g_kept_maps;
 std::atomic<uint32_t> g_kept_maps_pid{0};
 
+// ForEachMapping's buffer: one reader at a time (the sender), and static, as
+// a path may be 4 KiB. Large arrays go after the small globals (raw_memory.h).
+char g_maps_buffer[16 << 10] HEAPWATCH_LARGE_ZEROED;
+
 // Calls on_mapping(const Mapping&) for each line of /proc/self/maps; false
-// if it cannot be read. One reader at a time (the sender): the buffer is
-// static, as a path may be 4 KiB.
+// if it cannot be read.
 template <typename OnMapping>
 bool ForEachMapping(OnMapping on_mapping) {
-  static char buf[16 << 10];
+  char* const buf = g_maps_buffer;
+  constexpr size_t kBufBytes = sizeof(g_maps_buffer);
   int fd = static_cast<int>(sys::Open("/proc/self/maps", O_RDONLY | O_CLOEXEC));
   const bool kept = fd < 0;
   if (kept) {
@@ -186,7 +191,7 @@ bool ForEachMapping(OnMapping on_mapping) {
   uint64_t offset = 0;  // read from the start again each time (pread)
   bool ok = true;
   for (;;) {
-    const long n = sys::Pread(fd, buf + have, sizeof(buf) - have, offset);
+    const long n = sys::Pread(fd, buf + have, kBufBytes - have, offset);
     if (n > 0) offset += static_cast<uint64_t>(n);
     if (n < 0) {
       ok = false;
@@ -200,7 +205,7 @@ bool ForEachMapping(OnMapping on_mapping) {
       used = static_cast<size_t>(nl - buf) + 1;
     }
     if (n == 0) break;
-    if (used == 0 && have == sizeof(buf)) {  // a line longer than the buffer
+    if (used == 0 && have == kBufBytes) {  // a line longer than the buffer
       ok = false;
       break;
     }
@@ -302,7 +307,7 @@ struct LoadedObject {
 };
 constexpr size_t kMaxObjects = 1024;
 // The sender's copy of the list (MappingsFingerprint, WriteLoadedObjects).
-LoadedObject g_objects[kMaxObjects];
+LoadedObject g_objects[kMaxObjects] HEAPWATCH_LARGE_ZEROED;
 
 // One read of the loader's list (its public part of each link_map); 0 where
 // it is not consistent (the loader is adding or removing objects).
@@ -326,7 +331,7 @@ size_t ReadLoadedObjects(LoadedObject* out) {
 // consistent: another thread's dlopen or dlclose may change it meanwhile,
 // under a lock the sender must not take. 0 if the reads did not agree.
 size_t LoadedObjects(LoadedObject* out) {
-  static LoadedObject again[kMaxObjects];
+  static LoadedObject again[kMaxObjects] HEAPWATCH_LARGE_ZEROED;
   const size_t n = ReadLoadedObjects(out);
   if (n == 0 || ReadLoadedObjects(again) != n || !Same(out, again, n * sizeof(LoadedObject))) return 0;
   return n;
@@ -360,7 +365,7 @@ uint32_t WriteLoadedObjects(FrameWriter* out, uint32_t epoch, uint64_t epoch_now
   LoadedObject* objects = g_objects;
   const size_t n = LoadedObjects(objects);
   if (n == 0) return 0;
-  static char path[wire::kMaxPathBytes + 1];
+  static char path[wire::kMaxPathBytes + 1] HEAPWATCH_LARGE_ZEROED;
   uint32_t written = 0;
   for (size_t i = 0; i < n; ++i) {
     const size_t path_len = objects[i].name ? ReadString(objects[i].name, path, sizeof(path)) : 0;

@@ -23,7 +23,7 @@ constexpr size_t kSnapshotBytes = 2 * kSnapshotRanges * sizeof(CodeRange);
 // in turn. A spin lock, held for a few system calls at most; a forked child
 // frees it (UnloadedCodeForkChild).
 std::atomic<bool> g_lock{false};
-constinit CodeReservations g_reservations;
+constinit CodeReservations g_reservations HEAPWATCH_LARGE_ZEROED;  // raw_memory.h
 
 void Lock() {
   while (g_lock.exchange(true, std::memory_order_acquire)) sys::SchedYield();
