@@ -4,6 +4,8 @@
 
 #include <heapwatch/wire.h>
 
+#include "text.h"
+
 namespace heapwatch::preload {
 namespace {
 
@@ -34,7 +36,7 @@ uint64_t RoundUpPow2(uint64_t v, uint64_t lo, uint64_t hi) {
 void ParseConfig(GetEnvFn getenv_fn, Config* c) {
   *c = Config();
   const char* v = getenv_fn("HEAPWATCH_DISABLE");
-  c->disabled = v && v[0] && strcmp(v, "0") != 0;
+  c->disabled = v && v[0] && !Equal(v, "0");
 
   uint64_t n = 0;
   if (ParseU64(getenv_fn("HEAPWATCH_SAMPLE_BYTES"), &n) && n >= 1) c->sample_bytes = n;
@@ -44,7 +46,7 @@ void ParseConfig(GetEnvFn getenv_fn, Config* c) {
     c->max_frames = static_cast<uint32_t>(n);
   }
   v = getenv_fn("HEAPWATCH_UNWIND");
-  c->frame_pointers = v && (strcmp(v, "fp") == 0 || strcmp(v, "framepointer") == 0);
+  c->frame_pointers = v && (Equal(v, "fp") || Equal(v, "framepointer"));
   // libunwind's trace caches (unwinder.h): bounded at the default rate, where
   // a thread samples every 512 KiB; heavy sampling (R < 64 KiB, a debugging
   // mode that already maps tables of up to 128 MiB) would otherwise step on
@@ -55,8 +57,8 @@ void ParseConfig(GetEnvFn getenv_fn, Config* c) {
   }
 
   v = getenv_fn("HEAPWATCH_SOCKET");
-  if (v && v[0] && strlen(v) < sizeof(c->socket_path)) {
-    memcpy(c->socket_path, v, strlen(v) + 1);
+  if (v && v[0] && Length(v) < sizeof(c->socket_path)) {
+    memcpy(c->socket_path, v, Length(v) + 1);
   }
 
   // Live table: about one sample per R bytes of live heap (blocks smaller

@@ -11,7 +11,7 @@
 namespace heapwatch::preload {
 namespace {
 
-// fstat(2) itself: glibc's fstat symbol is new in 2.33 (glibc_compat.h). On
+// fstat(2) itself: glibc's fstat symbol is new in 2.33. On
 // x86-64 the kernel's struct stat is glibc's. Inline: fork's child handler
 // closes the parent's socket (raw_syscall.h).
 int FdStat(int fd, struct stat* st) {

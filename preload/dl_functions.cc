@@ -6,13 +6,7 @@
 
 #include <atomic>
 
-extern "C" {
-// glibc's loader calls for its own use (GLIBC_PRIVATE): unversioned and
-// weak, so bound only where libc.so.6 has them (2.3 to 2.33), and never
-// needed on a glibc that lacks them (there libc.so.6 has dlopen itself).
-void* __libc_dlopen_mode(const char* name, int mode) __attribute__((weak));
-void* __libc_dlsym(void* map, const char* name) __attribute__((weak));
-}
+#include "libc_functions.h"
 
 namespace heapwatch::preload {
 namespace {
@@ -35,19 +29,23 @@ std::atomic<SymFn> g_sym{nullptr};
 std::atomic<ErrorFn> g_error{nullptr};
 
 // Whether libdl.so.2's functions are at hand (glibc before 2.34, a program
-// that does not load libdl: glibc_compat.h left dlsym null).
+// that does not load libdl: the start's walk found no dlsym).
 bool FindOldLibdl() {
   int state = g_old_libdl.load(std::memory_order_acquire);
   if (state != kNotLooked) return state == kFound;
+  // glibc's loader calls for its own use (GLIBC_PRIVATE): in libc.so.6 from
+  // 2.3 to 2.33, and never needed on a glibc that lacks them (there
+  // libc.so.6 has dlopen itself).
+  const LibcFunctions& libc = Libc();
   void* libdl = nullptr;
-  if (__libc_dlopen_mode && __libc_dlsym) {
-    libdl = __libc_dlopen_mode("libdl.so.2", RTLD_LAZY | RTLD_NODELETE | kRtldDlopen);
+  if (libc.__libc_dlopen_mode && libc.__libc_dlsym) {
+    libdl = libc.__libc_dlopen_mode("libdl.so.2", RTLD_LAZY | RTLD_NODELETE | kRtldDlopen);
   }
   bool found = false;
   if (libdl) {
-    auto open = reinterpret_cast<OpenFn>(__libc_dlsym(libdl, "dlopen"));
-    auto sym = reinterpret_cast<SymFn>(__libc_dlsym(libdl, "dlsym"));
-    auto error = reinterpret_cast<ErrorFn>(__libc_dlsym(libdl, "dlerror"));
+    auto open = reinterpret_cast<OpenFn>(libc.__libc_dlsym(libdl, "dlopen"));
+    auto sym = reinterpret_cast<SymFn>(libc.__libc_dlsym(libdl, "dlsym"));
+    auto error = reinterpret_cast<ErrorFn>(libc.__libc_dlsym(libdl, "dlerror"));
     found = open && sym && error;
     if (found) {
       g_open.store(open, std::memory_order_relaxed);
@@ -62,19 +60,19 @@ bool FindOldLibdl() {
 }  // namespace
 
 void* DlOpen(const char* name, int flags) {
-  if (dlopen) return dlopen(name, flags);
+  if (const auto open = Libc().dlopen) return open(name, flags);
   return FindOldLibdl() ? g_open.load(std::memory_order_relaxed)(name, flags) : nullptr;
 }
 
 // With RTLD_NEXT, dlsym looks past the object its call returns to: the shim,
 // whichever of the two makes the call.
 void* DlSym(void* handle, const char* name) {
-  if (dlsym) return dlsym(handle, name);
+  if (const auto sym = Libc().dlsym) return sym(handle, name);
   return FindOldLibdl() ? g_sym.load(std::memory_order_relaxed)(handle, name) : nullptr;
 }
 
 const char* DlError() {
-  if (dlerror) return dlerror();
+  if (const auto error = Libc().dlerror) return error();
   if (FindOldLibdl()) return g_error.load(std::memory_order_relaxed)();
   return "libdl.so.2 cannot be loaded";
 }
@@ -84,8 +82,12 @@ const char* MissingThreadFunction() {
     const void* function;
     const char* name;
   };
-#define HW_NEEDED(name) {reinterpret_cast<const void*>(name), #name},
-  const Needed needed[] = {HEAPWATCH_LIBPTHREAD_CALLS(HW_NEEDED) HW_NEEDED(pthread_getattr_np)};
+  const LibcFunctions& libc = Libc();
+#define HW_NEEDED(name) {reinterpret_cast<const void*>(libc.name), #name},
+  const Needed needed[] = {HW_NEEDED(pthread_create) HW_NEEDED(pthread_key_create)
+                           HW_NEEDED(pthread_getspecific) HW_NEEDED(pthread_setspecific)
+                           HW_NEEDED(pthread_attr_getstack) HW_NEEDED(pthread_attr_setstacksize)
+                           HW_NEEDED(pthread_sigmask) HW_NEEDED(pthread_getattr_np)};
 #undef HW_NEEDED
   for (const Needed& n : needed) {
     if (!n.function) return n.name;

@@ -7,13 +7,13 @@
 // opens and their mappings): fork + exec of /bin/true 1.38x -> 1.18x of no
 // shim with the shim disabled (BENCHMARKS.md, "Fourteenth session").
 //
-// So the shim names neither, and references what they held weakly
-// (glibc_compat.h): on glibc 2.34 and later libc.so.6 has all of it; before,
-// ld.so binds them where the program loads those libraries itself, and
-// leaves them null where it does not. These three calls then go through
+// So the shim names neither, and finds what they held in the objects loaded
+// at start (libc_functions.h): on glibc 2.34 and later libc.so.6 has all of
+// it; before, they are found where the program loads those libraries
+// itself, and are null where it does not. These three calls then go through
 // libdl.so.2 loaded by hand, with glibc's own private loader calls (libc.so.6
 // exports __libc_dlopen_mode and __libc_dlsym from 2.3 to 2.33; frozen
-// there, and referenced weakly too). Without libpthread the shim is off
+// there, and found the same way). Without libpthread the shim is off
 // (MissingThreadFunction).
 #ifndef HEAPWATCH_PRELOAD_DL_FUNCTIONS_H_
 #define HEAPWATCH_PRELOAD_DL_FUNCTIONS_H_

@@ -8,9 +8,11 @@
 #include <string.h>
 
 #include "alloc_paths.h"
+#include "libc_functions.h"
 #include "real_allocator.h"
 #include "recorder.h"
 #include "sender.h"
+#include "text.h"
 
 #define HW_EXPORT extern "C" __attribute__((visibility("default")))
 #define HW_NOINLINE __attribute__((noinline))
@@ -134,13 +136,13 @@ __attribute__((constructor)) void HeapwatchStart() {
   bool other_first = heapwatch::preload::AllocatorPrecedes();
   if (other_first && !getenv("HEAPWATCH_DISABLE")) {
     const char* object = heapwatch::preload::PrecedingAllocatorObject();
-    const char* base = strrchr(object, '/');
+    const char* base = heapwatch::preload::LastOf(object, '/');
     base = base ? base + 1 : object;
     if (*object == '\0') {
       heapwatch::preload::SayOnce("allocator",
                                   "the executable has a malloc of its own (an allocator linked in); "
                                   "profiling disabled");
-    } else if (strncmp(base, "libc.so", 7) == 0) {
+    } else if (heapwatch::preload::StartsWith(base, "libc.so")) {
       // The C library comes after every LD_PRELOAD entry: the shim was
       // loaded later, by dlopen.
       heapwatch::preload::SayOnce("allocator",
@@ -148,7 +150,8 @@ __attribute__((constructor)) void HeapwatchStart() {
                                   "preloaded; profiling disabled (load it with LD_PRELOAD)");
     } else {
       char detail[300];
-      snprintf(detail, sizeof detail, "%s); profiling disabled (put libheapwatch.so first)", object);
+      heapwatch::preload::Libc().snprintf(detail, sizeof detail,
+                                          "%s); profiling disabled (put libheapwatch.so first)", object);
       heapwatch::preload::SayOnce("allocator", "another allocator precedes libheapwatch.so in LD_PRELOAD (",
                                   detail);
     }

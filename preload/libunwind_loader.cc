@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "dl_functions.h"
+#include "libc_functions.h"
 
 namespace heapwatch::preload {
 namespace {
@@ -60,7 +61,7 @@ bool LoadLibunwind(Libunwind* out, const char** error) {
       return true;
     }
     if (!message[0]) {
-      snprintf(message, sizeof(message), "%s",
+      Libc().snprintf(message, sizeof(message), "%s",
                h ? "libunwind.so.8 lacks the local unwinder's entry points" : DlError());
     } else if (!h) {
       DlError();

@@ -10,6 +10,7 @@
 #include "descriptors.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
+#include "text.h"
 #include "unloaded_code.h"
 
 namespace heapwatch::preload {
@@ -85,7 +86,7 @@ int ListCode(dl_phdr_info* info, size_t, void* arg) {
   uint16_t id_len = FindBuildId(info, &build_id);
   const char* name = info->dlpi_name ? info->dlpi_name : "";
   uint64_t id = id_len ? Fnv1a(build_id, id_len)
-                       : Fnv1a(reinterpret_cast<const uint8_t*>(name), strlen(name), 0x84222325cbf29ce4ull);
+                       : Fnv1a(reinterpret_cast<const uint8_t*>(name), Length(name), 0x84222325cbf29ce4ull);
   for (int i = 0; i < info->dlpi_phnum; ++i) {
     const ElfW(Phdr)& ph = info->dlpi_phdr[i];
     if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X) || ph.p_memsz == 0) continue;
@@ -375,7 +376,7 @@ uint32_t WriteLoadedObjects(FrameWriter* out, uint32_t epoch, uint64_t epoch_now
       }
       continue;
     }
-    if (path_len == 0 || strncmp(path, "linux-vdso", 10) == 0 || strncmp(path, "linux-gate", 10) == 0) continue;
+    if (path_len == 0 || StartsWith(path, "linux-vdso") || StartsWith(path, "linux-gate")) continue;
     written += AppendMappedObject(out, epoch, objects[i].bias, path, path_len);
   }
   *fingerprint = ObjectsFingerprint(objects, n, epoch_now);
@@ -385,8 +386,7 @@ uint32_t WriteLoadedObjects(FrameWriter* out, uint32_t epoch, uint64_t epoch_now
 }  // namespace
 
 size_t LoadedCode(CodeRange* out, size_t max) {
-  long page = sysconf(_SC_PAGESIZE);
-  CodeContext ctx{out, max, 0, page > 0 ? static_cast<uintptr_t>(page) : 4096};
+  CodeContext ctx{out, max, 0, kPageBytes};
   dl_iterate_phdr(ListCode, &ctx);
   return ctx.count;
 }

@@ -18,6 +18,11 @@
 
 namespace heapwatch::preload {
 
+// x86-64's page (the shim's only target: libunwind's _ULx86_64 entry
+// points). A constant, not getpagesize() or sysconf(): each import is a
+// symbol lookup at every exec (libc_functions.h).
+inline constexpr size_t kPageBytes = 4096;
+
 // Zero-filled, private, MAP_NORESERVE memory (untouched pages cost nothing).
 // Returns nullptr on failure. Never uses the heap; safe inside malloc.
 void* MapZeroed(size_t bytes);

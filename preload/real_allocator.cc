@@ -12,10 +12,12 @@
 #include <atomic>
 
 #include "dl_functions.h"
+#include "libc_functions.h"
 #include "loader_lock.h"
 #include "modules.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
+#include "text.h"
 
 namespace heapwatch::preload {
 
@@ -37,6 +39,7 @@ constexpr uintptr_t kNoBlock = 1;
 // (two page faults: the zero page, then its copy).
 enum : int { kUnresolved = 1, kResolving = 2, kResolved = 3 };
 std::atomic<int> g_resolve_state{kUnresolved};
+std::atomic<bool> g_libc_noted{false};  // g_libc is set (NoteLibcFunctions)
 
 void* BootMalloc(size_t n) {
   return ResolveRealAllocator() ? g_real.malloc(n) : ArenaAlloc(n, 16);
@@ -101,9 +104,9 @@ void* EmulatedMemalign(size_t align, size_t n) {
   }
   return p;
 }
-void* EmulatedValloc(size_t n) { return EmulatedMemalign(static_cast<size_t>(getpagesize()), n); }
+void* EmulatedValloc(size_t n) { return EmulatedMemalign(kPageBytes, n); }
 void* EmulatedPvalloc(size_t n) {
-  size_t page = static_cast<size_t>(getpagesize());
+  const size_t page = kPageBytes;
   size_t rounded = n == 0 ? page : (n + page - 1) & ~(page - 1);
   if (rounded < n) {
     errno = ENOMEM;
@@ -128,13 +131,25 @@ enum Name : int {
   kRtldGlobal, kSingleThreaded,
   // The loader's debugger interface (<link.h>), for module maps where /proc
   // is missing (modules.h).
-  kRDebug, kNameCount
+  kRDebug,
+  // glibc's functions that the shim calls without importing them
+  // (libc_functions.h).
+#define HEAPWATCH_LIBC_NAME(name, type) kLibc_##name,
+  HEAPWATCH_LIBC_FUNCTIONS(HEAPWATCH_LIBC_NAME)
+  HEAPWATCH_NEXT_FUNCTIONS(HEAPWATCH_LIBC_NAME)
+#undef HEAPWATCH_LIBC_NAME
+  kNameCount
 };
 constexpr const char* kNames[kNameCount] = {
     "malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",
     "pvalloc", "malloc_usable_size", "_Znwm", "_ZdlPv", "__libc_malloc", "__libc_free", "__libc_calloc",
     "__libc_realloc", "__libc_memalign", "_rtld_global",
-    "__libc_single_threaded", "_r_debug"};
+    "__libc_single_threaded", "_r_debug",
+#define HEAPWATCH_LIBC_STRING(name, type) #name,
+    HEAPWATCH_LIBC_FUNCTIONS(HEAPWATCH_LIBC_STRING)
+    HEAPWATCH_NEXT_FUNCTIONS(HEAPWATCH_LIBC_STRING)
+#undef HEAPWATCH_LIBC_STRING
+};
 
 // The names' hashes in GNU hash tables, computed at compile time.
 constexpr uint32_t GnuHash(const char* name) {
@@ -154,6 +169,8 @@ static_assert(kHashes.of[kMalloc] == 0x0d39ad3d, "the GNU hash of \"malloc\"");
 
 // An object's dynamic symbols, as its GNU hash table finds them.
 struct SymbolTable {
+  const ElfW(Addr)* bloom;
+  uint32_t bloom_words, bloom_shift;
   const uint32_t* buckets;
   const uint32_t* chain;
   uint32_t nbuckets, symoffset;
@@ -185,7 +202,10 @@ bool ReadSymbolTable(const dl_phdr_info* info, SymbolTable* t) {
   const auto* header = reinterpret_cast<const uint32_t*>(gnu_hash);
   t->nbuckets = header[0];
   t->symoffset = header[1];
-  if (t->nbuckets == 0) return false;
+  t->bloom_words = header[2];
+  t->bloom_shift = header[3];
+  if (t->nbuckets == 0 || t->bloom_words == 0 || (t->bloom_words & (t->bloom_words - 1)) != 0) return false;
+  t->bloom = reinterpret_cast<const ElfW(Addr)*>(gnu_hash + 16);
   t->buckets = reinterpret_cast<const uint32_t*>(gnu_hash + 16 + size_t{header[2]} * sizeof(ElfW(Addr)));
   t->chain = t->buckets + t->nbuckets;
   t->symbols = reinterpret_cast<const ElfW(Sym)*>(symtab);
@@ -197,9 +217,15 @@ bool ReadSymbolTable(const dl_phdr_info* info, SymbolTable* t) {
 // The object's own definition of `name` (not an import; its default
 // version, not a hidden one), or nullptr.
 const ElfW(Sym)* DefinedSymbol(const SymbolTable& t, const char* name, uint32_t hash) {
+  // The table's Bloom filter first, as ld.so's lookup does: most objects
+  // hold most names not, and this turns them away without the buckets.
+  constexpr uint32_t kBits = sizeof(ElfW(Addr)) * 8;
+  const ElfW(Addr) word = t.bloom[(hash / kBits) & (t.bloom_words - 1)];
+  const ElfW(Addr) bits = (ElfW(Addr){1} << (hash % kBits)) | (ElfW(Addr){1} << ((hash >> t.bloom_shift) % kBits));
+  if ((word & bits) != bits) return nullptr;
   for (uint32_t i = t.buckets[hash % t.nbuckets]; i >= t.symoffset; ++i) {
     uint32_t h = t.chain[i - t.symoffset];
-    if ((h | 1) == (hash | 1) && strcmp(t.strings + t.symbols[i].st_name, name) == 0 &&
+    if ((h | 1) == (hash | 1) && Equal(t.strings + t.symbols[i].st_name, name) &&
         !(t.versions && (t.versions[i] & 0x8000))) {  // 0x8000: a hidden (non-default) version
       return t.symbols[i].st_shndx != SHN_UNDEF ? &t.symbols[i] : nullptr;
     }
@@ -255,6 +281,32 @@ struct Definitions {
   Definition after[kNameCount];   // after it: what dlsym(RTLD_NEXT) finds
 };
 
+// What ld.so would have bound the shim's references to: the first
+// definition in load order (before the shim, else after it); and for
+// after_shim, what dlsym(RTLD_NEXT) finds. An indirect
+// function's is its resolver's, not the function: left null until
+// FindDefinitions has it from dlsym.
+void NoteLibcFunctions(const Definitions& found) {
+  LibcFunctions f;
+#define HEAPWATCH_LIBC_SET(name, type)                                                \
+  {                                                                                   \
+    const Definition& d = found.before[kLibc_##name].address ? found.before[kLibc_##name] \
+                                                             : found.after[kLibc_##name]; \
+    f.name = d.indirect ? nullptr : reinterpret_cast<type>(d.address);                 \
+  }
+  HEAPWATCH_LIBC_FUNCTIONS(HEAPWATCH_LIBC_SET)
+#undef HEAPWATCH_LIBC_SET
+#define HEAPWATCH_NEXT_SET(name, type)                 \
+  {                                                    \
+    const Definition& d = found.after[kLibc_##name];   \
+    f.after_shim.name = d.indirect ? nullptr : reinterpret_cast<type>(d.address); \
+  }
+  HEAPWATCH_NEXT_FUNCTIONS(HEAPWATCH_NEXT_SET)
+#undef HEAPWATCH_NEXT_SET
+  g_libc = f;
+  g_libc_noted.store(true, std::memory_order_release);
+}
+
 // One walk over the loaded objects for all the names. An object before the
 // shim that defines malloc is the executable or an allocator preloaded
 // first; after it, the first definitions are those dlsym(RTLD_NEXT) finds,
@@ -294,22 +346,29 @@ Definitions FindDefinitions() {
         return w->past_shim && w->missing_after == 0 ? 1 : 0;
       },
       &walk);
+  // glibc's functions first: DlSym, below, is one of them.
+  NoteLibcFunctions(walk.found);
   // No allocator's entry point is an indirect function that we know; should
   // one be, the loader runs its resolver (not from inside the walk, which
   // holds the loader's lock). This definition is the one dlsym finds.
+  bool indirect = false;
   for (int i = 0; i < kNameCount; ++i) {
     for (Definition* d : {&walk.found.before[i], &walk.found.after[i]}) {
-      if (d->indirect) d->address = DlSym(d == &walk.found.after[i] ? RTLD_NEXT : RTLD_DEFAULT, kNames[i]);
+      if (!d->indirect) continue;
+      d->address = DlSym(d == &walk.found.after[i] ? RTLD_NEXT : RTLD_DEFAULT, kNames[i]);
+      d->indirect = false;
+      indirect = true;
     }
   }
+  if (indirect) NoteLibcFunctions(walk.found);
   return walk.found;
 }
 
 // True if `name` is libstdc++'s file name ("libstdc++.so...").
 bool IsLibstdcxx(const char* name) {
   if (!name) return false;
-  const char* base = strrchr(name, '/');
-  return strncmp(base ? base + 1 : name, "libstdc++.so", 12) == 0;
+  const char* base = LastOf(name, '/');
+  return StartsWith(base ? base + 1 : name, "libstdc++.so");
 }
 
 // Set at resolution: an object before the shim defines malloc, and its name.
@@ -478,7 +537,16 @@ bool WaitForRealAllocator() {
   return false;
 }
 
+bool ResolveLibcFunctions() {
+  if (__builtin_expect(g_libc_noted.load(std::memory_order_acquire), 1)) return true;
+  // The walk sets them before any dlsym of its own, so a call from inside
+  // it never comes here.
+  if (!ResolveRealAllocator()) WaitForRealAllocator();
+  return g_libc_noted.load(std::memory_order_acquire);
+}
+
 bool g_allocator_owns_new = false;
 bool g_libstdcxx_new_delete = false;
+LibcFunctions g_libc;
 
 }  // namespace heapwatch::preload

@@ -14,6 +14,7 @@
 
 #include "descriptors.h"
 #include "dl_functions.h"
+#include "libc_functions.h"
 #include "loader_lock.h"
 #include "modules.h"
 #include "raw_syscall.h"
@@ -22,6 +23,7 @@
 #include "recorder_tables.h"
 #include "sender.h"
 #include "side_stack.h"
+#include "text.h"
 #include "unwinder.h"
 
 // What glibc's pthread_atfork (a stub in libc_nonshared.a) calls: only glibc
@@ -31,14 +33,6 @@
 // __register_atfork: symbol not found"), and Alpine images are common.
 extern "C" int __register_atfork(void (*prepare)(), void (*parent)(), void (*child)(),
                                  void* dso_handle) __attribute__((weak));
-// glibc's first cleanup buffers (GLIBC_2.2.5; today's headers declare only
-// the struct): longjmp and siglongjmp call the routine of each buffer in a
-// frame they jump over, and pthread_exit and cancellation do the same as
-// they unwind (SampleScope). Weak, as above.
-extern "C" void _pthread_cleanup_push(_pthread_cleanup_buffer* buffer, void (*routine)(void*),
-                                      void* arg) __attribute__((weak));
-extern "C" void _pthread_cleanup_pop(_pthread_cleanup_buffer* buffer, int execute)
-    __attribute__((weak));
 
 namespace heapwatch::preload {
 
@@ -55,7 +49,7 @@ void AbandonSample(void*) {
   ThreadState& t = t_thread;
   t.guard = 0;
   t.sample_frame = 0;
-  pthread_setcancelstate(t.sample_cancel_state, nullptr);
+  Libc().pthread_setcancelstate(t.sample_cancel_state, nullptr);
   UnwinderAbandoned();
 }
 
@@ -78,19 +72,21 @@ void AbandonSample(void*) {
 // RecoverAbandonedSample covers some cases.
 struct SampleScope {
   explicit SampleScope(void* frame) {
-    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &t_thread.sample_cancel_state);
+    const LibcFunctions& libc = Libc();
+    libc.pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &t_thread.sample_cancel_state);
     ++t_thread.guard;
     t_thread.sample_frame = reinterpret_cast<uintptr_t>(frame);
-    if (_pthread_cleanup_push && OnOwnStack(t_thread.sample_frame)) {
-      _pthread_cleanup_push(&cleanup, AbandonSample, nullptr);
+    // Null before glibc 2.34 in a program without libpthread.so.0.
+    if (libc._pthread_cleanup_push && OnOwnStack(t_thread.sample_frame)) {
+      libc._pthread_cleanup_push(&cleanup, AbandonSample, nullptr);
       pushed = true;
     }
   }
   ~SampleScope() {
-    if (pushed) _pthread_cleanup_pop(&cleanup, 0);
+    if (pushed) g_libc._pthread_cleanup_pop(&cleanup, 0);
     t_thread.sample_frame = 0;
     --t_thread.guard;
-    pthread_setcancelstate(t_thread.sample_cancel_state, nullptr);
+    g_libc.pthread_setcancelstate(t_thread.sample_cancel_state, nullptr);
   }
   _pthread_cleanup_buffer cleanup;
   bool pushed = false;
@@ -217,21 +213,22 @@ void* LoadUnwinderThread(void*) {
 uint32_t LoadUnwinderOnStack(void**, uint32_t) { return LoadUnwinderNow(false) ? 1 : 2; }
 
 uint32_t StartUnwinderLoaderOnStack(void**, uint32_t) {
+  const LibcFunctions& libc = Libc();
   sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  FillSignalSet(&all);
+  libc.pthread_sigmask(SIG_SETMASK, &all, &old);
   pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  libc.pthread_attr_init(&attr);
+  libc.pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
   // Address space the application's limits count: dlopen's deepest call is
   // a few KiB.
-  pthread_attr_setstacksize(&attr, 128 << 10);
+  libc.pthread_attr_setstacksize(&attr, 128 << 10);
   pthread_t thread;
   ++t_thread.guard;  // pthread_create allocates
-  const int rc = pthread_create(&thread, &attr, LoadUnwinderThread, nullptr);
+  const int rc = libc.pthread_create(&thread, &attr, LoadUnwinderThread, nullptr);
   --t_thread.guard;
-  pthread_attr_destroy(&attr);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  libc.pthread_attr_destroy(&attr);
+  libc.pthread_sigmask(SIG_SETMASK, &old, nullptr);
   return rc == 0 ? 1 : 2;
 }
 
@@ -280,8 +277,8 @@ void Say(const char* what, const char* detail) {
   static const char kPrefix[] = "heapwatch: ";
   if (!StandardErrorAsNoted()) return;  // not the stderr the process started with
   sys::Write(STDERR_FILENO, kPrefix, sizeof(kPrefix) - 1);
-  sys::Write(STDERR_FILENO, what, strlen(what));
-  sys::Write(STDERR_FILENO, detail, strlen(detail));
+  sys::Write(STDERR_FILENO, what, Length(what));
+  sys::Write(STDERR_FILENO, detail, Length(detail));
   sys::Write(STDERR_FILENO, "\n", 1);
 }
 
@@ -289,14 +286,14 @@ namespace {
 // Whether this process (or the one that exec'd it) said `key` already.
 bool Said(const char* key) {
   const char* said = getenv("HEAPWATCH_SAID");
-  return said && strcmp(said, key) == 0;
+  return said && Equal(said, key);
 }
 }  // namespace
 
 void SayOnce(const char* key, const char* what, const char* detail) {
   if (Said(key)) return;
   Say(what, detail);
-  setenv("HEAPWATCH_SAID", key, 1);
+  Libc().setenv("HEAPWATCH_SAID", key, 1);
 }
 
 namespace {
@@ -318,9 +315,9 @@ void StopForSeccomp(const char* call) {
   // (setenv is not safe against another thread's getenv); a sandbox
   // typically installs its filter before it starts threads, or in the child
   // it is about to exec.
-  if (CountThreads() == 1) setenv("HEAPWATCH_DISABLE", "1", 1);
+  if (CountThreads() == 1) Libc().setenv("HEAPWATCH_DISABLE", "1", 1);
   char detail[256];
-  snprintf(detail, sizeof detail,
+  Libc().snprintf(detail, sizeof detail,
            "%s, whose filter may refuse the shim's system calls or end the program for them; "
            "what it recorded until now was delivered",
            call);
@@ -328,12 +325,13 @@ void StopForSeccomp(const char* call) {
 }
 
 namespace {
-// Whether the C library is glibc major.minor or later. Weak: musl has none.
-extern "C" const char* gnu_get_libc_version() __attribute__((weak));
+// Whether the C library is glibc major.minor or later (musl has no
+// gnu_get_libc_version).
 bool GlibcAtLeast(unsigned major, unsigned minor) {
-  if (!gnu_get_libc_version) return false;
+  const auto version = Libc().gnu_get_libc_version;
+  if (!version) return false;
   unsigned v[2] = {0, 0};
-  const char* p = gnu_get_libc_version();
+  const char* p = version();
   for (unsigned i = 0; i < 2 && *p; ++i, p += *p == '.') {
     for (; *p >= '0' && *p <= '9'; ++p) v[i] = v[i] * 10 + static_cast<unsigned>(*p - '0');
   }
@@ -409,10 +407,10 @@ void StartRecorder(bool other_allocator_first) {
     // which the shim does not load (dl_functions.h), nor this program. It
     // can be preloaded before the shim, as glibc loads it at start.
     char detail[200];
-    snprintf(detail, sizeof detail,
+    Libc().snprintf(detail, sizeof detail,
              "%s is in libpthread.so.0 with glibc %s, and the program does not load it "
              "(to profile it, preload libpthread.so.0 before the shim)",
-             missing, gnu_get_libc_version ? gnu_get_libc_version() : "?");
+             missing, Libc().gnu_get_libc_version ? Libc().gnu_get_libc_version() : "?");
     SayOnce("libpthread", "profiling disabled: ", detail);
     return off();
   }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "raw_syscall.h"
+#include "libc_functions.h"
 #include "recorder.h"
 #include "sender.h"
 #include "side_stack.h"
@@ -44,7 +45,7 @@ bool AddressSpaceAllows(const Config& c) {
   const uint64_t need = AddressSpaceNeeded(c);
   if (limit.rlim_cur / 10 >= need) return true;
   char detail[200];
-  snprintf(detail, sizeof detail,
+  Libc().snprintf(detail, sizeof detail,
            "RLIMIT_AS is %llu MiB, and the shim may map up to %llu MiB; it profiles under a "
            "limit of %llu MiB or more",
            static_cast<unsigned long long>(limit.rlim_cur >> 20),

@@ -20,6 +20,7 @@
 #include <new>
 
 #include "clock.h"
+#include "libc_functions.h"
 #include "modules.h"
 #include "raw_memory.h"
 #include "raw_syscall.h"
@@ -39,7 +40,6 @@ enum class Thread : int { kNone = 0, kRunning = 1 };
 // A reconnect and resync touched 8 KiB of it (smaps: 12 KiB of the task's
 // memory resident, its thread control block's page included).
 constexpr size_t kSenderStackBytes = 64 << 10;
-constexpr size_t kPageBytes = 4096;
 
 // How long a claimed ring position may stay unpublished (RunOnce).
 constexpr uint64_t kUnpublishedGiveUpNs = 250000000;
@@ -305,11 +305,12 @@ bool StartSender() {
   constexpr int kFlags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
                          CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID;
   auto* tid = reinterpret_cast<pid_t*>(&g_task_tid);
+  const LibcFunctions& libc = Libc();
   sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  const int rc = clone(SenderMain, stack_top, kFlags, nullptr, tid, TaskThreadPointer(), tid);
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  FillSignalSet(&all);
+  libc.pthread_sigmask(SIG_SETMASK, &all, &old);
+  const int rc = libc.clone(SenderMain, stack_top, kFlags, nullptr, tid, TaskThreadPointer(), tid);
+  libc.pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc <= 0) return false;
   g_thread.store(static_cast<int>(Thread::kRunning), std::memory_order_release);
   return true;
@@ -413,8 +414,13 @@ namespace {
 pthread_mutex_t g_pause_lock = PTHREAD_MUTEX_INITIALIZER;
 }  // namespace
 
-SenderPauseScope::SenderPauseScope() { pthread_mutex_lock(&g_pause_lock); }
-SenderPauseScope::~SenderPauseScope() { pthread_mutex_unlock(&g_pause_lock); }
+// Both or neither: every C library has them.
+SenderPauseScope::SenderPauseScope() {
+  if (const auto lock = Libc().pthread_mutex_lock) lock(&g_pause_lock);
+}
+SenderPauseScope::~SenderPauseScope() {
+  if (const auto unlock = g_libc.pthread_mutex_unlock) unlock(&g_pause_lock);
+}
 
 void StopSender(int timeout_ms) {
   SenderPauseScope one_at_a_time;

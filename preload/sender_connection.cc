@@ -11,6 +11,7 @@
 #include "modules.h"
 #include "raw_syscall.h"
 #include "sender.h"
+#include "text.h"
 
 // Resync, and why replaying the ring after the table scan is correct.
 //
@@ -311,7 +312,7 @@ bool Connect(SenderState* s) {
   s->sent.Clear();
 
   char exe_buf[wire::kMaxPathBytes];
-  size_t exe_len = strlen(s->exe);
+  size_t exe_len = Length(s->exe);
   memcpy(exe_buf, s->exe, exe_len);
   wire::Hello hello{};
   hello.magic = wire::kMagic;

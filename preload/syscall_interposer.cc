@@ -28,14 +28,13 @@
 // the call, and a clone() made through syscall() continues on the child's
 // new stack right there; so each path leaves the stack as it found it
 // before it jumps on.
-#include <dlfcn.h>
 #include <linux/seccomp.h>
 #include <stdarg.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "dl_functions.h"
+#include "libc_functions.h"
 #include "raw_syscall.h"
 #include "recorder.h"
 
@@ -180,15 +179,16 @@ heapwatch_raw_syscall:
 
 namespace {
 
-using PrctlFn = int (*)(int, unsigned long, unsigned long, unsigned long, unsigned long);
 PrctlFn g_next_prctl = nullptr;
 
+// From the start's walk over the loaded objects, as dlsym(RTLD_NEXT) would
+// find them (libc_functions.h): a dlsym is ~1,300 instructions of every exec.
 __attribute__((constructor)) void FindNextDefinitions() {
-  if (void* next = heapwatch::preload::DlSym(RTLD_NEXT, "syscall")) {
-    __atomic_store_n(&heapwatch_next_syscall, next, __ATOMIC_RELEASE);
+  const auto& next = heapwatch::preload::Libc().after_shim;
+  if (next.syscall) {
+    __atomic_store_n(&heapwatch_next_syscall, reinterpret_cast<void*>(next.syscall), __ATOMIC_RELEASE);
   }
-  void* next_prctl = heapwatch::preload::DlSym(RTLD_NEXT, "prctl");
-  __atomic_store_n(&g_next_prctl, reinterpret_cast<PrctlFn>(next_prctl), __ATOMIC_RELEASE);
+  __atomic_store_n(&g_next_prctl, next.prctl, __ATOMIC_RELEASE);
 }
 
 }  // namespace

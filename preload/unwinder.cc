@@ -13,6 +13,7 @@
 #include <heapwatch/wire.h>
 
 #include "clock.h"
+#include "libc_functions.h"
 #include "libunwind_loader.h"
 #include "raw_memory.h"
 #include "side_stack.h"
@@ -86,8 +87,8 @@ bool g_have_thread_key = false;
 
 // Makes ReleaseThread run at this thread's exit; false if it cannot.
 bool ReleaseAtExit() {
-  return pthread_getspecific(g_thread_key) != nullptr ||
-         pthread_setspecific(g_thread_key, &g_caches_in_use) == 0;
+  return g_libc.pthread_getspecific(g_thread_key) != nullptr ||
+         g_libc.pthread_setspecific(g_thread_key, &g_caches_in_use) == 0;
 }
 
 void LeaveLibunwind();
@@ -266,15 +267,17 @@ uint32_t RunAside(StackFunction fn, void** out, uint32_t max) {
 uint32_t FindStack(void**, uint32_t) {
   UnwindState& t = t_unwind;
   t.stack_lo = t.stack_hi = kNoStack;
+  // glibc's pthread_getattr_np, not the shim's (getattr_interposer.cc).
+  const LibcFunctions& libc = Libc();
   pthread_attr_t attr;
-  if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+  if (libc.pthread_getattr_np && libc.pthread_getattr_np(libc.pthread_self(), &attr) == 0) {
     void* addr = nullptr;
     size_t size = 0;
-    if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0) {
+    if (libc.pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0) {
       t.stack_lo = reinterpret_cast<uintptr_t>(addr);
       t.stack_hi = t.stack_lo + size;
     }
-    pthread_attr_destroy(&attr);
+    libc.pthread_attr_destroy(&attr);
   }
   return 1;
 }
@@ -365,7 +368,8 @@ void InitUnwinder(bool frame_pointers, uintptr_t skip_start, uintptr_t skip_end,
   g_skip_start = skip_start;
   g_skip_end = skip_end;
   // Also without libunwind: it unmaps side stacks (side_stack.h).
-  g_have_thread_key = pthread_key_create(&g_thread_key, ReleaseThread) == 0;
+  const auto key_create = Libc().pthread_key_create;
+  g_have_thread_key = key_create && key_create(&g_thread_key, ReleaseThread) == 0;
   g_cache_limit = trace_caches;
 }
 

@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "raw_syscall.h"
+#include "text.h"
 #include "unwinder.h"
 #include "unwinder_internal.h"
 
@@ -44,7 +45,7 @@ bool ThreadSleeps(uint32_t tid) {
   char digits[12];
   int d = 0;
   for (; d == 0 || tid != 0; tid /= 10) digits[d++] = static_cast<char>('0' + tid % 10);
-  char* p = path + strlen(path);
+  char* p = path + Length(path);
   while (d > 0) *p++ = digits[--d];
   memcpy(p, "/stat", sizeof "/stat");
   int fd = static_cast<int>(sys::Open(path, O_RDONLY | O_CLOEXEC));
@@ -54,7 +55,7 @@ bool ThreadSleeps(uint32_t tid) {
   sys::Close(fd);
   if (n <= 0) return false;
   buf[n] = 0;
-  const char* paren = strrchr(buf, ')');  // the name may hold anything, also ')'
+  const char* paren = LastOf(buf, ')');  // the name may hold anything, also ')'
   return paren && paren[1] == ' ' && paren[2] == 'S';
 }
 
