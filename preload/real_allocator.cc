@@ -221,7 +221,8 @@ const ElfW(Sym)* DefinedSymbol(const SymbolTable& t, const char* name, uint32_t 
   // hold most names not, and this turns them away without the buckets.
   constexpr uint32_t kBits = sizeof(ElfW(Addr)) * 8;
   const ElfW(Addr) word = t.bloom[(hash / kBits) & (t.bloom_words - 1)];
-  const ElfW(Addr) bits = (ElfW(Addr){1} << (hash % kBits)) | (ElfW(Addr){1} << ((hash >> t.bloom_shift) % kBits));
+  const ElfW(Addr) bits =
+      (ElfW(Addr){1} << (hash % kBits)) | (ElfW(Addr){1} << ((hash >> t.bloom_shift) % kBits));
   if ((word & bits) != bits) return nullptr;
   for (uint32_t i = t.buckets[hash % t.nbuckets]; i >= t.symoffset; ++i) {
     uint32_t h = t.chain[i - t.symoffset];
@@ -283,9 +284,9 @@ struct Definitions {
 
 // What ld.so would have bound the shim's references to: the first
 // definition in load order (before the shim, else after it); and for
-// after_shim, what dlsym(RTLD_NEXT) finds. An indirect
-// function's is its resolver's, not the function: left null until
-// FindDefinitions has it from dlsym.
+// after_shim, what dlsym(RTLD_NEXT) finds. An indirect function's address
+// is its resolver's, not the function's: null until FindDefinitions has it
+// from dlsym.
 void NoteLibcFunctions(const Definitions& found) {
   LibcFunctions f;
 #define HEAPWATCH_LIBC_SET(name, type)                                                \
