@@ -105,7 +105,11 @@ class ShimForkTest(ShimSocketTest):
                 ranges.append((int(parts[0], 16), int(parts[0], 16) + int(parts[1], 16)))
         self.assertEqual(len(ranges), 2, "EventRing::Push and Claim in the shim's symbols")
         where = "%x-%x" % (min(a for a, _ in ranges), max(b for _, b in ranges))
-        for _ in range(5):
+        # How often a jump lands between a claim and its publish depends on
+        # the code's layout: a build of 19eab77 (another build directory)
+        # left none in 4 x 5 runs, the build of 25f0c7c one within 5 runs in
+        # 4 tries of 4; the test failed once in 5 runs beside other tests.
+        for _ in range(10):
             (parent, children), r = self.jump_out("3", where, "2000")
             self.assertEqual(r.stderr, "")
             self.assertEqual(len(parent.live_of_size(77777)), 50)
@@ -114,7 +118,7 @@ class ShimForkTest(ShimSocketTest):
             if parent.stats["dropped_events"] >= 1:
                 self.assertGreaterEqual(parent.resyncs, 1)
                 return
-        self.fail("in 5 runs no jump left a ring position unpublished")
+        self.fail("in 10 runs no jump left a ring position unpublished")
 
     def test_threads_a_signal_handler_ended_in_a_sample(self):
         # pthread_exit from the handler (a cancellation ends a thread the
