@@ -80,18 +80,25 @@ async function refreshNow() {
 /** The widest drawn rect whose name contains `name`, scrolled into view; null if none. */
 async function nodeInView(name) {
   await settle();
-  await page.waitForFunction((n) => window.heapwatch.flame.findNodes(n, { contains: true }).length > 0,
-    name, { timeout: 3000 }).catch(() => {});
-  const found = await page.evaluate((n) => {
-    const nodes = window.heapwatch.flame.findNodes(n, { contains: true });
-    if (!nodes.length) return null;
-    const best = nodes.reduce((a, b) => (b.width > a.width ? b : a));
-    window.scrollBy(0, best.y - window.innerHeight / 2);
-    return true;
-  }, name);
-  if (!found) return null;
-  const nodes = await page.evaluate((n) => window.heapwatch.flame.findNodes(n, { contains: true }), name);
-  return nodes.reduce((a, b) => (b.width > a.width ? b : a));
+  // Auto-refresh lays the graph out again every 5 s: between the scroll and
+  // the second look the rects may be in the middle of that (a CI run found
+  // none there once), so both are tried again for up to 3 s.
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    await page.waitForFunction((n) => window.heapwatch.flame.findNodes(n, { contains: true }).length > 0,
+      name, { timeout: Math.max(deadline - Date.now(), 1) }).catch(() => {});
+    const found = await page.evaluate((n) => {
+      const nodes = window.heapwatch.flame.findNodes(n, { contains: true });
+      if (!nodes.length) return null;
+      const best = nodes.reduce((a, b) => (b.width > a.width ? b : a));
+      window.scrollBy(0, best.y - window.innerHeight / 2);
+      return true;
+    }, name);
+    if (!found) return null;
+    const nodes = await page.evaluate((n) => window.heapwatch.flame.findNodes(n, { contains: true }), name);
+    if (nodes.length) return nodes.reduce((a, b) => (b.width > a.width ? b : a));
+    if (Date.now() >= deadline) return null;
+  }
 }
 
 async function shot(name, opts = {}) {
