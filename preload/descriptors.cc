@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "raw_memory.h"
 #include "raw_syscall.h"
 
 namespace heapwatch::preload {
@@ -80,7 +81,7 @@ void OwnDescriptor::Close() {
   Forget();
 }
 
-void OwnDescriptor::CloseKeepingNumber() const {
+HEAPWATCH_FORK_CHILD_CODE void OwnDescriptor::CloseKeepingNumber() const {
   if (StillOurs()) InlineSyscall(SYS_close, fd_);
 }
 

@@ -41,7 +41,7 @@ void EventRing::ResetUnsafe() {
   std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
-void EventRing::DiscardUnsafe() {
+HEAPWATCH_FORK_CHILD_CODE void EventRing::DiscardUnsafe() {
   if (!slots_) return;
   int wipe = wipe_.load(std::memory_order_relaxed);
   if (wipe == kWiped) {  // the slots are zero pages again: lap 0

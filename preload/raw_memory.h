@@ -16,6 +16,15 @@
 #define HEAPWATCH_LARGE_ZEROED
 #endif
 
+// For the functions a forked child's handler runs (ForkChild and what it
+// calls): placed together (the linker sorts .text.sorted.* by name into one
+// run), so that a child faults in one 64 KiB window of the shim's code (the
+// kernel maps the pages around a fault, within an aligned 64 KiB), not two:
+// spread over 37 KiB of the shim, they crossed such a boundary in more than
+// half of the places the shim's code may be loaded at, one page fault more
+// in every forked child there.
+#define HEAPWATCH_FORK_CHILD_CODE __attribute__((section(".text.sorted.heapwatch_fork_child")))
+
 namespace heapwatch::preload {
 
 // x86-64's page (the shim's only target: libunwind's _ULx86_64 entry

@@ -29,7 +29,7 @@ namespace {
 ForkWords g_static_fork_words;
 }  // namespace
 ForkWords* g_fork_words = &g_static_fork_words;
-bool ForkWordsWiped() { return g_fork_words != &g_static_fork_words; }
+HEAPWATCH_FORK_CHILD_CODE bool ForkWordsWiped() { return g_fork_words != &g_static_fork_words; }
 
 void ArmCopyToken() {
   void* page = MapZeroed(4096);
@@ -133,7 +133,7 @@ void NoteProcessStart() {
       static_cast<uint64_t>(now.tv_sec) * 1000000000ull + static_cast<uint64_t>(now.tv_nsec);
 }
 
-void ForkChild() {
+HEAPWATCH_FORK_CHILD_CODE void ForkChild() {
   // The child is a new process to the collector. Its heap is a copy of the
   // parent's, so the live table stays; everything about the connection and
   // the events in flight is the parent's and goes. Nothing here is sampled

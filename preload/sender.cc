@@ -429,7 +429,7 @@ void StopSender(int timeout_ms) {
   Disconnect(g_state);  // the thread is gone: nothing else uses the state now
 }
 
-void SenderForkChild() {
+HEAPWATCH_FORK_CHILD_CODE void SenderForkChild() {
   // The parent's task and its memory are not here (MADV_DONTFORK).
   g_task_memory = nullptr;
   g_task_tid.store(0, std::memory_order_relaxed);

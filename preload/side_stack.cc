@@ -96,7 +96,7 @@ uint32_t RunOnSharedStack(StackFunction fn, void** out, uint32_t max) {
   return n;
 }
 
-void SideStackForkChild() {
+HEAPWATCH_FORK_CHILD_CODE void SideStackForkChild() {
   if (!t_side.on_shared) g_shared_taken.store(false, std::memory_order_relaxed);
 }
 

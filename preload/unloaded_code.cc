@@ -68,7 +68,7 @@ void KeepUnloadedCodeAway(CodeSnapshot* s) {
   Unlock();
 }
 
-void UnloadedCodeForkChild() { g_lock.store(false, std::memory_order_relaxed); }
+HEAPWATCH_FORK_CHILD_CODE void UnloadedCodeForkChild() { g_lock.store(false, std::memory_order_relaxed); }
 
 size_t GoneCode(const CodeRange* before, size_t n_before, const CodeRange* after, size_t n_after,
                 CodeRange* gone, size_t max_gone, bool* replaced) {

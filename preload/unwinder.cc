@@ -453,7 +453,7 @@ bool UnwinderForkParent() {
 // The threads whose marks these are are not in the copy: nothing to wait for.
 void UnwinderCopyMade() { g_child_without_libunwind = OtherMarksUp(1) || LoadUnderWay(1); }
 
-bool UnwinderForkChild() {
+HEAPWATCH_FORK_CHILD_CODE bool UnwinderForkChild() {
   // The child's only thread is the one that forked.
   const UnwindState& t = t_unwind;
   const bool without_libunwind = LoadForkChild(g_child_without_libunwind);

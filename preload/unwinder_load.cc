@@ -7,6 +7,7 @@
 
 #include <atomic>
 
+#include "raw_memory.h"
 #include "raw_syscall.h"
 #include "text.h"
 #include "unwinder.h"
@@ -137,7 +138,7 @@ bool LoadUnderWay(uint64_t deadline) {
   return !YieldUntil([] { return g_libunwind.load(std::memory_order_acquire) != kLoading; }, &deadline);
 }
 
-bool LoadForkChild(bool child_without_libunwind) {
+HEAPWATCH_FORK_CHILD_CODE bool LoadForkChild(bool child_without_libunwind) {
   const uint32_t loaded = g_libunwind.load(std::memory_order_relaxed);
   const bool without_libunwind = child_without_libunwind && loaded != kNoLibunwind;
   // Not loaded: the child loads it at its first sample.

@@ -423,6 +423,28 @@ class ShimLayoutTest(unittest.TestCase):
         end = sections[".bss"][0] + sections[".bss"][1]
         self.assertLessEqual(end - first, 4096, f".data and .bss span {end - first} bytes from {first:#x}")
 
+    def test_the_code_a_forked_child_runs_is_together(self):
+        # The kernel maps the pages around a fault in code, within an aligned
+        # 64 KiB: a child's handler spread over 37 KiB of the shim faulted in
+        # two such windows in more than half of the places the shim loads at
+        # (HEAPWATCH_FORK_CHILD_CODE, raw_memory.h). The handler and what it
+        # calls on its usual path must stay within a few KiB.
+        out = subprocess.run(["nm", "-C", SHIM], capture_output=True, text=True, check=True).stdout
+        wanted = ["heapwatch::preload::ForkChild()", "heapwatch::preload::UnwinderForkChild()",
+                  "heapwatch::preload::LoadForkChild(bool)", "heapwatch::preload::SideStackForkChild()",
+                  "heapwatch::preload::UnloadedCodeForkChild()", "heapwatch::preload::SenderForkChild()",
+                  "heapwatch::preload::OwnDescriptor::CloseKeepingNumber() const",
+                  "heapwatch::preload::EventRing::DiscardUnsafe()", "heapwatch::preload::ForkWordsWiped()"]
+        addresses = {}
+        for line in out.splitlines():
+            address, _, rest = line.partition(" ")
+            kind, _, name = rest.partition(" ")
+            if kind in ("t", "T") and name in wanted:
+                addresses[name] = int(address, 16)
+        self.assertEqual(set(addresses), set(wanted), out)
+        span = max(addresses.values()) - min(addresses.values())
+        self.assertLess(span, 4096, {name: hex(a) for name, a in addresses.items()})
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -29,12 +29,27 @@ CTOR_BLOCKS, CTOR_BLOCK_BYTES = 32, (16 << 20) + 7  # shim_plugin_ctor.cc
 BLOCKS, BLOCK_BYTES = 32, 65536
 
 
+def settled_modules(test, pid):
+    """The process's module count once its start's maps are all in. The
+    sender sends a map when it connects, which may come before the first
+    sample's thread has loaded libunwind (a run saw 5 modules, then 6 60 ms
+    later); it reads the mappings again within a second
+    (sender_connection.cc), so a count that holds for 1.5 s is settled."""
+    seen = []
+
+    def settled():
+        seen.append(test.collector.wait_for_process(pid, lambda p: p["connected"])["modules"])
+        return seen[-1] if len(seen) >= 2 and seen[-1] == seen[-2] else None
+    return wait_until(settled, 20, interval=1.5, what=f"process {pid}'s module count to settle")
+
+
 class ModuleMapTest(CollectorTestCase):
     def start(self):
         return start_interactive(self, "shim_dlopen", SAMPLE_BYTES=1)
 
     def command(self, proc, line):
         return command(self, proc, line)
+
 
     def profile(self, pid):
         return self.collector.get_json(f"/api/v1/profile?pid={pid}&type=inuse_space")
@@ -55,7 +70,7 @@ class ModuleMapTest(CollectorTestCase):
     def test_dlopen_and_dlclose_reach_the_collector(self):
         proc = self.start()
         pid = proc.pid
-        base = self.collector.wait_for_process(pid, lambda p: p["connected"])["modules"]
+        base = settled_modules(self, pid)
 
         opened_alpha = self.command(proc, f"o {ALPHA}")
         self.collector.wait_for_process(pid, lambda p: p["modules"] == base + 1, timeout=20)
@@ -152,7 +167,7 @@ class LeakedPluginBlocksTest(CollectorTestCase):
     def test_blocks_stay_with_the_plugin_that_allocated_them(self):
         proc = self.start()
         pid = proc.pid
-        base = self.collector.wait_for_process(pid, lambda p: p["connected"])["modules"]
+        base = settled_modules(self, pid)
         alpha_base = self.command(proc, f"o {ALPHA}").split()[1]
         self.collector.wait_for_process(pid, lambda p: p["modules"] == base + 1, timeout=20)
         self.command(proc, f"a {self.ALPHA_BLOCKS} {BLOCK_BYTES}")
@@ -172,7 +187,7 @@ class LeakedPluginBlocksTest(CollectorTestCase):
         # alpha's place.
         proc = self.start()
         pid = proc.pid
-        base = self.collector.wait_for_process(pid, lambda p: p["connected"])["modules"]
+        base = settled_modules(self, pid)
         self.command(proc, f"o {ALPHA}")
         self.collector.wait_for_process(pid, lambda p: p["modules"] == base + 1, timeout=20)
         swapped = self.command(proc, f"s {BETA} {self.ALPHA_BLOCKS} {self.BETA_BLOCKS} {BLOCK_BYTES}")
