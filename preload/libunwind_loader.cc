@@ -62,7 +62,7 @@ bool LoadLibunwind(Libunwind* out, const char** error) {
     }
     if (!message[0]) {
       Libc().snprintf(message, sizeof(message), "%s",
-               h ? "libunwind.so.8 lacks the local unwinder's entry points" : DlError());
+                      h ? "libunwind.so.8 lacks the local unwinder's entry points" : DlError());
     } else if (!h) {
       DlError();
     }

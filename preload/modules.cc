@@ -344,7 +344,7 @@ size_t LoadedObjects(LoadedObject* out) {
 size_t ReadString(uintptr_t at, char* out, size_t size) {
   size_t len = 0;
   while (len + 1 < size) {
-    size_t chunk = 4096 - ((at + len) & 4095);
+    size_t chunk = kPageBytes - ((at + len) & (kPageBytes - 1));
     if (chunk > size - 1 - len) chunk = size - 1 - len;
     if (!ReadMemory(at + len, out + len, chunk)) break;
     if (const char* nul = Find(out + len, 0, chunk)) return static_cast<size_t>(nul - out);

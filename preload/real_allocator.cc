@@ -77,10 +77,11 @@ void* BootMemalign(size_t align, size_t n) {
   return ResolveRealAllocator() ? g_real.memalign(align, n) : ArenaAlloc(n, align);
 }
 void* BootValloc(size_t n) {
-  return ResolveRealAllocator() ? g_real.valloc(n) : ArenaAlloc(n, 4096);
+  return ResolveRealAllocator() ? g_real.valloc(n) : ArenaAlloc(n, kPageBytes);
 }
 void* BootPvalloc(size_t n) {
-  return ResolveRealAllocator() ? g_real.pvalloc(n) : ArenaAlloc((n + 4095) & ~size_t{4095}, 4096);
+  return ResolveRealAllocator() ? g_real.pvalloc(n)
+                                : ArenaAlloc((n + kPageBytes - 1) & ~(kPageBytes - 1), kPageBytes);
 }
 size_t BootUsableSize(void* p) {
   if (InArena(p)) return ArenaBlockSize(p);

@@ -318,9 +318,9 @@ void StopForSeccomp(const char* call) {
   if (CountThreads() == 1) Libc().setenv("HEAPWATCH_DISABLE", "1", 1);
   char detail[256];
   Libc().snprintf(detail, sizeof detail,
-           "%s, whose filter may refuse the shim's system calls or end the program for them; "
-           "what it recorded until now was delivered",
-           call);
+                  "%s, whose filter may refuse the shim's system calls or end the program for them; "
+                  "what it recorded until now was delivered",
+                  call);
   Say("profiling stops: the program sandboxes itself with ", detail);
 }
 
@@ -406,11 +406,12 @@ void StartRecorder(bool other_allocator_first) {
     // glibc before 2.34 keeps the sender's thread calls in libpthread.so.0,
     // which the shim does not load (dl_functions.h), nor this program. It
     // can be preloaded before the shim, as glibc loads it at start.
+    const LibcFunctions& libc = Libc();
     char detail[200];
-    Libc().snprintf(detail, sizeof detail,
-             "%s is in libpthread.so.0 with glibc %s, and the program does not load it "
-             "(to profile it, preload libpthread.so.0 before the shim)",
-             missing, Libc().gnu_get_libc_version ? Libc().gnu_get_libc_version() : "?");
+    libc.snprintf(detail, sizeof detail,
+                  "%s is in libpthread.so.0 with glibc %s, and the program does not load it "
+                  "(to profile it, preload libpthread.so.0 before the shim)",
+                  missing, libc.gnu_get_libc_version ? libc.gnu_get_libc_version() : "?");
     SayOnce("libpthread", "profiling disabled: ", detail);
     return off();
   }

@@ -32,9 +32,9 @@ ForkWords* g_fork_words = &g_static_fork_words;
 HEAPWATCH_FORK_CHILD_CODE bool ForkWordsWiped() { return g_fork_words != &g_static_fork_words; }
 
 void ArmCopyToken() {
-  void* page = MapZeroed(4096);
+  void* page = MapZeroed(kPageBytes);
   if (!page) return;
-  if (!WipeOnFork(page, 4096)) return Unmap(page, 4096);
+  if (!WipeOnFork(page, kPageBytes)) return Unmap(page, kPageBytes);
   auto* token = static_cast<std::atomic<uint64_t>*>(page);
   token->store(kCopyToken, std::memory_order_relaxed);
   g_copy_token = token;

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "raw_memory.h"
 #include "raw_syscall.h"
 #include "libc_functions.h"
 #include "recorder.h"
@@ -33,7 +34,7 @@ uint64_t AddressSpaceNeeded(const Config& c) {
   const uint64_t caches = c.unwind_caches < kDefaultUnwindCaches ? c.unwind_caches : kDefaultUnwindCaches;
   return LiveTable::AddressSpace(c.table_slots) +
          StackDepot::AddressSpace(DepotBuckets(c), DepotBuckets(c) * 32) +
-         EventRing::AddressSpace(c.ring_slots) + SenderAddressSpace() + kSideStackBytes + 4096 +
+         EventRing::AddressSpace(c.ring_slots) + SenderAddressSpace() + kSideStackBytes + kPageBytes +
          2 * kMiB + caches * (256 << 10);
 }
 
