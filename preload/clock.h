@@ -4,8 +4,12 @@
 #ifndef HEAPWATCH_PRELOAD_CLOCK_H_
 #define HEAPWATCH_PRELOAD_CLOCK_H_
 
+#include <errno.h>
+#include <linux/futex.h>
 #include <stdint.h>
 #include <time.h>
+
+#include <atomic>
 
 #include "raw_syscall.h"
 
@@ -34,6 +38,35 @@ bool YieldUntil(Done done, uint64_t* deadline) {
     sys::SchedYield();
   }
   return true;
+}
+
+// As YieldUntil, for a wait on what one word says, whose every writer wakes
+// the word's waiters after it changes it (WakeWaiters): the thread sleeps in
+// the kernel (a futex wait on the value it read) instead of yielding in a
+// loop, which burns a core for as long as the wait lasts where no other
+// thread wants it (the wait for libunwind's dlopen: 500-650 sched_yield
+// calls, 1-2 ms of the host's CPU, at the start of a process's sampling;
+// BENCHMARKS.md, "Twentieth session"). Each sleep lasts `check_ns` at most,
+// so that done() also sees what the word does not carry. Where futex fails
+// (a seccomp filter) the wait yields in a loop, as YieldUntil.
+template <typename Done>
+bool SleepUntil(const std::atomic<uint32_t>& word, Done done, uint64_t* deadline, uint64_t check_ns) {
+  for (;;) {
+    const uint32_t value = word.load(std::memory_order_acquire);
+    if (done(value)) return true;
+    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
+    if (*deadline == 0) *deadline = now + kForkWaitNs;
+    if (now >= *deadline) return false;
+    const uint64_t wait = *deadline - now < check_ns ? *deadline - now : check_ns;
+    const timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
+    const long r = sys::Futex(const_cast<std::atomic<uint32_t>*>(&word), FUTEX_WAIT_PRIVATE, value, &ts);
+    if (r < 0 && r != -EAGAIN && r != -ETIMEDOUT && r != -EINTR) sys::SchedYield();
+  }
+}
+
+// Wakes the threads in SleepUntil on `word` (one system call).
+inline void WakeWaiters(std::atomic<uint32_t>& word) {
+  sys::Futex(&word, FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr);
 }
 
 }  // namespace heapwatch::preload

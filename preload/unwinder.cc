@@ -218,10 +218,11 @@ bool SetUpLibunwind() {
   if (state == kNotSetUp && g_set_up.compare_exchange_strong(state, kSettingUp, std::memory_order_acq_rel)) {
     g_lu.set_caching_policy(*g_lu.local_addr_space, UNW_CACHE_PER_THREAD);
     g_set_up.store(kSetUp, std::memory_order_release);
+    WakeWaiters(g_set_up);
     return true;
   }
   uint64_t deadline = 0;
-  return YieldUntil([] { return g_set_up.load(std::memory_order_acquire) == kSetUp; }, &deadline);
+  return SleepUntil(g_set_up, [](uint32_t set_up) { return set_up == kSetUp; }, &deadline, kForkWaitNs);
 }
 
 uint32_t LibunwindBacktrace(void** out, uint32_t max) {

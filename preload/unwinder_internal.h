@@ -17,7 +17,9 @@
 namespace heapwatch::preload {
 
 // libunwind's entry points, written by the load before g_libunwind reads
-// kLoaded.
+// kLoaded. A store to g_libunwind that a thread may be waiting for (the
+// captures', forks' and other loaders' waits: SleepUntil) is followed by
+// WakeWaiters (clock.h).
 extern Libunwind g_lu;
 enum : uint32_t { kUnloaded, kLoading, kLoaded, kNoLibunwind };
 extern std::atomic<uint32_t> g_libunwind;
@@ -26,7 +28,8 @@ extern std::atomic<uint32_t> g_libunwind;
 // Dekker pair with the handler).
 
 // Fork's prepare handler waits for other threads' unwinds to end
-// (YieldUntil, kForkWaitNs: clock.h). An unwind takes microseconds; one
+// (YieldUntil, kForkWaitNs: clock.h), and for a load of libunwind under way
+// (LoadUnderWay, asleep). An unwind takes microseconds; one
 // still under way after a second has a thread that is stopped (a debugger),
 // or that left it for good where no cleanup ran (a signal handler's
 // __builtin_longjmp: recorder.cc, RecoverAbandonedSample), and the thread

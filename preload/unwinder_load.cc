@@ -86,8 +86,7 @@ bool LibunwindReady() {
   if (deadline == 0) return false;  // no loader thread loads it
   constexpr uint64_t kSleepCheckNs = 500000;
   uint64_t next_check = 0;  // at once
-  auto done = [&] {
-    const uint32_t now_state = g_libunwind.load(std::memory_order_acquire);
+  auto done = [&](uint32_t now_state) {
     if (now_state >= kLoaded) return true;
     if (now_state != kLoading) return false;
     const uint64_t now = ClockNs(CLOCK_MONOTONIC);
@@ -95,7 +94,7 @@ bool LibunwindReady() {
     next_check = now + kSleepCheckNs;
     return LoaderSleeps();
   };
-  YieldUntil(done, &deadline);
+  SleepUntil(g_libunwind, done, &deadline, kSleepCheckNs);
   return g_libunwind.load(std::memory_order_acquire) == kLoaded;
 }
 
@@ -105,22 +104,25 @@ bool LoadUnwinder(const char** error) {
   // born halfway through the dlopen, whose loader state would be the
   // parent's half-made one (glibc's fork resets the loader's lock in the
   // child, not what it guarded).
-  auto claimed = [] {
-    uint32_t state = g_libunwind.load(std::memory_order_acquire);
+  auto claimed = [](uint32_t state) {
     if (state != kUnloaded) return state != kLoading;
     if (!g_libunwind.compare_exchange_strong(state, kLoading, std::memory_order_seq_cst)) return false;
     if (!g_fork_words->forking.load(std::memory_order_seq_cst)) return t_loading = true;
     g_libunwind.store(kUnloaded, std::memory_order_release);
+    WakeWaiters(g_libunwind);
     return false;
   };
-  // Another thread's load, or a fork's, first.
-  if (!YieldUntil(claimed, &deadline)) return false;
+  // Another thread's load, or a fork's (which g_libunwind does not show:
+  // looked at again every millisecond), first.
+  constexpr uint64_t kForkCheckNs = 1000000;
+  if (!SleepUntil(g_libunwind, claimed, &deadline, kForkCheckNs)) return false;
   if (!t_loading) return g_libunwind.load(std::memory_order_acquire) == kLoaded;
   g_loader_tid.store(static_cast<uint32_t>(syscall(SYS_gettid)), std::memory_order_relaxed);
   SetInsideLibunwind(true);
   const bool loaded = LoadLibunwind(&g_lu, error);
   SetInsideLibunwind(false);
   g_libunwind.store(loaded ? kLoaded : kNoLibunwind, std::memory_order_release);
+  WakeWaiters(g_libunwind);
   t_loading = false;
   return loaded;
 }
@@ -135,7 +137,7 @@ void ExpectUnwinder() {
 
 bool LoadUnderWay(uint64_t deadline) {
   if (t_loading) return true;
-  return !YieldUntil([] { return g_libunwind.load(std::memory_order_acquire) != kLoading; }, &deadline);
+  return !SleepUntil(g_libunwind, [](uint32_t state) { return state != kLoading; }, &deadline, kForkWaitNs);
 }
 
 HEAPWATCH_FORK_CHILD_CODE bool LoadForkChild(bool child_without_libunwind) {
