@@ -32,16 +32,25 @@ tmp = os.path.dirname(sock_path)
 
 je, tc = f"{libdir}/libjemalloc.so.2", f"{libdir}/libtcmalloc.so"
 hw = {"HEAPWATCH_SOCKET": sock_path}
+# A mean gap of 2^50 bytes: no sample, so no sender or unwinder either; the
+# shim's start and per-call paths alone, which its row above adds samples to.
+no_samples = {**hw, "HEAPWATCH_SAMPLE_BYTES": str(1 << 50)}
 configs = [  # (name, environment, reference configuration)
     ("no profiler (glibc malloc)", {}, None),
     ("heapwatch, R = 512 KiB (glibc)", {"LD_PRELOAD": shim, **hw}, "no profiler (glibc malloc)"),
+    ("heapwatch, per-call paths only (glibc)", {"LD_PRELOAD": shim, **no_samples},
+     "no profiler (glibc malloc)"),
     ("jemalloc, no profiling", {"LD_PRELOAD": je}, None),
     ("jemalloc prof:true,lg_prof_sample:19", {"LD_PRELOAD": je,
      "MALLOC_CONF": "prof:true,lg_prof_sample:19"}, "jemalloc, no profiling"),
     ("heapwatch, R = 512 KiB (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}", **hw},
      "jemalloc, no profiling"),
+    ("heapwatch, per-call paths only (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}", **no_samples},
+     "jemalloc, no profiling"),
     ("tcmalloc, no profiling", {"LD_PRELOAD": tc}, None),
     ("heapwatch, R = 512 KiB (over tcmalloc)", {"LD_PRELOAD": f"{shim}:{tc}", **hw},
+     "tcmalloc, no profiling"),
+    ("heapwatch, per-call paths only (over tcmalloc)", {"LD_PRELOAD": f"{shim}:{tc}", **no_samples},
      "tcmalloc, no profiling"),
 ]
 

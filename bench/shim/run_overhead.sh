@@ -38,17 +38,27 @@ tmp = os.path.dirname(sock_path)
 
 je, tc = f"{libdir}/libjemalloc.so.2", f"{libdir}/libtcmalloc.so"
 cmd = [workload, threads, ops]
+# The shim with a mean gap of 2^50 bytes: no sample in any run, so neither
+# sender nor unwinder; what is left is its start and the per-call paths
+# (malloc's subtraction and branch, free's filter read), which the
+# configuration beside it adds its samples to.
+no_samples = {"HEAPWATCH_SAMPLE_BYTES": str(1 << 50), "HEAPWATCH_SOCKET": sock_path}
 configs = [
     ("no profiler (glibc malloc)", {}, cmd),
     ("heapwatch, R = 512 KiB (glibc)", {"LD_PRELOAD": shim, "HEAPWATCH_SOCKET": sock_path}, cmd),
+    ("heapwatch, per-call paths only (glibc)", {"LD_PRELOAD": shim, **no_samples}, cmd),
     ("jemalloc, no profiling", {"LD_PRELOAD": je}, cmd),
     ("jemalloc prof:true,lg_prof_sample:19", {"LD_PRELOAD": je,
         "MALLOC_CONF": "prof:true,lg_prof_sample:19"}, cmd),
     ("heapwatch, R = 512 KiB (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}",
         "HEAPWATCH_SOCKET": sock_path}, cmd),
+    ("heapwatch, per-call paths only (over jemalloc)", {"LD_PRELOAD": f"{shim}:{je}",
+        **no_samples}, cmd),
     ("tcmalloc, no profiling", {"LD_PRELOAD": tc}, cmd),
     ("heapwatch, R = 512 KiB (over tcmalloc)", {"LD_PRELOAD": f"{shim}:{tc}",
         "HEAPWATCH_SOCKET": sock_path}, cmd),
+    ("heapwatch, per-call paths only (over tcmalloc)", {"LD_PRELOAD": f"{shim}:{tc}",
+        **no_samples}, cmd),
     # Sampling alone (what MallocExtension::GetHeapSample reads), no profile dumps.
     ("tcmalloc sampling, TCMALLOC_SAMPLE_PARAMETER=524288", {"LD_PRELOAD": tc,
         "TCMALLOC_SAMPLE_PARAMETER": "524288"}, cmd),
@@ -57,10 +67,14 @@ configs = [
     ("heaptrack", {}, ["heaptrack", "-o", os.path.join(tmp, "ht")] + cmd),
 ]
 if compare_shim:
-    configs[2:2] = [(f"heapwatch (glibc), {compare_shim}",
-                     {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": sock_path}, cmd)]
-    configs.insert(6, (f"heapwatch over jemalloc, {compare_shim}",
-                       {"LD_PRELOAD": f"{compare_shim}:{je}", "HEAPWATCH_SOCKET": sock_path}, cmd))
+    # Each after this shim's row over the same allocator.
+    def after(name):
+        return [n for n, _, _ in configs].index(name) + 1
+    configs.insert(after("heapwatch, R = 512 KiB (glibc)"), (f"heapwatch (glibc), {compare_shim}",
+                   {"LD_PRELOAD": compare_shim, "HEAPWATCH_SOCKET": sock_path}, cmd))
+    configs.insert(after("heapwatch, R = 512 KiB (over jemalloc)"),
+                   (f"heapwatch over jemalloc, {compare_shim}",
+                    {"LD_PRELOAD": f"{compare_shim}:{je}", "HEAPWATCH_SOCKET": sock_path}, cmd))
 results = {name: {"wall": [], "cpu": []} for name, _, _ in configs}
 for r in range(rounds):
     for name, extra, argv in configs:
