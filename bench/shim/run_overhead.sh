@@ -8,6 +8,9 @@
 # BUILD_DIR defaults to build-shim; it must contain the shim and bench/shim.
 # COMPARE_SHIM=path/to/another/libheapwatch.so adds heapwatch (glibc and over
 # jemalloc) with that library, e.g. an older build, to the same rounds.
+# FAST_PEERS_ONLY=1 leaves out tcmalloc's HEAPPROFILE and heaptrack, which
+# take 200-350x and 10-20x the workload's time (at 4M pairs HEAPPROFILE
+# alone is ~4 minutes a round).
 # Instruction counts of the same workload, which the machine's load does not
 # move: bench/shim/run_callgrind.sh.
 set -euo pipefail
@@ -24,12 +27,13 @@ idle=$build/bench/shim/libshim_idle_thread.so
 libdir=/usr/lib/x86_64-linux-gnu
 require_built "build the shim and bench/shim first" "$shim" "$workload" "$fastpath" "$idle"
 
-PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" "${COMPARE_SHIM:-}" <<'PY'
+PYTHONPATH="$here" python3 - "$shim" "$workload" "$rounds" "$threads" "$ops" "$libdir" "${COMPARE_SHIM:-}" \
+  "${FAST_PEERS_ONLY:-}" <<'PY'
 import os, shutil, socket, statistics, subprocess, sys, tempfile, threading, time
 from rounds import ChildUsage, ratio_summary
 from sink import start_discarding_sink
 
-shim, workload, rounds, threads, ops, libdir, compare_shim = sys.argv[1:]
+shim, workload, rounds, threads, ops, libdir, compare_shim, fast_peers_only = sys.argv[1:]
 rounds = int(rounds)
 load_start = os.getloadavg()[0]
 # A stand-in collector that reads and discards, so the shim really sends.
@@ -66,6 +70,8 @@ configs = [
         "HEAPPROFILE": os.path.join(tmp, "tc.heap"), "TCMALLOC_SAMPLE_PARAMETER": "524288"}, cmd),
     ("heaptrack", {}, ["heaptrack", "-o", os.path.join(tmp, "ht")] + cmd),
 ]
+if fast_peers_only:
+    configs = [c for c in configs if not c[0].startswith(("tcmalloc HEAPPROFILE", "heaptrack"))]
 if compare_shim:
     # Each after this shim's row over the same allocator.
     def after(name):
