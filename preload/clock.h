@@ -44,13 +44,14 @@ bool YieldUntil(Done done, uint64_t* deadline) {
 // the word's waiters after it changes it (WakeWaiters): the thread sleeps in
 // the kernel (a futex wait on the value it read) instead of yielding in a
 // loop, which burns a core for as long as the wait lasts where no other
-// thread wants it (the wait for libunwind's dlopen: 500-650 sched_yield
-// calls, 1-2 ms of the host's CPU, at the start of a process's sampling;
-// BENCHMARKS.md, "Twentieth session"). Each sleep lasts `check_ns` at most,
-// so that done() also sees what the word does not carry. Where futex fails
-// (a seccomp filter) the wait yields in a loop, as YieldUntil.
+// thread wants it (the wait for libunwind's dlopen at the start of a
+// process's sampling: 500-650 sched_yield calls, ~2.3 ms of CPU where
+// libunwind was not in the page cache; BENCHMARKS.md, "Twentieth
+// session"). Each sleep lasts `check_ns` at most, so that done() also sees
+// what the word does not carry. Where futex fails (a seccomp filter) the
+// wait yields in a loop, as YieldUntil.
 template <typename Done>
-bool SleepUntil(const std::atomic<uint32_t>& word, Done done, uint64_t* deadline, uint64_t check_ns) {
+bool SleepUntil(std::atomic<uint32_t>& word, Done done, uint64_t* deadline, uint64_t check_ns) {
   for (;;) {
     const uint32_t value = word.load(std::memory_order_acquire);
     if (done(value)) return true;
@@ -59,7 +60,7 @@ bool SleepUntil(const std::atomic<uint32_t>& word, Done done, uint64_t* deadline
     if (now >= *deadline) return false;
     const uint64_t wait = *deadline - now < check_ns ? *deadline - now : check_ns;
     const timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
-    const long r = sys::Futex(const_cast<std::atomic<uint32_t>*>(&word), FUTEX_WAIT_PRIVATE, value, &ts);
+    const long r = sys::Futex(&word, FUTEX_WAIT_PRIVATE, value, &ts);
     if (r < 0 && r != -EAGAIN && r != -ETIMEDOUT && r != -EINTR) sys::SchedYield();
   }
 }

@@ -29,11 +29,11 @@ extern std::atomic<uint32_t> g_libunwind;
 
 // Fork's prepare handler waits for other threads' unwinds to end
 // (YieldUntil, kForkWaitNs: clock.h), and for a load of libunwind under way
-// (LoadUnderWay, asleep). An unwind takes microseconds; one
-// still under way after a second has a thread that is stopped (a debugger),
-// or that left it for good where no cleanup ran (a signal handler's
-// __builtin_longjmp: recorder.cc, RecoverAbandonedSample), and the thread
-// has not sampled since. Past it the fork goes on; the mark it gave up on is
+// (LoadUnderWay, asleep). An unwind takes microseconds; one still under way
+// after a second has a thread that is stopped (a debugger), or that left it
+// for good where no cleanup ran (a signal handler's __builtin_longjmp:
+// recorder.cc, RecoverAbandonedSample), and the thread has not sampled
+// since. Past it the fork goes on; the mark it gave up on is
 // kept and not waited for again, and a child born while any mark is up does
 // not use libunwind (that thread may hold libunwind's or the loader's lock).
 
