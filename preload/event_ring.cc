@@ -17,8 +17,22 @@ bool EventRing::Init(uint64_t slots) {
   return true;  // zero pages: every slot free for lap 0 (see the header)
 }
 
-bool EventRing::Prefault(size_t max_bytes) {
-  return slots_ && PrefaultPages(slots_, bytes_ < max_bytes ? bytes_ : max_bytes);
+bool EventRing::PrefaultAhead(size_t max_bytes) {
+  const size_t limit = bytes_ < max_bytes ? bytes_ : max_bytes;
+  if (!slots_ || prefaulted_ >= limit) return false;
+  const uint64_t head = head_.load(std::memory_order_relaxed);
+  if (head > mask_) {  // past its first lap: every slot has been written
+    prefaulted_ = limit;
+    return false;
+  }
+  const size_t head_bytes = head * sizeof(Slot), ahead = bytes_ / 4;
+  if (head_bytes + ahead / 2 < prefaulted_) return false;
+  size_t end = (head_bytes + ahead + kPageBytes - 1) & ~(kPageBytes - 1);
+  if (end > limit) end = limit;
+  const bool mapped = PrefaultPages(reinterpret_cast<char*>(slots_) + prefaulted_, end - prefaulted_);
+  // Without MADV_POPULATE_WRITE (Linux < 5.14) it is not tried again.
+  prefaulted_ = mapped ? end : limit;
+  return mapped;
 }
 
 bool EventRing::WipeOnFork() {

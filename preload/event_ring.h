@@ -48,10 +48,17 @@ class EventRing {
   uint64_t capacity() const { return slots_ ? mask_ + 1 : 0; }
   // Whether any push has claimed a slot since Init or the last reset.
   bool used() const { return head_.load(std::memory_order_relaxed) != 0; }
-  // Maps the ring's first `max_bytes` now (see PrefaultPages), so that pushes
-  // do not each take a page's first-touch fault. Any thread, at any time.
-  // False if nothing was mapped (no ring, or a kernel without it).
-  bool Prefault(size_t max_bytes);
+  // Consumer only. Maps the ring's pages a quarter ring ahead of its head
+  // (see PrefaultPages), within its first `max_bytes`, so that pushes do not
+  // each take a page's first-touch fault: whenever the head comes within an
+  // eighth of a ring of what earlier calls mapped, up to a quarter past it.
+  // The sender calls it every round, and wakes about every quarter ring
+  // (sender_pacing.h); pushes that outrun it fault their pages in as they
+  // would without it. Mapping the whole ring at once made 512 KiB resident
+  // in every process that sampled (128 pages), most of it in pages a
+  // short-lived one never reached. False if nothing was mapped (not needed
+  // yet, no ring, or a kernel without it).
+  bool PrefaultAhead(size_t max_bytes);
   // Advises the slots MADV_WIPEONFORK (raw_memory.h): fork then copies none
   // of the ring's page table entries (128 at the default size, a third of
   // what a small process that samples has), the parent's next pushes take
@@ -117,6 +124,7 @@ class EventRing {
   Slot* slots_ = nullptr;
   uint64_t mask_ = 0;
   size_t bytes_ = 0;
+  size_t prefaulted_ = 0;  // bytes of the ring PrefaultAhead has mapped or given up on
   alignas(64) std::atomic<uint64_t> head_{0};  // next position to claim
   alignas(64) uint64_t tail_ = 0;              // next position to consume
   // The unpublished position Pop waits at, and since when (GiveUpStalled);

@@ -48,22 +48,61 @@ void PushAndPop(EventRing* ring, uint64_t n) {
   }
 }
 
-// Minor page faults this thread takes while filling `ring` once.
-long FaultsToFill(EventRing& ring) {
-  rusage before, after;
-  getrusage(RUSAGE_THREAD, &before);
-  for (uint64_t i = 0; i < ring.capacity(); ++i) EXPECT_TRUE(ring.Push(Ev(1, i)));
-  getrusage(RUSAGE_THREAD, &after);
-  return after.ru_minflt - before.ru_minflt;
+long MinorFaults() {
+  rusage usage;
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_minflt;
 }
 
-TEST(EventRingTest, PrefaultMapsTheRingBeforeItsFirstLap) {
+// Minor page faults this thread takes in pushing `n` events to `ring`,
+// calling ring.PrefaultAhead before every `every` of them (never if 0), as
+// the sender does each round. Not counted: the prefault's own, which the
+// kernel counts as the calling thread's.
+long FaultsToPush(EventRing& ring, uint64_t n, uint64_t every = 0) {
+  long faults = 0;
+  for (uint64_t i = 0; i < n;) {
+    if (every) ring.PrefaultAhead(1u << 20);
+    const uint64_t end = every && i + every < n ? i + every : n;
+    const long before = MinorFaults();
+    for (; i < end; ++i) EXPECT_TRUE(ring.Push(Ev(1, i)));
+    faults += MinorFaults() - before;
+  }
+  return faults;
+}
+
+TEST(EventRingTest, PrefaultAheadMapsAQuarterRingPastTheHead) {
   EventRing cold, warm;
   ASSERT_TRUE(cold.Init(8192));  // 8192 64-byte slots: 128 pages
   ASSERT_TRUE(warm.Init(8192));
-  if (!warm.Prefault(1u << 20)) GTEST_SKIP() << "no MADV_POPULATE_WRITE in this kernel";
-  EXPECT_GE(FaultsToFill(cold), 100);
-  EXPECT_LT(FaultsToFill(warm), 10);
+  if (!warm.PrefaultAhead(1u << 20)) GTEST_SKIP() << "no MADV_POPULATE_WRITE in this kernel";
+  EXPECT_GE(FaultsToPush(cold, 8192), 100);
+  // A quarter ring (32 pages) is mapped, and no more: the next quarter is not.
+  EXPECT_LT(FaultsToPush(warm, 2048), 5);
+  EXPECT_FALSE(warm.PrefaultAhead(0)) << "nothing past a limit of 0 bytes";
+  EXPECT_GE(FaultsToPush(warm, 2048), 24);
+  // Called as the sender would, it keeps ahead of the pushes.
+  EXPECT_LT(FaultsToPush(warm, 4096, 256), 5);
+  EXPECT_FALSE(warm.PrefaultAhead(1u << 20)) << "the whole ring is mapped";
+}
+
+TEST(EventRingTest, PrefaultAheadWaitsUntilTheHeadComesNear) {
+  EventRing ring;
+  ASSERT_TRUE(ring.Init(8192));
+  if (!ring.PrefaultAhead(1u << 20)) GTEST_SKIP() << "no MADV_POPULATE_WRITE in this kernel";
+  // Mapped up to slot 2048: nothing more until the head passes slot 1024.
+  EXPECT_LT(FaultsToPush(ring, 1000), 5);
+  EXPECT_FALSE(ring.PrefaultAhead(1u << 20));
+  EXPECT_LT(FaultsToPush(ring, 100), 5);
+  EXPECT_TRUE(ring.PrefaultAhead(1u << 20));
+  // Mapped up to slot 1100 + 2048: 3148 - 1100 more pushes without a fault.
+  EXPECT_LT(FaultsToPush(ring, 2040), 5);
+  // A small limit is kept to.
+  EventRing limited;
+  ASSERT_TRUE(limited.Init(8192));
+  ASSERT_TRUE(limited.PrefaultAhead(16384));  // 4 pages, 256 slots
+  EXPECT_LT(FaultsToPush(limited, 256), 3);
+  EXPECT_FALSE(limited.PrefaultAhead(16384));
+  EXPECT_GE(FaultsToPush(limited, 1024), 10);
 }
 
 TEST(EventRingTest, FifoAndFull) {

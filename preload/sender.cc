@@ -30,9 +30,10 @@
 namespace heapwatch::preload {
 namespace {
 
-// The ring and the filters are mapped after the process's first sample, up to
-// this size each (512 KiB and 72 KiB by default); larger ones fault in as
-// they are used. Inherited by a forked child (see RunOnce).
+// The filters are mapped after the process's first sample, and the ring
+// ahead of its use from then on, up to this size each (72 KiB and 512 KiB by
+// default); larger ones fault in as they are used. Inherited by a forked
+// child (see RunOnce).
 constexpr size_t kPrefaultMaxBytes = size_t{1} << 20;
 bool g_prefaulted = false;
 
@@ -169,15 +170,17 @@ void RunOnce(SenderState* s) {
     g_shim.resync_needed.store(true, std::memory_order_release);
   }
   // Once the application samples, map what its samples will touch next, off
-  // its threads. Not before: most short processes never sample. Once per
-  // process image: a forked child shares the filters copy-on-write (mapping
-  // them would copy every page) and often execs at once.
+  // its threads. Not before: most short processes never sample. The filters
+  // once per process image: a forked child shares them copy-on-write
+  // (mapping them would copy every page) and often execs at once. The ring
+  // as its pushes come near the pages not yet mapped (a child's, wiped at
+  // fork, fault in as they are used, up to where the parent had mapped).
   if (!g_prefaulted && g_shim.ring.used()) {
     g_prefaulted = true;
     g_shim.table.PrefaultFilters(kPrefaultMaxBytes);
     g_shim.ring.WipeOnFork();  // before the prefault: no child copies those pages
-    g_shim.ring.Prefault(kPrefaultMaxBytes);
   }
+  if (g_prefaulted) g_shim.ring.PrefaultAhead(kPrefaultMaxBytes);
   s->sleep_ms = SenderSleepMs(s->sleep_ms, drained, round_ns - s->last_round_ns, g_shim.ring.capacity());
   s->last_round_ns = round_ns;
   if (s->sleep_ms > 0) Idle(s, s->sleep_ms);
