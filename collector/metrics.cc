@@ -153,6 +153,10 @@ std::string RenderMetrics(Collector& c) {
   w.Sample("heapwatch_processes", {}, static_cast<double>(c.processes().processes().size()));
   w.Family("heapwatch_symbolizer_lookups_total", "counter", "Addresses symbolized.");
   w.Sample("heapwatch_symbolizer_lookups_total", {}, static_cast<double>(sym.lookups));
+  w.Family("heapwatch_symbolizer_pending_batches", "gauge",
+           "Batches of addresses queued for symbolization or being symbolized; profiles read "
+           "meanwhile show their frames as module+offset.");
+  w.Sample("heapwatch_symbolizer_pending_batches", {}, static_cast<double>(c.symbols().pending_batches()));
   w.Family("heapwatch_symbolizer_failures_total", "counter", "Module opens that failed, by reason.");
   w.Sample("heapwatch_symbolizer_failures_total", {{"reason", "open"}}, static_cast<double>(sym.open_failures));
   w.Sample("heapwatch_symbolizer_failures_total", {{"reason", "build_id_mismatch"}},

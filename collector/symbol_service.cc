@@ -64,9 +64,9 @@ bool SymbolService::WaitIdle(std::chrono::milliseconds timeout) {
   return idle_cv_.wait_for(lock, timeout, [this] { return queue_.empty() && !busy_; });
 }
 
-uint64_t SymbolService::queued_batches() const {
+uint64_t SymbolService::pending_batches() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return batches_;
+  return queue_.size() + (busy_ ? 1 : 0);
 }
 
 void SymbolService::Run() {
@@ -77,7 +77,6 @@ void SymbolService::Run() {
     Batch batch = std::move(queue_.front());
     queue_.pop_front();
     busy_ = true;
-    ++batches_;
     lock.unlock();
     symbolizer_.SymbolizeMany(batch.module, batch.roots, batch.vaddrs);
     completed_.fetch_add(1, std::memory_order_release);

@@ -56,7 +56,8 @@ class SymbolService {
   symbolizer::Symbolizer::Stats stats() const { return symbolizer_.GetStats(); }
   // Batches the worker has finished: when it moves, Peek may know more.
   uint64_t completed_batches() const { return completed_.load(std::memory_order_acquire); }
-  uint64_t queued_batches() const;
+  // Batches queued or being symbolized: 0 once the worker is idle.
+  uint64_t pending_batches() const;
 
   // Return addresses point after the call; look up the call instruction.
   static uint64_t LookupAddress(const ModuleInfo& module, uint64_t pc) {
@@ -83,7 +84,6 @@ class SymbolService {
   std::deque<Batch> queue_;
   bool busy_ = false;
   bool stop_ = false;
-  uint64_t batches_ = 0;
   std::atomic<uint64_t> completed_{0};
   std::thread worker_;
 };

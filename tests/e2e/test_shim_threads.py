@@ -11,6 +11,7 @@ With HEAPWATCH_UNWIND=fp the path is libunwind's as far as frame pointers go."""
 import unittest
 
 from harness import CollectorTestCase, wait_until
+from test_collector_support import metric
 from test_shim_support import finish_interactive, start_interactive
 
 THREADS, BLOCKS, BYTES = 6, 64, 4096
@@ -37,7 +38,25 @@ class UnwindCachesTest(CollectorTestCase):
             # Names come from the symbolizer a little after the events.
             return found if sum(n["value"] for _, n in found) >= total else None
 
-        found = wait_until(all_under_hoard, 30, what=f"{total} bytes under shim_threads::Hoard")
+        wait_until(all_under_hoard, 30, what=f"{total} bytes under shim_threads::Hoard")
+        # The worker names each module's frames when it gets to them, so the
+        # first read can have the program's names and libc's offsets (a
+        # clean-clone CI run compared 'libc.so.6+0x1098ec' with 'clone3').
+        # Read again each time the symbolizer is idle, until two reads agree:
+        # a read queues what it could not name, and the next one after the
+        # worker is idle again has it.
+        last = []
+
+        def names_settled():
+            wait_until(lambda: metric(self.collector, "heapwatch_symbolizer_pending_batches") == 0,
+                       30, what="the symbolizer idle")
+            found = all_under_hoard()
+            paths = [names for names, _ in found] if found else None
+            settled = paths is not None and last and paths == last[-1]
+            last.append(paths)
+            return found if settled else None
+
+        found = wait_until(names_settled, 30, what="names that no longer change")
         self.assertEqual(len(found), 1, f"{caches}: Hoard reached by several paths: "
                                         f"{[names for names, _ in found]}")
         names, node = found[0]
