@@ -27,14 +27,20 @@ inline uint64_t ClockNs(clockid_t clock) {
 // gate: sender.cc), and the unwinder for its setup. Past it the fork goes on.
 constexpr uint64_t kForkWaitNs = 1000000000;
 
-// Yields until done() holds, or until the wait that *deadline bounds (0:
-// not started; it then ends kForkWaitNs from now) is over: false then.
+// What is left of the wait that *deadline bounds (0: not started; it then
+// ends kForkWaitNs from now), in ns; 0 once it is over.
+inline uint64_t WaitLeftNs(uint64_t* deadline) {
+  const uint64_t now = ClockNs(CLOCK_MONOTONIC);
+  if (*deadline == 0) *deadline = now + kForkWaitNs;
+  return now < *deadline ? *deadline - now : 0;
+}
+
+// Yields until done() holds, or until the wait that *deadline bounds is over
+// (WaitLeftNs): false then.
 template <typename Done>
 bool YieldUntil(Done done, uint64_t* deadline) {
   while (!done()) {
-    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
-    if (*deadline == 0) *deadline = now + kForkWaitNs;
-    if (now >= *deadline) return false;
+    if (WaitLeftNs(deadline) == 0) return false;
     sys::SchedYield();
   }
   return true;
@@ -55,10 +61,9 @@ bool SleepUntil(std::atomic<uint32_t>& word, Done done, uint64_t* deadline, uint
   for (;;) {
     const uint32_t value = word.load(std::memory_order_acquire);
     if (done(value)) return true;
-    const uint64_t now = ClockNs(CLOCK_MONOTONIC);
-    if (*deadline == 0) *deadline = now + kForkWaitNs;
-    if (now >= *deadline) return false;
-    const uint64_t wait = *deadline - now < check_ns ? *deadline - now : check_ns;
+    const uint64_t left = WaitLeftNs(deadline);
+    if (left == 0) return false;
+    const uint64_t wait = left < check_ns ? left : check_ns;
     const timespec ts{static_cast<time_t>(wait / 1000000000), static_cast<long>(wait % 1000000000)};
     const long r = sys::Futex(&word, FUTEX_WAIT_PRIVATE, value, &ts);
     if (r < 0 && r != -EAGAIN && r != -ETIMEDOUT && r != -EINTR) sys::SchedYield();

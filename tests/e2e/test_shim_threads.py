@@ -45,15 +45,16 @@ class UnwindCachesTest(CollectorTestCase):
         # Read again each time the symbolizer is idle, until two reads agree:
         # a read queues what it could not name, and the next one after the
         # worker is idle again has it.
-        last = []
+        previous = None
 
         def names_settled():
+            nonlocal previous
             wait_until(lambda: metric(self.collector, "heapwatch_symbolizer_pending_batches") == 0,
                        30, what="the symbolizer idle")
             found = all_under_hoard()
             paths = [names for names, _ in found] if found else None
-            settled = paths is not None and last and paths == last[-1]
-            last.append(paths)
+            settled = paths is not None and paths == previous
+            previous = paths
             return found if settled else None
 
         found = wait_until(names_settled, 30, what="names that no longer change")
